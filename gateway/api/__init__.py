@@ -1,0 +1,1 @@
+"""HTTP routes. Thin: validate, call the kernel manager, shape the response."""

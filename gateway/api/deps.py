@@ -1,0 +1,16 @@
+"""Dependencies shared by the routers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.kernels.manager import KernelManager
+
+
+def get_manager(request: Request) -> KernelManager:
+    return request.app.state.manager
+
+
+ManagerDep = Annotated[KernelManager, Depends(get_manager)]

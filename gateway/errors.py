@@ -1,0 +1,46 @@
+"""Domain errors. Each carries the HTTP status it maps to; ``gateway.main`` turns them into responses."""
+
+from __future__ import annotations
+
+
+class JupyCellError(Exception):
+    """Base of every error the API reports to its caller. ``str(error)`` is the message they see."""
+
+    status_code = 500
+
+
+class KernelNotFound(JupyCellError):
+    status_code = 404
+
+    def __init__(self, kernel_id: int) -> None:
+        super().__init__(f"Kernel {kernel_id} not found.")
+
+
+class CellNotFound(JupyCellError):
+    status_code = 404
+
+    def __init__(self, cell_number: int) -> None:
+        super().__init__(f"Cell {cell_number} not found.")
+
+
+class CellExists(JupyCellError):
+    status_code = 409
+
+    def __init__(self, cell_number: int) -> None:
+        super().__init__(f"Cell {cell_number} already exists; use action 'edit' to change it.")
+
+
+class KernelDead(JupyCellError):
+    """The kernel's container is gone or stopped; it must be restarted before it can run code."""
+
+    status_code = 409
+
+
+class KernelStartFailed(JupyCellError):
+    status_code = 503
+
+
+class SandboxUnavailable(JupyCellError):
+    """The Docker engine cannot be reached or refused a request."""
+
+    status_code = 503

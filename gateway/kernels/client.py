@@ -1,0 +1,157 @@
+"""One ZMQ client per kernel: readiness, execution with a deadline, interrupt.
+
+Built on jupyter_client's ``AsyncKernelClient``. Everything the kernel sends is treated as untrusted: messages
+are signature-checked by the session, capped in size on the socket, and matched to requests by ``msg_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from jupyter_client.asynchronous import AsyncKernelClient
+
+from gateway.notebook.outputs import OutputCollector, output_from_message
+
+
+class KernelUnresponsive(Exception):
+    """The kernel did not answer in time (not started, or stuck even after an interrupt)."""
+
+
+class KernelGone(Exception):
+    """The kernel's container died while we waited for it."""
+
+
+@dataclass
+class Execution:
+    """What one execute request produced."""
+
+    status: str  # "ok" | "error" | "timeout" (interrupted at the deadline, kernel state kept)
+    execution_count: int | None
+    outputs: list[dict[str, Any]]
+    truncated: bool = False
+
+
+class KernelClient:
+    """A connection to one kernel's shell, IOPub and control channels (no stdin: ``input()`` fails at once)."""
+
+    def __init__(self, connection_info: dict[str, Any], *, max_message_bytes: int) -> None:
+        self._context = zmq.asyncio.Context()
+        self._context.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        self._context.setsockopt(zmq.LINGER, 0)
+        self._context.setsockopt(zmq.RECONNECT_IVL, 20)
+        self._client = AsyncKernelClient(context=self._context)
+        self._client.load_connection_info(connection_info)
+        self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
+        self.died: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def close(self) -> None:
+        self._client.stop_channels()
+        self._context.destroy(linger=0)
+
+    def mark_dead(self, cause: str) -> None:
+        """Called when the container died: wakes whoever waits on this kernel."""
+        if not self.died.done():
+            self.died.set_result(cause)
+
+    # --- receiving ----------------------------------------------------------------------------------------
+
+    async def _next(self, getter: Callable[..., Awaitable[dict[str, Any]]], timeout: float) -> dict[str, Any] | None:
+        """The next message from a channel, or None after ``timeout`` seconds; raises KernelGone on death."""
+        try:
+            return await getter(timeout=0)  # fast path: a message is already waiting
+        except queue.Empty:
+            pass
+        if self.died.done():
+            raise KernelGone(self.died.result())
+        if timeout <= 0:
+            return None
+        receive = asyncio.ensure_future(getter(timeout=timeout))
+        await asyncio.wait((receive, self.died), return_when=asyncio.FIRST_COMPLETED)
+        if not receive.done():
+            receive.cancel()
+            raise KernelGone(self.died.result())
+        try:
+            return receive.result()
+        except queue.Empty:
+            return None
+
+    async def _reply(self, msg_id: str, timeout: float) -> dict[str, Any] | None:
+        """The shell reply to ``msg_id`` (older replies are dropped), or None on timeout."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            msg = await self._next(self._client.get_shell_msg, deadline - asyncio.get_running_loop().time())
+            if msg is None or msg["parent_header"].get("msg_id") == msg_id:
+                return msg
+
+    async def _until_idle(self, msg_id: str, deadline: float, collector: OutputCollector | None) -> tuple[bool, int | None]:
+        """Read IOPub until the kernel reports idle for ``msg_id``; collect outputs. Returns (idle, count)."""
+        loop = asyncio.get_running_loop()
+        execution_count = None
+        while True:
+            msg = await self._next(self._client.get_iopub_msg, deadline - loop.time())
+            if msg is None:
+                return False, execution_count
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            msg_type, content = msg["msg_type"], msg["content"]
+            if msg_type == "status":
+                if content.get("execution_state") == "idle":
+                    return True, execution_count
+            elif msg_type == "execute_input":
+                execution_count = content.get("execution_count")
+            elif collector is not None:
+                if msg_type == "clear_output":
+                    collector.clear()
+                elif (output := output_from_message(msg_type, content)) is not None:
+                    collector.add(output)
+
+    # --- requests -----------------------------------------------------------------------------------------
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Return once the kernel answers ``kernel_info`` on shell *and* its status reaches us on IOPub.
+
+        The second half matters: a just-connected IOPub socket can miss messages (ZMQ slow joiner), and an
+        execute would then wait for an ``idle`` that was already sent.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            msg_id = self._client.kernel_info()
+            if await self._reply(msg_id, min(0.5, deadline - loop.time())) is None:
+                continue
+            idle, _ = await self._until_idle(msg_id, min(loop.time() + 0.5, deadline), None)
+            if idle:
+                return
+        raise KernelUnresponsive(f"kernel did not answer within {timeout:g} s")
+
+    async def execute(self, code: str, timeout: float, collector: OutputCollector, interrupt_grace: float) -> Execution:
+        """Run ``code``; at the deadline interrupt it and give it ``interrupt_grace`` seconds to stop.
+
+        Raises KernelUnresponsive if it is still busy after that (the caller replaces the kernel), and
+        KernelGone if its container dies meanwhile.
+        """
+        loop = asyncio.get_running_loop()
+        msg_id = self._client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
+        idle, count = await self._until_idle(msg_id, loop.time() + timeout, collector)
+        if not idle:
+            await self.interrupt()
+            idle, count_after = await self._until_idle(msg_id, loop.time() + interrupt_grace, collector)
+            if not idle:
+                raise KernelUnresponsive(f"still busy {interrupt_grace:g} s after an interrupt")
+            return Execution("timeout", count or count_after, collector.outputs(), collector.truncated)
+        reply = await self._reply(msg_id, interrupt_grace)
+        status = "ok" if reply is not None and reply["content"].get("status") == "ok" else "error"
+        if reply is not None:
+            count = reply["content"].get("execution_count", count)
+        return Execution(status, count, collector.outputs(), collector.truncated)
+
+    async def interrupt(self) -> None:
+        """Ask the kernel to raise KeyboardInterrupt in the running code (control channel, no Docker call)."""
+        msg = self._client.session.msg("interrupt_request", {})
+        self._client.control_channel.send(msg)

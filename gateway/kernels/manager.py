@@ -1,0 +1,262 @@
+"""The gateway's live kernels: start, run cells, recover from deaths, shut down.
+
+One ``Kernel`` per kernel id: its container, its ZMQ client, its notebook and a lock that makes executions on it
+run one at a time, in arrival order. Different kernels never wait for each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import KernelDead, KernelNotFound, KernelStartFailed
+from gateway.kernels.client import Execution, KernelClient, KernelGone, KernelUnresponsive
+from gateway.kernels.connection import host_view, new_connection_info, prepare_socket_dir
+from gateway.notebook import Cell, Notebook
+from gateway.notebook.outputs import OutputCollector
+from gateway.sandbox import DockerSandbox
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Largest integer a JSON client (JavaScript included) reads exactly.
+_MAX_KERNEL_ID = 2**53 - 1
+_MIN_KERNEL_ID = 10**9
+
+
+def new_kernel_id() -> int:
+    """A random, unguessable kernel id that stays a plain JSON integer."""
+    return _MIN_KERNEL_ID + secrets.randbelow(_MAX_KERNEL_ID - _MIN_KERNEL_ID)
+
+
+@dataclass
+class Kernel:
+    """A kernel as the gateway knows it."""
+
+    id: int
+    socket_dir: Path
+    notebook: Notebook = field(default_factory=Notebook)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    client: KernelClient | None = None
+    container_id: str = ""
+    state: str = "starting"  # starting | idle | busy | dead
+    last_death: str | None = None
+    created: float = field(default_factory=time.time)
+    last_activity: float = field(default_factory=time.time)
+
+    def touch(self) -> None:
+        self.last_activity = time.time()
+
+
+@dataclass
+class RunResult:
+    """The outcome of running one cell."""
+
+    cell: Cell
+    status: str  # ok | error | timeout | died
+    execution_count: int | None
+    outputs: list[dict[str, Any]]
+    truncated: bool = False
+    detail: str | None = None  # what happened, for timeout and died
+    state_kept: bool = True  # False when the kernel had to be replaced
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "outputs": self.outputs,
+            "status": self.status,
+            "execution_count": self.execution_count,
+            "truncated": self.truncated,
+            "detail": self.detail,
+            "kernel_state_kept": self.state_kept,
+        }
+
+
+class KernelManager:
+    """Owns every kernel of this gateway instance. Create one per process, ``await start_up()`` before use."""
+
+    def __init__(self, settings: Settings, sandbox: DockerSandbox) -> None:
+        self.settings = settings
+        self.sandbox = sandbox
+        self.kernels: dict[int, Kernel] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # --- gateway lifecycle --------------------------------------------------------------------------------
+
+    async def start_up(self) -> None:
+        """Check the engine, remove what an earlier run of this instance left, follow container deaths."""
+        await self.sandbox.check_ready()
+        removed = await self.sandbox.remove_all()
+        if removed:
+            log.info("removed %d leftover kernel containers of instance %r", removed, self.settings.instance)
+        await asyncio.to_thread(shutil.rmtree, self.settings.instance_dir, True)
+        self.sandbox.watch_deaths(asyncio.get_running_loop(), self._on_container_death)
+
+    async def shut_down(self) -> None:
+        """Remove every kernel's container and socket directory."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*(self.shutdown(k) for k in list(self.kernels)), return_exceptions=True)
+        await self.sandbox.remove_all()
+        self.sandbox.close()
+
+    # --- kernels ------------------------------------------------------------------------------------------
+
+    def get(self, kernel_id: int) -> Kernel:
+        try:
+            return self.kernels[kernel_id]
+        except KeyError:
+            raise KernelNotFound(kernel_id) from None
+
+    async def start(self) -> Kernel:
+        """Start a new kernel in its own container; return once it answers."""
+        kernel_id = new_kernel_id()
+        kernel = Kernel(id=kernel_id, socket_dir=self.settings.instance_dir / str(kernel_id))
+        self.kernels[kernel_id] = kernel
+        try:
+            await self._launch(kernel)
+        except BaseException:
+            self.kernels.pop(kernel_id, None)
+            await self._teardown(kernel)
+            raise
+        return kernel
+
+    async def shutdown(self, kernel_id: int) -> None:
+        """Stop a kernel and remove its container. Its cells are gone with it."""
+        kernel = self.kernels.pop(kernel_id, None)
+        if kernel is None:
+            raise KernelNotFound(kernel_id)
+        kernel.state = "dead"
+        await self._teardown(kernel)
+
+    async def restart(self, kernel: Kernel) -> None:
+        """Replace the kernel's container with a fresh one; its cells stay, marked as not run."""
+        async with kernel.lock:
+            await self._replace(kernel)
+
+    # --- running cells ------------------------------------------------------------------------------------
+
+    async def run_cell(self, kernel: Kernel, number: int, timeout: float | None = None) -> RunResult:
+        """Run one cell (waiting for the kernel's earlier runs to finish first)."""
+        async with kernel.lock:
+            cell = kernel.notebook.get(number)
+            return await self._run(kernel, cell, timeout)
+
+    async def run_all(self, kernel: Kernel, timeout: float | None = None) -> list[RunResult]:
+        """Run every cell in ascending number; stop after the first that does not end ``ok``."""
+        results: list[RunResult] = []
+        async with kernel.lock:
+            for cell in kernel.notebook.in_order():
+                result = await self._run(kernel, cell, timeout)
+                results.append(result)
+                if result.status != "ok":
+                    break
+        return results
+
+    async def _run(self, kernel: Kernel, cell: Cell, timeout: float | None) -> RunResult:
+        if kernel.state == "dead" or kernel.client is None:
+            raise KernelDead(f"Kernel {kernel.id} is dead ({kernel.last_death}); restart it.")
+        timeout = self.settings.run_timeout if timeout is None else timeout
+        collector = OutputCollector(self.settings.max_output_bytes, self.settings.max_outputs)
+        kernel.state = "busy"
+        kernel.touch()
+        try:
+            execution = await kernel.client.execute(cell.code, timeout, collector, self.settings.interrupt_grace)
+            result = RunResult(cell, execution.status, execution.execution_count, execution.outputs, execution.truncated)
+            if execution.status == "timeout":
+                result.detail = f"deadline of {timeout:g} s passed; the kernel was interrupted"
+        except KernelUnresponsive as error:
+            result = self._lost_run(cell, "timeout", f"deadline of {timeout:g} s passed and the kernel was {error}; "
+                                    "it was replaced by a fresh one", collector)
+            await self._replace(kernel)
+        except KernelGone:
+            cause = await self._death_cause(kernel)
+            result = self._lost_run(cell, "died", f"the kernel died: {cause} while running cell {cell.number}; "
+                                    "it was restarted fresh", collector)
+            kernel.last_death = f"{cause} while running cell {cell.number}"
+            await self._replace(kernel)
+        finally:
+            kernel.touch()
+            if kernel.state == "busy":
+                kernel.state = "idle"
+        cell.outputs, cell.execution_count, cell.status = result.outputs, result.execution_count, result.status
+        return result
+
+    @staticmethod
+    def _lost_run(cell: Cell, status: str, detail: str, collector: OutputCollector) -> RunResult:
+        outputs = collector.outputs()
+        outputs.append({"output_type": "error", "ename": "KernelDied" if status == "died" else "Timeout",
+                        "evalue": detail, "traceback": []})
+        return RunResult(cell, status, None, outputs, collector.truncated, detail, state_kept=False)
+
+    # --- internals ----------------------------------------------------------------------------------------
+
+    async def _launch(self, kernel: Kernel) -> None:
+        """Create the socket directory, the container and the client; wait until the kernel answers."""
+        info = new_connection_info()
+        await asyncio.to_thread(prepare_socket_dir, kernel.socket_dir, info, self.settings.kernel_uid)
+        kernel.container_id = await self.sandbox.start(kernel.id, kernel.socket_dir)
+        kernel.client = KernelClient(
+            host_view(info, kernel.socket_dir), max_message_bytes=self.settings.max_message_mb * 2**20
+        )
+        try:
+            await kernel.client.wait_ready(self.settings.kernel_start_timeout)
+        except (KernelUnresponsive, KernelGone) as error:
+            logs = await self.sandbox.logs(kernel.id)
+            raise KernelStartFailed(f"Kernel container did not become ready: {error}. Container log:\n{logs}") from error
+        kernel.state = "idle"
+
+    async def _teardown(self, kernel: Kernel) -> None:
+        """Close the client, remove the container and the socket directory (idempotent)."""
+        if kernel.client is not None:
+            kernel.client.close()
+            kernel.client = None
+        kernel.container_id = ""
+        await self.sandbox.remove(kernel.id)
+        await asyncio.to_thread(shutil.rmtree, kernel.socket_dir, True)
+
+    async def _replace(self, kernel: Kernel) -> None:
+        """Swap in a fresh container (new key, empty memory). Caller holds the kernel's lock."""
+        kernel.state = "starting"
+        await self._teardown(kernel)
+        for cell in kernel.notebook.in_order():
+            cell.execution_count, cell.status = None, None
+        try:
+            await self._launch(kernel)
+        except BaseException:
+            kernel.state = "dead"
+            raise
+
+    async def _death_cause(self, kernel: Kernel) -> str:
+        exit_status = await self.sandbox.exit_status(kernel.id)
+        if exit_status is None:
+            return "its container stopped answering"
+        return exit_status.describe(self.settings.mem_limit_mb)
+
+    def _on_container_death(self, kernel_id: int, container_id: str) -> None:
+        """Engine event (on the loop): a container of ours died. Wake a run waiting on it, or recover."""
+        kernel = self.kernels.get(kernel_id)
+        if kernel is None or kernel.client is None or kernel.container_id != container_id:
+            return  # not ours any more: shut down or already replaced
+        kernel.client.mark_dead("container died")
+        if not kernel.lock.locked():
+            task = asyncio.create_task(self._recover_idle(kernel, kernel.client))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _recover_idle(self, kernel: Kernel, dead_client: KernelClient) -> None:
+        async with kernel.lock:
+            if kernel.client is not dead_client:
+                return  # a run already noticed and replaced it
+            kernel.state = "dead"
+            kernel.last_death = await self._death_cause(kernel)
+            log.warning("kernel %d died while idle: %s; restarting it", kernel.id, kernel.last_death)
+            try:
+                await self._replace(kernel)
+            except Exception:
+                log.exception("kernel %d could not be restarted", kernel.id)

@@ -1,0 +1,286 @@
+"""Kernel containers on a Docker engine: create them hardened and limited, watch them die, remove them.
+
+Every docker-py call runs in this module's own thread pool, never on the event loop. Containers carry labels
+(``jupycell.managed``, ``jupycell.instance``, ``jupycell.kernel_id``) so a gateway finds what is its own, and
+removal is idempotent (a container that is already gone counts as removed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import LogConfig, Ulimit
+
+from gateway.errors import KernelStartFailed, SandboxUnavailable
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+LABEL_MANAGED = "jupycell.managed"
+LABEL_INSTANCE = "jupycell.instance"
+LABEL_KERNEL_ID = "jupycell.kernel_id"
+
+#: Where a kernel's socket directory appears inside its container (see sandbox_image/jupycell-kernel).
+CONTAINER_SOCKET_DIR = "/run/jupycell"
+CONTAINER_WORK_DIR = "/work"
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """The limits and isolation of one kernel container; built from settings, shown in kernel listings."""
+
+    image: str
+    runtime: str
+    mem_limit_mb: int
+    cpu_limit: float
+    pids_limit: int
+    tmp_size_mb: int
+    work_size_mb: int
+    shm_size_mb: int
+    nofile_limit: int
+    log_max_size_kb: int
+    uid: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SandboxSpec:
+        return cls(
+            image=settings.sandbox_image,
+            runtime=settings.runtime,
+            mem_limit_mb=settings.mem_limit_mb,
+            cpu_limit=settings.cpu_limit,
+            pids_limit=settings.pids_limit,
+            tmp_size_mb=settings.tmp_size_mb,
+            work_size_mb=settings.work_size_mb,
+            shm_size_mb=settings.shm_size_mb,
+            nofile_limit=settings.nofile_limit,
+            log_max_size_kb=settings.log_max_size_kb,
+            uid=settings.kernel_uid,
+        )
+
+    def run_kwargs(self) -> dict[str, Any]:
+        """docker-py ``containers.run`` arguments: no network, non-root, no privileges, read-only, limited."""
+        threads = str(max(1, int(self.cpu_limit)))
+        uid = self.uid
+        return dict(
+            image=self.image,
+            runtime=self.runtime,
+            network_mode="none",
+            user=f"{uid}:{uid}",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            read_only=True,
+            tmpfs={
+                "/tmp": f"rw,nosuid,nodev,size={self.tmp_size_mb}m",
+                CONTAINER_WORK_DIR: f"rw,nosuid,nodev,size={self.work_size_mb}m,uid={uid},gid={uid},mode=0700",
+            },
+            shm_size=f"{self.shm_size_mb}m",
+            mem_limit=f"{self.mem_limit_mb}m",
+            memswap_limit=f"{self.mem_limit_mb}m",
+            nano_cpus=int(self.cpu_limit * 1e9),
+            pids_limit=self.pids_limit,
+            ulimits=[Ulimit(name="nofile", soft=self.nofile_limit, hard=self.nofile_limit)],
+            init=True,
+            ipc_mode="private",
+            log_config=LogConfig(
+                type="json-file", config={"max-size": f"{self.log_max_size_kb}k", "max-file": "1"}
+            ),
+            environment={
+                "OMP_NUM_THREADS": threads,
+                "OPENBLAS_NUM_THREADS": threads,
+                "MKL_NUM_THREADS": threads,
+                "NUMEXPR_NUM_THREADS": threads,
+            },
+        )
+
+
+@dataclass(frozen=True)
+class ContainerExit:
+    """How a kernel container ended, as the engine tells it."""
+
+    exit_code: int | None
+    oom_killed: bool
+
+    def describe(self, mem_limit_mb: int) -> str:
+        if self.oom_killed:
+            return f"out of memory (limit {mem_limit_mb} MiB)"
+        if self.exit_code is None:
+            return "its container was removed"
+        if self.exit_code >= 128:
+            return f"killed by signal {self.exit_code - 128} (exit code {self.exit_code})"
+        return f"exited with code {self.exit_code}"
+
+
+DeathCallback = Callable[[int, str], None]
+
+
+class DockerSandbox:
+    """Creates, watches and removes the kernel containers of one gateway instance."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.instance = settings.instance
+        self.spec = SandboxSpec.from_settings(settings)
+        self._docker_host = settings.docker_host
+        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="docker")
+        self._client: docker.DockerClient | None = None
+        self._events: Any = None
+        self._events_thread: threading.Thread | None = None
+
+    # --- plumbing -----------------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                if self._docker_host:
+                    self._client = docker.DockerClient(base_url=self._docker_host, max_pool_size=32)
+                else:
+                    self._client = docker.from_env(max_pool_size=32)
+            except DockerException as error:
+                raise SandboxUnavailable(f"Docker engine unreachable: {error}") from error
+        return self._client
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking docker-py call in the pool; engine failures become SandboxUnavailable."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
+        except (DockerException, OSError) as error:
+            if isinstance(error, NotFound):
+                raise
+            raise SandboxUnavailable(f"Docker engine error: {error}") from error
+
+    def container_name(self, kernel_id: int) -> str:
+        return f"jupycell-{self.instance}-{kernel_id}"
+
+    def _labels(self, kernel_id: int) -> dict[str, str]:
+        return {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_KERNEL_ID: str(kernel_id)}
+
+    def _own_filter(self) -> dict[str, Any]:
+        return {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_INSTANCE}={self.instance}"]}
+
+    # --- operations ---------------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Raise SandboxUnavailable unless the engine answers."""
+        await self._call(lambda: self.client.ping())
+
+    async def check_ready(self) -> None:
+        """Start-up check: the engine answers, the image exists and the runtime is registered."""
+        await self.ping()
+        try:
+            await self._call(self.client.images.get, self.spec.image)
+        except NotFound:
+            raise SandboxUnavailable(
+                f"Sandbox image {self.spec.image!r} not found; build it with `make images`."
+            ) from None
+        info = await self._call(self.client.info)
+        runtimes = info.get("Runtimes", {})
+        if self.spec.runtime not in runtimes:
+            raise SandboxUnavailable(
+                f"Container runtime {self.spec.runtime!r} is not registered with the engine "
+                f"(available: {', '.join(sorted(runtimes))}); see scripts/ensure-docker.sh."
+            )
+
+    async def start(self, kernel_id: int, socket_dir: Path) -> str:
+        """Create and start the kernel's container with its socket directory mounted; return the container id."""
+        kwargs = self.spec.run_kwargs()
+        kwargs.update(
+            name=self.container_name(kernel_id),
+            labels=self._labels(kernel_id),
+            volumes={str(socket_dir): {"bind": CONTAINER_SOCKET_DIR, "mode": "rw"}},
+            detach=True,
+        )
+        try:
+            container = await self._call(self.client.containers.run, **kwargs)
+        except (ImageNotFound, NotFound) as error:
+            raise KernelStartFailed(f"Sandbox image {self.spec.image!r} not found: build it with `make images`.") from error
+        except SandboxUnavailable as error:
+            await self.remove(kernel_id)
+            raise KernelStartFailed(f"Could not start the kernel container: {error}") from error
+        return container.id
+
+    async def exit_status(self, kernel_id: int) -> ContainerExit | None:
+        """None while the container runs; how it ended otherwise (exit_code None if it is gone)."""
+        try:
+            container = await self._call(self.client.containers.get, self.container_name(kernel_id))
+        except NotFound:
+            return ContainerExit(exit_code=None, oom_killed=False)
+        state = container.attrs["State"]
+        if state.get("Running"):
+            return None
+        return ContainerExit(exit_code=state.get("ExitCode"), oom_killed=bool(state.get("OOMKilled")))
+
+    async def logs(self, kernel_id: int, tail: int = 40) -> str:
+        try:
+            container = await self._call(self.client.containers.get, self.container_name(kernel_id))
+            raw = await self._call(container.logs, tail=tail)
+        except (NotFound, SandboxUnavailable):
+            return ""
+        return raw.decode(errors="replace")
+
+    async def remove(self, kernel_id: int) -> None:
+        """Kill and remove the kernel's container. Already gone is fine."""
+        await self._remove_by_name(self.container_name(kernel_id))
+
+    async def _remove_by_name(self, name: str) -> None:
+        def remove() -> None:
+            try:
+                self.client.api.remove_container(name, force=True, v=True)
+            except NotFound:
+                pass
+            except APIError as error:
+                if error.status_code != 409:  # 409: removal already in progress
+                    raise
+
+        await self._call(remove)
+
+    async def remove_all(self) -> int:
+        """Remove every container of this gateway instance; return how many there were."""
+        containers = await self._call(self.client.containers.list, all=True, filters=self._own_filter())
+        await asyncio.gather(*(self._remove_by_name(c.name) for c in containers))
+        return len(containers)
+
+    # --- engine events ------------------------------------------------------------------------------------
+
+    def watch_deaths(self, loop: asyncio.AbstractEventLoop, on_death: DeathCallback) -> None:
+        """Follow the engine's event stream; call ``on_death(kernel_id, container_id)`` on the loop when a
+        kernel's container dies. One thread for all kernels."""
+        filters = {"type": "container", "event": ["die"], **self._own_filter()}
+        self._events = self.client.events(decode=True, filters=filters)
+
+        def follow() -> None:
+            try:
+                for event in self._events:
+                    attributes = event.get("Actor", {}).get("Attributes", {})
+                    try:
+                        kernel_id = int(attributes.get(LABEL_KERNEL_ID, ""))
+                    except ValueError:
+                        continue
+                    loop.call_soon_threadsafe(on_death, kernel_id, event.get("id", ""))
+            except Exception as error:  # the stream ends when it is closed at shutdown
+                log.debug("engine event stream ended: %s", error)
+
+        self._events_thread = threading.Thread(target=follow, name="docker-events", daemon=True)
+        self._events_thread.start()
+
+    def close(self) -> None:
+        if self._events is not None:
+            try:
+                self._events.close()
+            except Exception:  # closing a finished stream
+                pass
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._client is not None:
+            self._client.close()

@@ -1,0 +1,84 @@
+"""Typed settings, read from ``JUPYCELL_*`` environment variables and validated at start-up."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Unix socket paths are limited to 107 bytes; a kernel's sockets are <kernels_dir>/<instance>/<kernel_id>/k-<port>.
+_MAX_SOCKET_PATH = 107
+_KERNEL_PART = len("/9007199254740991/k-5")
+
+
+class Settings(BaseSettings):
+    """Everything an operator can tune. Defaults are safe for a shared machine."""
+
+    model_config = SettingsConfigDict(env_prefix="JUPYCELL_", extra="ignore")
+
+    # --- where things are -------------------------------------------------------------------------------------
+    instance: str = Field(
+        "default",
+        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,31}$",
+        description="Name of this gateway; its containers carry it as a label, so gateways sharing an engine "
+        "never touch each other's kernels.",
+    )
+    kernels_dir: Path = Field(
+        Path("/var/lib/jupycell/kernels"),
+        description="Host directory holding one socket directory per kernel. When the gateway runs in a "
+        "container, mount it at the same path inside and out: the engine resolves it on the host.",
+    )
+    sandbox_image: str = "jupycell-sandbox:latest"
+    runtime: str = Field("runc", description="Container runtime for kernels: 'runc', or 'runsc' for gVisor.")
+    docker_host: str | None = Field(None, description="Docker engine URL; default: the environment's (DOCKER_HOST).")
+
+    # --- limits of every kernel container --------------------------------------------------------------------
+    mem_limit_mb: int = Field(1024, ge=64, description="Memory limit (RAM + tmpfs), no swap beyond it.")
+    cpu_limit: float = Field(1.0, gt=0, le=64, description="CPUs the kernel may use.")
+    pids_limit: int = Field(256, ge=16, description="Processes and threads in the container.")
+    tmp_size_mb: int = Field(256, ge=1, description="Size of the /tmp scratch tmpfs.")
+    work_size_mb: int = Field(512, ge=1, description="Size of the writable working directory /work (tmpfs).")
+    shm_size_mb: int = Field(64, ge=1, description="Size of /dev/shm.")
+    nofile_limit: int = Field(1024, ge=64, description="Open file descriptors per process.")
+    log_max_size_kb: int = Field(1024, ge=16, description="Cap on the container's own log (raw fd 1/2 writes).")
+    kernel_uid: int = Field(1000, ge=1, description="Non-root uid the kernel runs as.")
+
+    # --- timing -------------------------------------------------------------------------------------------
+    kernel_start_timeout: float = Field(60.0, gt=0, description="Seconds for a new kernel to answer.")
+    run_timeout: float = Field(300.0, gt=0, description="Default deadline of one cell run, in seconds.")
+    interrupt_grace: float = Field(3.0, gt=0, description="Seconds a kernel gets to stop after an interrupt.")
+
+    # --- outputs ------------------------------------------------------------------------------------------
+    max_output_bytes: int = Field(1_000_000, ge=1024, description="Per-run cap on text kept from outputs.")
+    max_outputs: int = Field(1000, ge=1, description="Per-run cap on the number of output items kept.")
+
+    max_message_mb: int = Field(64, ge=1, description="Largest message accepted from a kernel's sockets.")
+
+    @field_validator("kernels_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path (the Docker engine resolves it on the host)")
+        return value
+
+    @model_validator(mode="after")
+    def _socket_paths_fit(self) -> Settings:
+        longest = len(str(self.instance_dir)) + _KERNEL_PART
+        if longest > _MAX_SOCKET_PATH:
+            raise ValueError(
+                f"kernels_dir is too long: socket paths would be {longest} bytes, the limit is {_MAX_SOCKET_PATH}"
+            )
+        return self
+
+    @property
+    def instance_dir(self) -> Path:
+        """This gateway's own part of the kernels directory: one socket directory per kernel below it."""
+        return self.kernels_dir / self.instance
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
