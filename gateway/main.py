@@ -33,8 +33,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         manager = KernelManager(settings, DockerSandbox(settings))
         await manager.start_up()
         app.state.manager = manager
-        log.info("JupyCell ready: instance %r, image %r, runtime %r", settings.instance, settings.sandbox_image,
-                 settings.runtime)
+        log.info(
+            "JupyCell ready: instance %r, image %r, runtime %r",
+            settings.instance,
+            settings.sandbox_image,
+            settings.runtime,
+        )
         try:
             yield
         finally:

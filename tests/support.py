@@ -62,7 +62,10 @@ class GatewayProcess:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "gateway.main:app", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -109,8 +112,9 @@ class Api:
         assert response.status_code == 200, response.text
         return response.json()["kernel_id"]
 
-    def cell(self, kernel_id: int, action: str, cell_number: int | None = None, code: str | None = None,
-             **extra: Any) -> httpx.Response:
+    def cell(
+        self, kernel_id: int, action: str, cell_number: int | None = None, code: str | None = None, **extra: Any
+    ) -> httpx.Response:
         body: dict[str, Any] = {"kernel_id": kernel_id, "action": action, **extra}
         if cell_number is not None:
             body["cell_number"] = cell_number

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
 
 from gateway.api.deps import ManagerDep
-from gateway.kernels.manager import Kernel
+from gateway.kernels.kernel import Kernel
 
 router = APIRouter(prefix="/kernels", tags=["kernels"])
 
 
 def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
 
 
 def kernel_model(kernel: Kernel, limits: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,7 +46,7 @@ class DeleteCell(_CellRequest):
     cell_number: CellNumber
 
 
-CellRequest = Annotated[Union[AddCell, EditCell, RunCell, RunAll, DeleteCell], Field(discriminator="action")]
+CellRequest = Annotated[AddCell | EditCell | RunCell | RunAll | DeleteCell, Field(discriminator="action")]
 
 
 class StartResponse(BaseModel):

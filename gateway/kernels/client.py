@@ -89,7 +89,9 @@ class KernelClient:
             if msg is None or msg["parent_header"].get("msg_id") == msg_id:
                 return msg
 
-    async def _until_idle(self, msg_id: str, deadline: float, collector: OutputCollector | None) -> tuple[bool, int | None]:
+    async def _until_idle(
+        self, msg_id: str, deadline: float, collector: OutputCollector | None
+    ) -> tuple[bool, int | None]:
         """Read IOPub until the kernel reports idle for ``msg_id``; collect outputs. Returns (idle, count)."""
         loop = asyncio.get_running_loop()
         execution_count = None

@@ -10,15 +10,13 @@ import asyncio
 import logging
 import secrets
 import shutil
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from gateway.errors import KernelDead, KernelNotFound, KernelStartFailed
-from gateway.kernels.client import Execution, KernelClient, KernelGone, KernelUnresponsive
+from gateway.kernels.client import KernelClient, KernelGone, KernelUnresponsive
 from gateway.kernels.connection import host_view, new_connection_info, prepare_socket_dir
-from gateway.notebook import Cell, Notebook
+from gateway.kernels.kernel import Kernel, RunResult
+from gateway.notebook import Cell
 from gateway.notebook.outputs import OutputCollector
 from gateway.sandbox import DockerSandbox
 from gateway.settings import Settings
@@ -33,48 +31,6 @@ _MIN_KERNEL_ID = 10**9
 def new_kernel_id() -> int:
     """A random, unguessable kernel id that stays a plain JSON integer."""
     return _MIN_KERNEL_ID + secrets.randbelow(_MAX_KERNEL_ID - _MIN_KERNEL_ID)
-
-
-@dataclass
-class Kernel:
-    """A kernel as the gateway knows it."""
-
-    id: int
-    socket_dir: Path
-    notebook: Notebook = field(default_factory=Notebook)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    client: KernelClient | None = None
-    container_id: str = ""
-    state: str = "starting"  # starting | idle | busy | dead
-    last_death: str | None = None
-    created: float = field(default_factory=time.time)
-    last_activity: float = field(default_factory=time.time)
-
-    def touch(self) -> None:
-        self.last_activity = time.time()
-
-
-@dataclass
-class RunResult:
-    """The outcome of running one cell."""
-
-    cell: Cell
-    status: str  # ok | error | timeout | died
-    execution_count: int | None
-    outputs: list[dict[str, Any]]
-    truncated: bool = False
-    detail: str | None = None  # what happened, for timeout and died
-    state_kept: bool = True  # False when the kernel had to be replaced
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "outputs": self.outputs,
-            "status": self.status,
-            "execution_count": self.execution_count,
-            "truncated": self.truncated,
-            "detail": self.detail,
-            "kernel_state_kept": self.state_kept,
-        }
 
 
 class KernelManager:
@@ -167,17 +123,27 @@ class KernelManager:
         kernel.touch()
         try:
             execution = await kernel.client.execute(cell.code, timeout, collector, self.settings.interrupt_grace)
-            result = RunResult(cell, execution.status, execution.execution_count, execution.outputs, execution.truncated)
+            result = RunResult(
+                cell, execution.status, execution.execution_count, execution.outputs, execution.truncated
+            )
             if execution.status == "timeout":
                 result.detail = f"deadline of {timeout:g} s passed; the kernel was interrupted"
         except KernelUnresponsive as error:
-            result = self._lost_run(cell, "timeout", f"deadline of {timeout:g} s passed and the kernel was {error}; "
-                                    "it was replaced by a fresh one", collector)
+            result = self._lost_run(
+                cell,
+                "timeout",
+                f"deadline of {timeout:g} s passed and the kernel was {error}; it was replaced by a fresh one",
+                collector,
+            )
             await self._replace(kernel)
         except KernelGone:
             cause = await self._death_cause(kernel)
-            result = self._lost_run(cell, "died", f"the kernel died: {cause} while running cell {cell.number}; "
-                                    "it was restarted fresh", collector)
+            result = self._lost_run(
+                cell,
+                "died",
+                f"the kernel died: {cause} while running cell {cell.number}; it was restarted fresh",
+                collector,
+            )
             kernel.last_death = f"{cause} while running cell {cell.number}"
             await self._replace(kernel)
         finally:
@@ -190,8 +156,14 @@ class KernelManager:
     @staticmethod
     def _lost_run(cell: Cell, status: str, detail: str, collector: OutputCollector) -> RunResult:
         outputs = collector.outputs()
-        outputs.append({"output_type": "error", "ename": "KernelDied" if status == "died" else "Timeout",
-                        "evalue": detail, "traceback": []})
+        outputs.append(
+            {
+                "output_type": "error",
+                "ename": "KernelDied" if status == "died" else "Timeout",
+                "evalue": detail,
+                "traceback": [],
+            }
+        )
         return RunResult(cell, status, None, outputs, collector.truncated, detail, state_kept=False)
 
     # --- internals ----------------------------------------------------------------------------------------
@@ -208,7 +180,9 @@ class KernelManager:
             await kernel.client.wait_ready(self.settings.kernel_start_timeout)
         except (KernelUnresponsive, KernelGone) as error:
             logs = await self.sandbox.logs(kernel.id)
-            raise KernelStartFailed(f"Kernel container did not become ready: {error}. Container log:\n{logs}") from error
+            raise KernelStartFailed(
+                f"Kernel container did not become ready: {error}. Container log:\n{logs}"
+            ) from error
         kernel.state = "idle"
 
     async def _teardown(self, kernel: Kernel) -> None:

@@ -18,9 +18,17 @@ OUTPUT_MESSAGE_TYPES = frozenset({"stream", "display_data", "execute_result", "e
 def output_from_message(msg_type: str, content: dict[str, Any]) -> Output | None:
     """The nbformat output for one IOPub message, or None if the message carries no output."""
     if msg_type == "stream":
-        return {"output_type": "stream", "name": str(content.get("name", "stdout")), "text": str(content.get("text", ""))}
+        return {
+            "output_type": "stream",
+            "name": str(content.get("name", "stdout")),
+            "text": str(content.get("text", "")),
+        }
     if msg_type in ("display_data", "update_display_data"):
-        return {"output_type": "display_data", "data": dict(content.get("data", {})), "metadata": dict(content.get("metadata", {}))}
+        return {
+            "output_type": "display_data",
+            "data": dict(content.get("data", {})),
+            "metadata": dict(content.get("metadata", {})),
+        }
     if msg_type == "execute_result":
         return {
             "output_type": "execute_result",

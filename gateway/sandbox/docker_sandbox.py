@@ -93,9 +93,7 @@ class SandboxSpec:
             ulimits=[Ulimit(name="nofile", soft=self.nofile_limit, hard=self.nofile_limit)],
             init=True,
             ipc_mode="private",
-            log_config=LogConfig(
-                type="json-file", config={"max-size": f"{self.log_max_size_kb}k", "max-file": "1"}
-            ),
+            log_config=LogConfig(type="json-file", config={"max-size": f"{self.log_max_size_kb}k", "max-file": "1"}),
             environment={
                 "OMP_NUM_THREADS": threads,
                 "OPENBLAS_NUM_THREADS": threads,
@@ -205,7 +203,9 @@ class DockerSandbox:
         try:
             container = await self._call(self.client.containers.run, **kwargs)
         except (ImageNotFound, NotFound) as error:
-            raise KernelStartFailed(f"Sandbox image {self.spec.image!r} not found: build it with `make images`.") from error
+            raise KernelStartFailed(
+                f"Sandbox image {self.spec.image!r} not found: build it with `make images`."
+            ) from error
         except SandboxUnavailable as error:
             await self.remove(kernel_id)
             raise KernelStartFailed(f"Could not start the kernel container: {error}") from error

@@ -50,8 +50,9 @@ def test_health(api: Api) -> None:
     assert api.http.get("/health").json()["docker"] == "ok"
 
 
-def test_gateway_stop_removes_its_kernels_and_start_removes_leftovers(tmp_path_factory: pytest.TempPathFactory,
-                                                                         kernels_root: Path) -> None:
+def test_gateway_stop_removes_its_kernels_and_start_removes_leftovers(
+    tmp_path_factory: pytest.TempPathFactory, kernels_root: Path
+) -> None:
     own = GatewayProcess(kernels_root / "own").start()
     client = Api(own.url)
     try:

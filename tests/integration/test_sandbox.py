@@ -64,8 +64,10 @@ for path in ['/', '/usr', '/etc', '/opt', '/tmp', '/work', os.getcwd()]:
     except OSError as e:
         print(path, e.strerror)
 """
-    lines = dict(line.rsplit(" ", 1) if " " in line else (line, "") for line in
-                 stdout_of(api.execute(kernel, code)).replace("Read-only file system", "ro").splitlines())
+    lines = dict(
+        line.rsplit(" ", 1) if " " in line else (line, "")
+        for line in stdout_of(api.execute(kernel, code)).replace("Read-only file system", "ro").splitlines()
+    )
     assert lines == {"/": "ro", "/usr": "ro", "/etc": "ro", "/opt": "ro", "/tmp": "writable", "/work": "writable"}
 
 
@@ -75,5 +77,7 @@ def test_kernel_cannot_see_connection_secrets_of_others(api: Api, kernel: int) -
 
 
 def test_numpy_works_under_the_limits(api: Api, kernel: int) -> None:
-    result = api.execute(kernel, "import numpy as np\na = np.random.rand(300, 300)\nprint(round(float(np.trace(a @ np.linalg.inv(a)))))")
+    result = api.execute(
+        kernel, "import numpy as np\na = np.random.rand(300, 300)\nprint(round(float(np.trace(a @ np.linalg.inv(a)))))"
+    )
     assert stdout_of(result) == "300\n"

@@ -135,6 +135,7 @@ def test_kernels_do_not_share_state(api: Api) -> None:
 
 # --- bad input: the right status, a message that says what was wrong, nothing changed ---------------------
 
+
 def test_unknown_kernel_is_404(api: Api) -> None:
     for action, extra in [("add", {"cell_number": 1, "code": "1"}), ("run", {"cell_number": 1}), ("run_all", {})]:
         response = api.http.post("/cell", json={"kernel_id": 1, "action": action, **extra})

@@ -7,8 +7,9 @@ def stream(text: str, name: str = "stdout") -> dict:
 
 def test_messages_become_nbformat_outputs() -> None:
     assert output_from_message("stream", {"name": "stdout", "text": "hi\n"}) == stream("hi\n")
-    assert output_from_message("execute_result", {"execution_count": 3, "data": {"text/plain": "1"}, "metadata": {}}) == {
-        "output_type": "execute_result", "execution_count": 3, "data": {"text/plain": "1"}, "metadata": {}}
+    assert output_from_message(
+        "execute_result", {"execution_count": 3, "data": {"text/plain": "1"}, "metadata": {}}
+    ) == {"output_type": "execute_result", "execution_count": 3, "data": {"text/plain": "1"}, "metadata": {}}
     error = output_from_message("error", {"ename": "E", "evalue": "v", "traceback": ["t"]})
     assert error == {"output_type": "error", "ename": "E", "evalue": "v", "traceback": ["t"]}
     assert output_from_message("status", {"execution_state": "idle"}) is None

@@ -18,8 +18,16 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.mem_limit_mb == 256 and settings.runtime == "runsc"
 
 
-@pytest.mark.parametrize("field, value", [("mem_limit_mb", 8), ("cpu_limit", 0), ("kernels_dir", "relative/dir"),
-                                          ("kernels_dir", "/" + "x" * 100), ("instance", "bad name!")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("mem_limit_mb", 8),
+        ("cpu_limit", 0),
+        ("kernels_dir", "relative/dir"),
+        ("kernels_dir", "/" + "x" * 100),
+        ("instance", "bad name!"),
+    ],
+)
 def test_settings_reject_unsafe_values(field: str, value: object) -> None:
     with pytest.raises(ValidationError, match=field):
         Settings(**{field: value})

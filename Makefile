@@ -1,0 +1,37 @@
+# JupyCell developer entry points.
+#   make engine   ensure a Docker engine (+ runsc, docker compose) is running
+#   make images   build jupycell-sandbox:latest and jupycell-gateway:latest
+#   make deps     install Python dependencies for development and tests
+#   make test     all of the above, then the test suite
+#   make up       run the gateway with docker compose
+#   make clean    remove kernel containers left behind (label jupycell.managed=true)
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+PYTHON ?= python3
+PYTEST_ARGS ?= -n 2
+UP_ARGS ?=
+
+# testcontainers' Ryuk reaper image cannot be pulled without a registry;
+# tests clean up by label instead.
+export TESTCONTAINERS_RYUK_DISABLED ?= true
+
+.PHONY: engine images deps test up clean
+
+engine:
+	scripts/ensure-docker.sh
+
+images: engine
+	scripts/build-images.sh
+
+deps:
+	$(PYTHON) -m pip install -r requirements-dev.txt
+
+test: engine images deps
+	$(PYTHON) -m pytest $(PYTEST_ARGS) tests
+
+up: engine images
+	docker compose up $(UP_ARGS)
+
+clean:
+	docker ps -aq --filter label=jupycell.managed=true | xargs -r docker rm -f

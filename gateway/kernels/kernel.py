@@ -1,0 +1,57 @@
+"""A kernel as the gateway knows it, and the outcome of running one of its cells."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.kernels.client import KernelClient
+from gateway.notebook import Cell, Notebook
+
+
+@dataclass
+class Kernel:
+    """A kernel as the gateway knows it."""
+
+    id: int
+    socket_dir: Path
+    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))  # the id Jupyter's own protocol uses
+    owner: str | None = None  # id of the API key that started it (None: no keys configured)
+    notebook: Notebook = field(default_factory=Notebook)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    client: KernelClient | None = None
+    container_id: str = ""
+    state: str = "starting"  # starting | idle | busy | dead
+    last_death: str | None = None
+    created: float = field(default_factory=time.time)
+    last_activity: float = field(default_factory=time.time)
+
+    def touch(self) -> None:
+        self.last_activity = time.time()
+
+
+@dataclass
+class RunResult:
+    """The outcome of running one cell."""
+
+    cell: Cell
+    status: str  # ok | error | timeout | died
+    execution_count: int | None
+    outputs: list[dict[str, Any]]
+    truncated: bool = False
+    detail: str | None = None  # what happened, for timeout and died
+    state_kept: bool = True  # False when the kernel had to be replaced
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "outputs": self.outputs,
+            "status": self.status,
+            "execution_count": self.execution_count,
+            "truncated": self.truncated,
+            "detail": self.detail,
+            "kernel_state_kept": self.state_kept,
+        }
