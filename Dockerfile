@@ -17,10 +17,10 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 RUN python3 -m venv /opt/venv
 
 # Optional extra CA for pip (see sandbox_image/Dockerfile); empty when unused.
-COPY build/extra-ca.pem /opt/jupycell/extra-ca.pem
 
 # Dependencies before code, so editing gateway/ does not reinstall them.
-COPY requirements.txt /opt/jupycell/requirements.txt
+# The glob makes the CA optional: a plain checkout (no build/) builds too.
+COPY requirements.txt build/extra-ca.pe[m] /opt/jupycell/
 RUN set -eu; \
     if [ -s /opt/jupycell/extra-ca.pem ]; then \
         cat /etc/ssl/certs/ca-certificates.crt /opt/jupycell/extra-ca.pem \
