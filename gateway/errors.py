@@ -44,3 +44,40 @@ class SandboxUnavailable(JupyCellError):
     """The Docker engine cannot be reached or refused a request."""
 
     status_code = 503
+
+
+class KernelBusy(JupyCellError):
+    """The caller asked not to wait, and another run holds the kernel."""
+
+    status_code = 409
+
+    def __init__(self, kernel_id: int) -> None:
+        super().__init__(
+            f"Kernel {kernel_id} is busy running another cell; retry later or send wait: true to queue behind it."
+        )
+
+
+class InvalidNotebook(JupyCellError):
+    """An uploaded .ipynb document that cannot be imported."""
+
+    status_code = 422
+
+
+class InvalidFilePath(JupyCellError):
+    """A file path that is absolute, escapes the working directory or is otherwise unusable."""
+
+    status_code = 400
+
+
+class FileMissing(JupyCellError):
+    status_code = 404
+
+
+class FileTooLarge(JupyCellError):
+    status_code = 413
+
+
+class FileTransferFailed(JupyCellError):
+    """The kernel could not write or read the file (disk full, permission, not a regular file...)."""
+
+    status_code = 422

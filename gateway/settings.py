@@ -54,6 +54,18 @@ class Settings(BaseSettings):
     max_output_bytes: int = Field(1_000_000, ge=1024, description="Per-run cap on text kept from outputs.")
     max_outputs: int = Field(1000, ge=1, description="Per-run cap on the number of output items kept.")
 
+    max_image_bytes: int = Field(
+        500_000, ge=1024, description="Largest image (as sent, base64) kept in an output; bigger ones become a marker."
+    )
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+    idle_timeout: float = Field(0, ge=0, description="Shut down kernels idle this many seconds (0: never).")
+    max_lifetime: float = Field(0, ge=0, description="Shut down kernels this many seconds after start (0: never).")
+    cull_interval: float = Field(30.0, gt=0, description="Seconds between checks for idle or expired kernels.")
+
+    # --- files --------------------------------------------------------------------------------------------
+    max_file_mb: float = Field(64, gt=0, description="Largest file uploaded to or downloaded from a kernel.")
+
     max_message_mb: int = Field(64, ge=1, description="Largest message accepted from a kernel's sockets.")
 
     @field_validator("kernels_dir")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from gateway.api.deps import ManagerDep
+from gateway.api.views import cell_view
 from gateway.kernels.kernel import Kernel
 
 router = APIRouter(prefix="/kernels", tags=["kernels"])
@@ -64,6 +65,9 @@ async def restart_kernel(kernel_id: int, manager: ManagerDep) -> dict[str, str]:
 
 
 @router.get("/{kernel_id}/cells")
-async def list_cells(kernel_id: int, manager: ManagerDep) -> dict[str, Any]:
+async def list_cells(
+    kernel_id: int, manager: ManagerDep, strip_ansi: Annotated[bool, Query()] = False
+) -> dict[str, Any]:
+    """Every cell in run order: code, outputs, status, run record (execution count, times, duration, stale)."""
     cells = manager.get(kernel_id).notebook.in_order()
-    return {"cells": [asdict(cell) for cell in cells]}
+    return {"cells": [cell_view(cell, strip_ansi) for cell in cells]}

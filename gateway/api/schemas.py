@@ -11,6 +11,11 @@ KernelId = Annotated[int, Field(description="The id /start returned.")]
 Timeout = Annotated[
     float | None, Field(None, gt=0, description="Deadline of each cell run in seconds (default: the server's).")
 ]
+Wait = Annotated[
+    bool,
+    Field(True, description="Queue behind a run already in progress on this kernel; false: fail at once with 409."),
+]
+StripAnsi = Annotated[bool, Field(False, description="Remove ANSI colour codes from tracebacks and stream text.")]
 
 
 class _CellRequest(BaseModel):
@@ -34,11 +39,27 @@ class RunCell(_CellRequest):
     action: Literal["run"]
     cell_number: CellNumber
     timeout: Timeout = None
+    wait: Wait = True
+    strip_ansi: StripAnsi = False
+    with_dependencies: bool = Field(
+        False, description="First re-run, in order, the stale or never-run cells this cell depends on."
+    )
 
 
 class RunAll(_CellRequest):
     action: Literal["run_all"]
     timeout: Timeout = None
+    wait: Wait = True
+    strip_ansi: StripAnsi = False
+
+
+class RunStale(_CellRequest):
+    """Bring the notebook up to date: run, in order, every stale or never-run cell."""
+
+    action: Literal["run_stale"]
+    timeout: Timeout = None
+    wait: Wait = True
+    strip_ansi: StripAnsi = False
 
 
 class DeleteCell(_CellRequest):
@@ -46,7 +67,7 @@ class DeleteCell(_CellRequest):
     cell_number: CellNumber
 
 
-CellRequest = Annotated[AddCell | EditCell | RunCell | RunAll | DeleteCell, Field(discriminator="action")]
+CellRequest = Annotated[AddCell | EditCell | RunCell | RunAll | RunStale | DeleteCell, Field(discriminator="action")]
 
 
 class StartResponse(BaseModel):
@@ -57,22 +78,36 @@ class StatusResponse(BaseModel):
     status: str
 
 
-class RunResponse(BaseModel):
+class RunRecord(BaseModel):
+    """When and how a cell's last run went."""
+
+    execution_count: int | None = None
+    started: str | None = Field(None, description="Start of the run, ISO 8601 UTC.")
+    ended: str | None = Field(None, description="End of the run, ISO 8601 UTC.")
+    duration: float | None = Field(None, description="Seconds the run took.")
+    stale: bool = Field(False, description="Code this cell depends on (or its own) changed since it ran.")
+
+
+class CellRunOutputs(RunRecord):
+    cell_number: int
+    outputs: list[dict[str, Any]]
+    status: str
+    truncated: bool = False
+    detail: str | None = None
+
+
+class RunResponse(RunRecord):
     """Outputs in nbformat v4 shapes, and how the run ended."""
 
     outputs: list[dict[str, Any]]
     status: Literal["ok", "error", "timeout", "died"]
-    execution_count: int | None = None
     truncated: bool = False
     detail: str | None = None
     kernel_state_kept: bool = True
-
-
-class CellRunOutputs(BaseModel):
-    cell_number: int
-    outputs: list[dict[str, Any]]
-    status: str
-    execution_count: int | None = None
+    cell_number: int | None = None
+    dependency_runs: list[CellRunOutputs] = Field(
+        default_factory=list, description="With with_dependencies: the runs of the cells it depends on, in order."
+    )
 
 
 class RunAllResponse(BaseModel):
@@ -82,7 +117,6 @@ class RunAllResponse(BaseModel):
     detail: str | None = None
 
 
-class CellOutputsResponse(BaseModel):
+class CellOutputsResponse(RunRecord):
     outputs: list[dict[str, Any]]
     status: str | None = Field(None, description="How the cell's last run ended; null if it never ran.")
-    execution_count: int | None = None

@@ -10,18 +10,23 @@ import asyncio
 import logging
 import secrets
 import shutil
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from gateway.errors import KernelDead, KernelNotFound, KernelStartFailed
+from gateway.errors import KernelBusy, KernelDead, KernelNotFound, KernelStartFailed
 from gateway.kernels.client import KernelClient, KernelGone, KernelUnresponsive
 from gateway.kernels.connection import host_view, new_connection_info, prepare_socket_dir
 from gateway.kernels.kernel import Kernel, RunResult
 from gateway.notebook import Cell
-from gateway.notebook.outputs import OutputCollector
+from gateway.notebook.outputs import Output, OutputCollector
 from gateway.sandbox import DockerSandbox
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Called with (cell number, output) as each output of a run arrives (see OutputCollector's on_output).
+OnOutput = Callable[[int, Output], None]
 
 # Largest integer a JSON client (JavaScript included) reads exactly.
 _MAX_KERNEL_ID = 2**53 - 1
@@ -96,31 +101,108 @@ class KernelManager:
             await self._replace(kernel)
 
     # --- running cells ------------------------------------------------------------------------------------
+    # Every run waits for the kernel's earlier runs (its lock), unless ``wait`` is False: then a kernel that is
+    # already running something raises KernelBusy at once.
 
-    async def run_cell(self, kernel: Kernel, number: int, timeout: float | None = None) -> RunResult:
-        """Run one cell (waiting for the kernel's earlier runs to finish first)."""
+    async def run_cell(
+        self,
+        kernel: Kernel,
+        number: int,
+        timeout: float | None = None,
+        *,
+        wait: bool = True,
+        on_output: OnOutput | None = None,
+    ) -> RunResult:
+        """Run one cell."""
+        self.claim(kernel, wait)
         async with kernel.lock:
             cell = kernel.notebook.get(number)
-            return await self._run(kernel, cell, timeout)
+            return await self._run(kernel, cell, timeout, on_output)
 
-    async def run_all(self, kernel: Kernel, timeout: float | None = None) -> list[RunResult]:
+    async def run_all(self, kernel: Kernel, timeout: float | None = None, *, wait: bool = True) -> list[RunResult]:
         """Run every cell in ascending number; stop after the first that does not end ``ok``."""
-        results: list[RunResult] = []
+        self.claim(kernel, wait)
         async with kernel.lock:
-            for cell in kernel.notebook.in_order():
-                result = await self._run(kernel, cell, timeout)
-                results.append(result)
-                if result.status != "ok":
-                    break
+            return await self._run_in_order(kernel, [c.number for c in kernel.notebook.in_order()], timeout)
+
+    async def run_with_dependencies(
+        self,
+        kernel: Kernel,
+        number: int,
+        timeout: float | None = None,
+        *,
+        wait: bool = True,
+        on_output: OnOutput | None = None,
+    ) -> list[RunResult]:
+        """Re-run, in order, the cells ``number`` depends on that are not up to date, then ``number`` itself.
+
+        Stops at the first run that does not end ``ok``; the last result is the cell's own when all went well.
+        """
+        self.claim(kernel, wait)
+        async with kernel.lock:
+            kernel.notebook.get(number)
+            order = [c.number for c in kernel.notebook.dependencies(number)]
+            return await self._run_in_order(kernel, order, timeout, on_output, only_outdated=True, then=number)
+
+    async def run_stale(self, kernel: Kernel, timeout: float | None = None, *, wait: bool = True) -> list[RunResult]:
+        """Bring the notebook up to date: run, in order, every cell that is stale or has not run since the kernel
+        started (a run makes the cells after it that depend on it stale, so they run too)."""
+        self.claim(kernel, wait)
+        async with kernel.lock:
+            order = [c.number for c in kernel.notebook.in_order()]
+            return await self._run_in_order(kernel, order, timeout, only_outdated=True)
+
+    def start_in_background(self, run: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``run`` in a task owned by the manager: it goes on when the HTTP client that asked goes away."""
+        task = asyncio.create_task(run)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    @staticmethod
+    def claim(kernel: Kernel, wait: bool) -> None:
+        """Raise KernelBusy if the caller does not want to wait and another run holds the kernel."""
+        if not wait and kernel.lock.locked():
+            raise KernelBusy(kernel.id)
+
+    async def _run_in_order(
+        self,
+        kernel: Kernel,
+        numbers: list[int],
+        timeout: float | None,
+        on_output: OnOutput | None = None,
+        *,
+        only_outdated: bool = False,
+        then: int | None = None,
+    ) -> list[RunResult]:
+        """Run the cells ``numbers`` (skipping deleted ones, and up-to-date ones if ``only_outdated``), then
+        ``then``; stop after the first run that does not end ``ok``. Caller holds the kernel's lock."""
+        results: list[RunResult] = []
+        for number in [*numbers, *([then] if then is not None else [])]:
+            cell = kernel.notebook.cells.get(number)
+            if cell is None or (only_outdated and number != then and cell.up_to_date):
+                continue  # up-to-date is checked as we go: each run can make later cells stale
+            result = await self._run(kernel, cell, timeout, on_output)
+            results.append(result)
+            if result.status != "ok":
+                break
         return results
 
-    async def _run(self, kernel: Kernel, cell: Cell, timeout: float | None) -> RunResult:
+    async def _run(
+        self, kernel: Kernel, cell: Cell, timeout: float | None, on_output: OnOutput | None = None
+    ) -> RunResult:
         if kernel.state == "dead" or kernel.client is None:
             raise KernelDead(f"Kernel {kernel.id} is dead ({kernel.last_death}); restart it.")
         timeout = self.settings.run_timeout if timeout is None else timeout
-        collector = OutputCollector(self.settings.max_output_bytes, self.settings.max_outputs)
+        collector = OutputCollector(
+            self.settings.max_output_bytes,
+            self.settings.max_outputs,
+            max_image_bytes=self.settings.max_image_bytes,
+            on_output=None if on_output is None else (lambda output: on_output(cell.number, output)),
+        )
         kernel.state = "busy"
         kernel.touch()
+        started = time.time()
         try:
             execution = await kernel.client.execute(cell.code, timeout, collector, self.settings.interrupt_grace)
             result = RunResult(
@@ -151,6 +233,8 @@ class KernelManager:
             if kernel.state == "busy":
                 kernel.state = "idle"
         cell.outputs, cell.execution_count, cell.status = result.outputs, result.execution_count, result.status
+        cell.started, cell.ended = started, time.time()
+        kernel.notebook.ran(cell)
         return result
 
     @staticmethod
@@ -199,7 +283,7 @@ class KernelManager:
         kernel.state = "starting"
         await self._teardown(kernel)
         for cell in kernel.notebook.in_order():
-            cell.execution_count, cell.status = None, None
+            cell.forget_run()
         try:
             await self._launch(kernel)
         except BaseException:

@@ -7,10 +7,16 @@ Output shapes follow nbformat v4: ``stream`` (``name``, ``text``), ``display_dat
 from __future__ import annotations
 
 import json
+import re
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 Output = dict[str, Any]
+OutputCallback = Callable[[Output], None]
+
+# CSI sequences (colours, cursor moves), OSC sequences (titles, links) and two-byte escapes.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 
 OUTPUT_MESSAGE_TYPES = frozenset({"stream", "display_data", "execute_result", "error", "update_display_data"})
 
@@ -46,6 +52,46 @@ def output_from_message(msg_type: str, content: dict[str, Any]) -> Output | None
     return None
 
 
+def strip_ansi_text(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def strip_ansi(outputs: list[Output]) -> list[Output]:
+    """Copies of ``outputs`` with ANSI escape codes removed from tracebacks, error values and stream text."""
+    cleaned = []
+    for output in outputs:
+        output = dict(output)
+        if output.get("output_type") == "error":
+            output["traceback"] = [strip_ansi_text(line) for line in output.get("traceback", [])]
+            output["evalue"] = strip_ansi_text(output.get("evalue", ""))
+        elif output.get("output_type") == "stream":
+            output["text"] = strip_ansi_text(output.get("text", ""))
+        cleaned.append(output)
+    return cleaned
+
+
+def cap_images(output: Output, max_image_bytes: int) -> Output:
+    """``output`` with every ``image/*`` entry larger than ``max_image_bytes`` (as sent, base64) replaced by a
+    ``text/plain`` marker saying what was dropped. Smaller images are kept as they are."""
+    data = output.get("data")
+    if not isinstance(data, dict):
+        return output
+    too_big = {
+        mime: len(str(value).encode())
+        for mime, value in data.items()
+        if mime.startswith("image/") and len(str(value).encode()) > max_image_bytes
+    }
+    if not too_big:
+        return output
+    kept = {mime: value for mime, value in data.items() if mime not in too_big}
+    notes = [
+        f"[{mime} of {size} bytes dropped: over the {max_image_bytes}-byte image cap]" for mime, size in too_big.items()
+    ]
+    previous = kept.get("text/plain")
+    kept["text/plain"] = "\n".join(([str(previous)] if previous else []) + notes)
+    return {**output, "data": kept}
+
+
 def output_size(output: Output) -> int:
     """Bytes an output takes when sent back: the measure the caps count in."""
     if output["output_type"] == "stream":
@@ -63,10 +109,23 @@ class OutputCollector:
     Consecutive stream chunks of the same stream are merged. Past the caps, the middle of the output is dropped:
     the first half of each budget is kept from the start, the second half from the end, and a marker output
     (a ``stderr`` stream) says how much was dropped. Memory use stays within the caps whatever the kernel sends.
+
+    Images larger than ``max_image_bytes`` are replaced by a marker (``cap_images``). ``on_output``, if given, is
+    called with each output as it arrives while the head has room, then once with a notice that the rest is
+    truncated: a live view for streaming clients, bounded like the stored one.
     """
 
-    def __init__(self, max_bytes: int, max_outputs: int) -> None:
+    def __init__(
+        self,
+        max_bytes: int,
+        max_outputs: int,
+        *,
+        max_image_bytes: int | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> None:
         self._limits = (max_bytes, max_outputs)
+        self._max_image_bytes = max_image_bytes
+        self._on_output = on_output
         self._reset()
 
     def _reset(self) -> None:
@@ -88,16 +147,26 @@ class OutputCollector:
         self._reset()
 
     def add(self, output: Output) -> None:
+        if self._max_image_bytes is not None:
+            output = cap_images(output, self._max_image_bytes)
         size = output_size(output)
         if not self._overflowed:
             if self._fits_head(output, size):
                 self._append(self._head, output)
                 self._head_bytes += size
+                self._notify(output)
                 return
             self._overflowed = True
             if _is_stream(output):
                 output = self._split_stream_into_head(output)
                 size = output_size(output)
+            self._notify(
+                {
+                    "output_type": "stream",
+                    "name": "stderr",
+                    "text": "\n[... output over the caps: the middle is dropped, the end comes with the result ...]\n",
+                }
+            )
         self._append(self._tail, output)
         self._tail_bytes += size
         self._trim_tail()
@@ -130,6 +199,10 @@ class OutputCollector:
 
     # --- internals ------------------------------------------------------------------------------------------
 
+    def _notify(self, output: Output) -> None:
+        if self._on_output is not None:
+            self._on_output(dict(output))
+
     def _fits_head(self, output: Output, size: int) -> bool:
         if self._head_bytes + size > self._head_bytes_budget:
             return False
@@ -145,6 +218,7 @@ class OutputCollector:
         data = output["text"].encode()
         head_part = data[:room].decode(errors="ignore")
         self._append(self._head, {**output, "text": head_part})
+        self._notify({**output, "text": head_part})
         used = len(head_part.encode())
         self._head_bytes += used
         return {**output, "text": data[used:].decode(errors="ignore")}

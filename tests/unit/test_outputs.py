@@ -55,3 +55,46 @@ def test_clear_output_forgets_everything() -> None:
     collector.clear()
     collector.add(stream("new"))
     assert collector.outputs() == [stream("new")]
+
+
+def test_strip_ansi_cleans_tracebacks_and_streams() -> None:
+    from gateway.notebook.outputs import strip_ansi
+
+    error = {
+        "output_type": "error",
+        "ename": "E",
+        "evalue": "\x1b[0;31mbad\x1b[0m",
+        "traceback": ["\x1b[1;32mline\x1b[0m"],
+    }
+    colored = [error, stream("\x1b[31mred\x1b[39m\n")]
+    assert strip_ansi(colored) == [
+        {"output_type": "error", "ename": "E", "evalue": "bad", "traceback": ["line"]},
+        stream("red\n"),
+    ]
+    assert colored[0]["traceback"] == ["\x1b[1;32mline\x1b[0m"]  # the stored outputs are left alone
+
+
+def test_images_over_the_cap_become_a_marker() -> None:
+    small = {"output_type": "display_data", "data": {"image/png": "A" * 2000, "text/plain": "<Figure>"}, "metadata": {}}
+    big = {"output_type": "display_data", "data": {"image/png": "B" * 5000, "text/plain": "<Figure>"}, "metadata": {}}
+    collector = OutputCollector(max_bytes=100_000, max_outputs=10, max_image_bytes=4096)
+    collector.add(small)
+    collector.add(big)
+    kept_small, kept_big = collector.outputs()
+    assert kept_small["data"]["image/png"] == "A" * 2000
+    assert "image/png" not in kept_big["data"]
+    assert kept_big["data"]["text/plain"] == "<Figure>\n[image/png of 5000 bytes dropped: over the 4096-byte image cap]"
+
+
+def test_on_output_sees_each_output_as_it_arrives_then_one_truncation_notice() -> None:
+    seen: list[dict] = []
+    collector = OutputCollector(max_bytes=1024, max_outputs=100, on_output=seen.append)
+    collector.add(stream("a"))
+    collector.add(stream("b"))
+    assert seen == [stream("a"), stream("b")]
+    for _ in range(100):
+        collector.add(stream("x" * 100))
+    notices = [o for o in seen if "over the caps" in o["text"]]
+    assert len(notices) == 1 and seen[-1] is notices[0]  # nothing more is sent live past the caps
+    live_text = "".join(o["text"] for o in seen[:-1])
+    assert live_text == collector.outputs()[0]["text"]  # the live view is the stored head

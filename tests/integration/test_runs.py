@@ -1,0 +1,87 @@
+"""Run records, queueing and busy errors, outputs shaped for an LLM (ANSI stripping, image caps)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from tests.support import Api, stdout_of
+
+
+def wait_until_busy(api: Api, kernel: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while api.http.get(f"/kernels/{kernel}").json()["state"] != "busy":
+        assert time.monotonic() < deadline, "kernel never became busy"
+        time.sleep(0.05)
+
+
+def in_background(call) -> tuple[threading.Thread, dict[str, Any]]:
+    box: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: box.update(response=call()))
+    thread.start()
+    return thread, box
+
+
+def parse(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
+def test_run_record_in_response_outputs_and_listing(api: Api, kernel: int) -> None:
+    api.add(kernel, 1, "import time; time.sleep(0.3); print('done')")
+    assert api.http.get("/cell_outputs", params={"kernel_id": kernel, "cell_number": 1}).json()["started"] is None
+    run = api.run(kernel, 1).json()
+    assert run["status"] == "ok" and run["execution_count"] == 1 and run["stale"] is False
+    assert parse(run["ended"]) > parse(run["started"]) and run["duration"] > 0
+    outputs = api.http.get("/cell_outputs", params={"kernel_id": kernel, "cell_number": 1}).json()
+    listed = api.http.get(f"/kernels/{kernel}/cells").json()["cells"][0]
+    for record in (outputs, listed):
+        assert {k: record[k] for k in ("status", "execution_count", "started", "ended", "duration", "stale")} == {
+            k: run[k] for k in ("status", "execution_count", "started", "ended", "duration", "stale")
+        }
+    assert stdout_of(outputs) == "done\n"
+
+
+def test_concurrent_runs_queue_in_order_and_no_wait_is_409(api: Api, kernel: int) -> None:
+    api.add(kernel, 1, "import time; time.sleep(2); first = True")
+    api.add(kernel, 2, "print(first)")
+    thread, first = in_background(lambda: api.run(kernel, 1))
+    wait_until_busy(api, kernel)
+    busy = api.run(kernel, 2, wait=False)
+    assert busy.status_code == 409 and "busy" in busy.json()["detail"]
+    second = api.run(kernel, 2)  # queues behind cell 1
+    thread.join()
+    assert first["response"].json()["status"] == "ok"
+    assert second.status_code == 200 and stdout_of(second.json()) == "True\n"
+    assert parse(second.json()["started"]) >= parse(first["response"].json()["ended"])
+    assert api.cell(kernel, "run_all", wait=False).status_code == 200  # idle again: no-wait runs go through
+
+
+def test_ansi_codes_stripped_on_request(api: Api, kernel: int) -> None:
+    api.add(kernel, 1, "1 / 0")
+    colored = api.run(kernel, 1).json()["outputs"][-1]
+    assert any("\x1b[" in line for line in colored["traceback"])
+    plain = api.run(kernel, 1, strip_ansi=True).json()["outputs"][-1]
+    assert plain["ename"] == "ZeroDivisionError" and not any("\x1b" in line for line in plain["traceback"])
+    assert any("ZeroDivisionError" in line for line in plain["traceback"])
+    query = {"kernel_id": kernel, "cell_number": 1}
+    stored = api.http.get("/cell_outputs", params=query).json()["outputs"][-1]
+    assert any("\x1b[" in line for line in stored["traceback"])
+    stripped = api.http.get("/cell_outputs", params={**query, "strip_ansi": "true"}).json()["outputs"][-1]
+    assert not any("\x1b" in line for line in stripped["traceback"])
+    listed = api.http.get(f"/kernels/{kernel}/cells", params={"strip_ansi": "true"}).json()["cells"][0]
+    assert not any("\x1b" in line for line in listed["outputs"][-1]["traceback"])
+
+
+def test_images_kept_as_png_unless_over_the_cap(api: Api, kernel: int) -> None:
+    code = (
+        "import base64, os\n"
+        "from IPython.display import display\n"
+        "display({'image/png': base64.b64encode(os.urandom(3000)).decode(), 'text/plain': 'small'}, raw=True)\n"
+        "display({'image/png': base64.b64encode(os.urandom(600_000)).decode(), 'text/plain': 'big'}, raw=True)\n"
+    )
+    small, big = api.execute(kernel, code)["outputs"]
+    assert small["data"]["text/plain"] == "small" and len(small["data"]["image/png"]) == 4000
+    assert "image/png" not in big["data"]
+    assert big["data"]["text/plain"].startswith("big\n[image/png of 800000 bytes dropped: over the")
