@@ -68,7 +68,7 @@ export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}"
 build() {  # build TAG DOCKERFILE
     log "building $1 from $2"
     local t0=$SECONDS
-    docker build --build-arg "BASE_IMAGE=$BASE" -f "$2" -t "$1" . >build/"${1%%:*}".log 2>&1 || {
+    docker build --force-rm --build-arg "BASE_IMAGE=$BASE" -f "$2" -t "$1" . >build/"${1%%:*}".log 2>&1 || {
         tail -n 40 build/"${1%%:*}".log >&2
         log "FAILED: $1 (full log: build/${1%%:*}.log)"
         return 1
