@@ -37,22 +37,31 @@ class Execution:
     truncated: bool = False
 
 
+_contexts: dict[int, zmq.asyncio.Context] = {}
+
+
+def shared_context(max_message_bytes: int) -> zmq.asyncio.Context:
+    """One ZMQ context (so one I/O thread) for every kernel; its options apply to every socket made from it."""
+    context = _contexts.get(max_message_bytes)
+    if context is None or context.closed:
+        context = _contexts[max_message_bytes] = zmq.asyncio.Context()
+        context.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # a kernel cannot make the gateway buffer more
+        context.setsockopt(zmq.LINGER, 0)
+        context.setsockopt(zmq.RECONNECT_IVL, 20)  # find a just-started kernel's sockets quickly
+    return context
+
+
 class KernelClient:
     """A connection to one kernel's shell, IOPub and control channels (no stdin: ``input()`` fails at once)."""
 
     def __init__(self, connection_info: dict[str, Any], *, max_message_bytes: int) -> None:
-        self._context = zmq.asyncio.Context()
-        self._context.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
-        self._context.setsockopt(zmq.LINGER, 0)
-        self._context.setsockopt(zmq.RECONNECT_IVL, 20)
-        self._client = AsyncKernelClient(context=self._context)
+        self._client = AsyncKernelClient(context=shared_context(max_message_bytes))
         self._client.load_connection_info(connection_info)
         self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
         self.died: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
     def close(self) -> None:
         self._client.stop_channels()
-        self._context.destroy(linger=0)
 
     def mark_dead(self, cause: str) -> None:
         """Called when the container died: wakes whoever waits on this kernel."""
@@ -125,9 +134,9 @@ class KernelClient:
         deadline = loop.time() + timeout
         while loop.time() < deadline:
             msg_id = self._client.kernel_info()
-            if await self._reply(msg_id, min(0.5, deadline - loop.time())) is None:
+            if await self._reply(msg_id, min(0.25, deadline - loop.time())) is None:
                 continue
-            idle, _ = await self._until_idle(msg_id, min(loop.time() + 0.5, deadline), None)
+            idle, _ = await self._until_idle(msg_id, min(loop.time() + 0.25, deadline), None)
             if idle:
                 return
         raise KernelUnresponsive(f"kernel did not answer within {timeout:g} s")
