@@ -81,3 +81,23 @@ class FileTransferFailed(JupyCellError):
     """The kernel could not write or read the file (disk full, permission, not a regular file...)."""
 
     status_code = 422
+
+
+class CodeTooLarge(JupyCellError):
+    status_code = 413
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"Code too large: {size} bytes, the limit is {limit} bytes.")
+
+
+class TooManyKernels(JupyCellError):
+    """A kernel limit (per API key, or of the whole gateway) is reached; shut a kernel down first."""
+
+    status_code = 429
+
+
+class RuntimeNotAllowed(JupyCellError):
+    status_code = 422
+
+    def __init__(self, runtime: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(f"Runtime {runtime!r} is not allowed here; allowed: {', '.join(allowed)}.")

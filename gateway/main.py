@@ -11,12 +11,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from gateway.api import cells, health, kernels
 from gateway.errors import JupyCellError
 from gateway.kernels.manager import KernelManager
 from gateway.sandbox import DockerSandbox
+from gateway.security.audit import AuditLog
+from gateway.security.keys import KeyRing
+from gateway.security.middleware import SecurityMiddleware
+from gateway.security.rate_limit import RateLimiter
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway")
@@ -25,6 +30,8 @@ log = logging.getLogger("gateway")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Settings are read from the environment unless given."""
     settings = settings or Settings()
+    keys = KeyRing.load(settings.api_keys.get_secret_value() if settings.api_keys else None, settings.api_keys_file)
+    audit = AuditLog(settings.audit_log)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -34,15 +41,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await manager.start_up()
         app.state.manager = manager
         log.info(
-            "JupyCell ready: instance %r, image %r, runtime %r",
+            "JupyCell ready: instance %r, image %r, runtimes %s, API keys: %s",
             settings.instance,
             settings.sandbox_image,
-            settings.runtime,
+            ", ".join(settings.runtimes),
+            ", ".join(keys.ids) or "none",
         )
+        if not keys.enabled:
+            log.warning(_OPEN_API_WARNING)
         try:
             yield
         finally:
             await manager.shut_down()
+            audit.close()
 
     app = FastAPI(
         title="JupyCell",
@@ -56,7 +67,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.add_exception_handler(JupyCellError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(
+        SecurityMiddleware,
+        keys=keys,
+        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        audit=audit,
+        max_request_bytes=settings.max_request_bytes,
+    )
+    if settings.cors_origin_list:  # outermost: answers preflights, adds its headers to refusals too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE", "PATCH", "PUT"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     return app
+
+
+_OPEN_API_WARNING = """
+******************************************************************************************
+*  NO API KEYS CONFIGURED: anyone who can reach this port can run code on this machine.  *
+*  Bind the gateway to 127.0.0.1 only, or set JUPYCELL_API_KEYS / JUPYCELL_API_KEYS_FILE  *
+*  (entries `id:secret`, `id:secret:admin`).                                              *
+******************************************************************************************"""
 
 
 async def _domain_error(request: Request, error: JupyCellError) -> JSONResponse:

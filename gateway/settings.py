@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Unix socket paths are limited to 107 bytes; a kernel's sockets are <kernels_dir>/<instance>/<kernel_id>/k-<port>.
@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     )
     sandbox_image: str = "jupycell-sandbox:latest"
     runtime: str = Field("runc", description="Container runtime for kernels: 'runc', or 'runsc' for gVisor.")
+    allowed_runtimes: str = Field(
+        "",
+        pattern=r"^[a-zA-Z0-9_.,\s-]*$",
+        description='Comma-separated runtimes a caller may pick per kernel (POST /start {"runtime": ...}); '
+        "empty: only `runtime`.",
+    )
     docker_host: str | None = Field(None, description="Docker engine URL; default: the environment's (DOCKER_HOST).")
 
     # --- limits of every kernel container --------------------------------------------------------------------
@@ -68,6 +74,29 @@ class Settings(BaseSettings):
 
     max_message_mb: int = Field(64, ge=1, description="Largest message accepted from a kernel's sockets.")
 
+    # --- API security (see gateway/security) -----------------------------------------------------------------
+    api_keys: SecretStr | None = Field(
+        None,
+        description="API keys, comma- or newline-separated `id:secret` entries (`id:secret:admin` for an admin "
+        "key). With none configured (here or in api_keys_file) the API is open: bind it to localhost only.",
+    )
+    api_keys_file: Path | None = Field(None, description="A file of API keys, one `id:secret[:admin]` per line.")
+    max_request_bytes: int = Field(2 * 2**20, ge=1024, description="Largest HTTP request body accepted (413).")
+    max_code_bytes: int = Field(1 * 2**20, ge=16, description="Largest cell code accepted (413).")
+    rate_limit_per_second: float = Field(
+        20.0,
+        ge=0,
+        description="Sustained requests per second per API key (429 past it); 0: no limit. "
+        "Not applied when no keys are configured.",
+    )
+    rate_limit_burst: int = Field(200, ge=1, description="Requests a key may make at once before the rate applies.")
+    max_kernels: int = Field(256, ge=1, description="Live kernels of this gateway, all keys together (429).")
+    max_kernels_per_key: int = Field(32, ge=1, description="Live kernels per API key (429). Not applied without keys.")
+    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty: CORS off.")
+    audit_log: str = Field(
+        "-", description="Where the audit log goes, one JSON line per action: a file path, '-' for stderr, or 'off'."
+    )
+
     @field_validator("kernels_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
@@ -83,6 +112,16 @@ class Settings(BaseSettings):
                 f"kernels_dir is too long: socket paths would be {longest} bytes, the limit is {_MAX_SOCKET_PATH}"
             )
         return self
+
+    @property
+    def runtimes(self) -> tuple[str, ...]:
+        """Runtimes a kernel may use; the deployment's default first."""
+        extra = [r.strip() for r in self.allowed_runtimes.split(",") if r.strip()]
+        return tuple(dict.fromkeys([self.runtime, *extra]))
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def instance_dir(self) -> Path:

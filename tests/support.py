@@ -101,8 +101,9 @@ class GatewayProcess:
 class Api:
     """The seed API as plain method calls. Each returns the ``httpx.Response``."""
 
-    def __init__(self, url: str, timeout: float = 120) -> None:
-        self.http = httpx.Client(base_url=url, timeout=timeout)
+    def __init__(self, url: str, timeout: float = 120, key: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.http = httpx.Client(base_url=url, timeout=timeout, headers=headers)
 
     def close(self) -> None:
         self.http.close()

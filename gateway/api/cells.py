@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 
-from gateway.api.deps import ManagerDep
+from gateway.api.auth import CallerDep, audit_note, owned_kernel
+from gateway.api.deps import ManagerDep, SettingsDep
 from gateway.api.schemas import (
     AddCell,
     CellOutputsResponse,
@@ -19,27 +20,47 @@ from gateway.api.schemas import (
     RunCell,
     RunResponse,
     RunStale,
+    StartRequest,
     StartResponse,
     StatusResponse,
 )
 from gateway.api.views import run_record, run_view, shown_outputs
+from gateway.errors import CodeTooLarge
 from gateway.kernels.kernel import RunResult
 
 router = APIRouter(tags=["notebook"])
 
 
 @router.post("/start", response_model=StartResponse)
-async def start_kernel(manager: ManagerDep) -> StartResponse:
-    """Start a kernel in a new sandbox container; returns once it answers."""
-    kernel = await manager.start()
+async def start_kernel(
+    manager: ManagerDep, caller: CallerDep, request: Request, body: Annotated[StartRequest | None, Body()] = None
+) -> StartResponse:
+    """Start a kernel in a new sandbox container; returns once it answers. The body is optional."""
+    runtime = body.runtime if body is not None else None
+    kernel = await manager.start(owner=caller.key_id, runtime=runtime)
+    audit_note(request, kernel=kernel.id, runtime=kernel.runtime)
     return StartResponse(kernel_id=kernel.id)
 
 
 @router.post("/cell", response_model=StatusResponse | RunResponse | RunAllResponse)
-async def cell_action(request: Annotated[CellRequest, Body()], manager: ManagerDep):
+async def cell_action(
+    request: Annotated[CellRequest, Body()],
+    manager: ManagerDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    http: Request,
+):
     """Add, edit, run or delete a cell; run all cells in order, or only the stale and never-run ones
     (``run_stale``); both stop at the first failure."""
-    kernel = manager.get(request.kernel_id)
+    audit_note(
+        http, action=f"cell.{request.action}", kernel=request.kernel_id, cell=getattr(request, "cell_number", None)
+    )
+    code = getattr(request, "code", None)
+    if code is not None:
+        audit_note(http, code=code)
+        if (size := len(code.encode(errors="surrogatepass"))) > settings.max_code_bytes:
+            raise CodeTooLarge(size, settings.max_code_bytes)
+    kernel = owned_kernel(manager, caller, request.kernel_id)
     match request:
         case AddCell():
             kernel.notebook.add(request.cell_number, request.code)
@@ -51,18 +72,24 @@ async def cell_action(request: Annotated[CellRequest, Body()], manager: ManagerD
             kernel.notebook.delete(request.cell_number)
             return StatusResponse(status=f"Cell {request.cell_number} deleted.")
         case RunCell() if request.with_dependencies:
+            audit_note(http, code=kernel.notebook.get(request.cell_number).code)
             results = await manager.run_with_dependencies(
                 kernel, request.cell_number, request.timeout, wait=request.wait
             )
+            audit_note(http, outcome=results[-1].status if results else "ok", cells_run=len(results))
             return run_with_dependencies_response(results, request.cell_number, request.strip_ansi)
         case RunCell():
+            audit_note(http, code=kernel.notebook.get(request.cell_number).code)
             result = await manager.run_cell(kernel, request.cell_number, request.timeout, wait=request.wait)
+            audit_note(http, outcome=result.status)
             return RunResponse(**run_view(result, request.strip_ansi))
         case RunAll():
             results = await manager.run_all(kernel, request.timeout, wait=request.wait)
+            audit_note(http, outcome=results[-1].status if results else "ok", cells_run=len(results))
             return run_all_response(results, request.strip_ansi)
         case RunStale():
             results = await manager.run_stale(kernel, request.timeout, wait=request.wait)
+            audit_note(http, outcome=results[-1].status if results else "ok", cells_run=len(results))
             return run_all_response(results, request.strip_ansi)
 
 
@@ -95,8 +122,11 @@ async def cell_outputs(
     kernel_id: Annotated[int, Query()],
     cell_number: Annotated[int, Query()],
     manager: ManagerDep,
+    caller: CallerDep,
+    http: Request,
     strip_ansi: Annotated[bool, Query(description="Remove ANSI colour codes from tracebacks and streams.")] = False,
 ) -> CellOutputsResponse:
     """The outputs of the cell's last run (empty if it never ran), its status and run record."""
-    cell = manager.get(kernel_id).notebook.get(cell_number)
+    audit_note(http, kernel=kernel_id, cell=cell_number)
+    cell = owned_kernel(manager, caller, kernel_id).notebook.get(cell_number)
     return CellOutputsResponse(outputs=shown_outputs(cell.outputs, strip_ansi), status=cell.status, **run_record(cell))

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gateway.kernels.manager import KernelManager
+from gateway.settings import Settings
 
 
 def get_manager(request: Request) -> KernelManager:
@@ -14,3 +15,10 @@ def get_manager(request: Request) -> KernelManager:
 
 
 ManagerDep = Annotated[KernelManager, Depends(get_manager)]
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from gateway.api.auth import CallerDep, owned_kernel, visible_kernels
 from gateway.api.deps import ManagerDep
 from gateway.api.views import cell_view
 from gateway.kernels.kernel import Kernel
@@ -22,6 +23,8 @@ def _iso(timestamp: float) -> str:
 def kernel_model(kernel: Kernel, limits: dict[str, Any]) -> dict[str, Any]:
     return {
         "kernel_id": kernel.id,
+        "owner": kernel.owner,
+        "runtime": kernel.runtime,
         "state": kernel.state,
         "created": _iso(kernel.created),
         "last_activity": _iso(kernel.last_activity),
@@ -32,42 +35,45 @@ def kernel_model(kernel: Kernel, limits: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("")
-async def list_kernels(manager: ManagerDep) -> dict[str, Any]:
+async def list_kernels(manager: ManagerDep, caller: CallerDep) -> dict[str, Any]:
+    """The caller's kernels (every kernel for an admin key)."""
     limits = asdict(manager.sandbox.spec)
-    return {"kernels": [kernel_model(k, limits) for k in manager.kernels.values()]}
+    return {"kernels": [kernel_model(k, limits) for k in visible_kernels(manager, caller)]}
 
 
 @router.get("/{kernel_id}")
-async def get_kernel(kernel_id: int, manager: ManagerDep) -> dict[str, Any]:
-    return kernel_model(manager.get(kernel_id), asdict(manager.sandbox.spec))
+async def get_kernel(kernel_id: int, manager: ManagerDep, caller: CallerDep) -> dict[str, Any]:
+    return kernel_model(owned_kernel(manager, caller, kernel_id), asdict(manager.sandbox.spec))
 
 
 @router.delete("/{kernel_id}")
-async def shutdown_kernel(kernel_id: int, manager: ManagerDep) -> dict[str, str]:
+async def shutdown_kernel(kernel_id: int, manager: ManagerDep, caller: CallerDep) -> dict[str, str]:
     """Shut the kernel down and remove its container; its cells are gone."""
-    await manager.shutdown(kernel_id)
+    kernel = owned_kernel(manager, caller, kernel_id)
+    await manager.shutdown(kernel.id)
     return {"status": f"Kernel {kernel_id} shut down."}
 
 
 @router.post("/{kernel_id}/interrupt")
-async def interrupt_kernel(kernel_id: int, manager: ManagerDep) -> dict[str, str]:
-    kernel = manager.get(kernel_id)
+async def interrupt_kernel(kernel_id: int, manager: ManagerDep, caller: CallerDep) -> dict[str, str]:
+    kernel = owned_kernel(manager, caller, kernel_id)
     if kernel.client is not None:
         await kernel.client.interrupt()
     return {"status": f"Kernel {kernel_id} interrupted."}
 
 
 @router.post("/{kernel_id}/restart")
-async def restart_kernel(kernel_id: int, manager: ManagerDep) -> dict[str, str]:
+async def restart_kernel(kernel_id: int, manager: ManagerDep, caller: CallerDep) -> dict[str, str]:
     """Replace the kernel's container with a fresh one; cells are kept and marked as not run."""
-    await manager.restart(manager.get(kernel_id))
+    kernel = owned_kernel(manager, caller, kernel_id)
+    await manager.restart(kernel)
     return {"status": f"Kernel {kernel_id} restarted."}
 
 
 @router.get("/{kernel_id}/cells")
 async def list_cells(
-    kernel_id: int, manager: ManagerDep, strip_ansi: Annotated[bool, Query()] = False
+    kernel_id: int, manager: ManagerDep, caller: CallerDep, strip_ansi: Annotated[bool, Query()] = False
 ) -> dict[str, Any]:
     """Every cell in run order: code, outputs, status, run record (execution count, times, duration, stale)."""
-    cells = manager.get(kernel_id).notebook.in_order()
+    cells = owned_kernel(manager, caller, kernel_id).notebook.in_order()
     return {"cells": [cell_view(cell, strip_ansi) for cell in cells]}

@@ -70,6 +70,15 @@ class DeleteCell(_CellRequest):
 CellRequest = Annotated[AddCell | EditCell | RunCell | RunAll | RunStale | DeleteCell, Field(discriminator="action")]
 
 
+class StartRequest(BaseModel):
+    """Optional body of ``POST /start``."""
+
+    model_config = ConfigDict(extra="forbid")
+    runtime: str | None = Field(
+        None, max_length=64, description="Container runtime for this kernel, e.g. 'runsc' (gVisor), if allowed."
+    )
+
+
 class StartResponse(BaseModel):
     kernel_id: int
 

@@ -21,6 +21,7 @@ class Kernel:
     socket_dir: Path
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))  # the id Jupyter's own protocol uses
     owner: str | None = None  # id of the API key that started it (None: no keys configured)
+    runtime: str = "runc"  # container runtime (runc, runsc), kept across restarts
     notebook: Notebook = field(default_factory=Notebook)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     client: KernelClient | None = None

@@ -14,7 +14,14 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from gateway.errors import KernelBusy, KernelDead, KernelNotFound, KernelStartFailed
+from gateway.errors import (
+    KernelBusy,
+    KernelDead,
+    KernelNotFound,
+    KernelStartFailed,
+    RuntimeNotAllowed,
+    TooManyKernels,
+)
 from gateway.kernels.client import KernelClient, KernelGone, KernelUnresponsive
 from gateway.kernels.connection import host_view, new_connection_info, prepare_socket_dir
 from gateway.kernels.kernel import Kernel, RunResult
@@ -51,7 +58,7 @@ class KernelManager:
 
     async def start_up(self) -> None:
         """Check the engine, remove what an earlier run of this instance left, follow container deaths."""
-        await self.sandbox.check_ready()
+        await self.sandbox.check_ready(self.settings.runtimes)
         removed = await self.sandbox.remove_all()
         if removed:
             log.info("removed %d leftover kernel containers of instance %r", removed, self.settings.instance)
@@ -74,10 +81,20 @@ class KernelManager:
         except KeyError:
             raise KernelNotFound(kernel_id) from None
 
-    async def start(self) -> Kernel:
-        """Start a new kernel in its own container; return once it answers."""
+    async def start(self, owner: str | None = None, runtime: str | None = None) -> Kernel:
+        """Start a new kernel for ``owner`` (an API key id) in its own container; return once it answers.
+
+        ``runtime`` must be one of the allowed runtimes (default: the deployment's). Raises TooManyKernels
+        when the gateway's or the owner's kernel limit is reached.
+        """
+        runtime = runtime or self.settings.runtime
+        if runtime not in self.settings.runtimes:
+            raise RuntimeNotAllowed(runtime, self.settings.runtimes)
+        self._check_capacity(owner)
         kernel_id = new_kernel_id()
-        kernel = Kernel(id=kernel_id, socket_dir=self.settings.instance_dir / str(kernel_id))
+        kernel = Kernel(
+            id=kernel_id, socket_dir=self.settings.instance_dir / str(kernel_id), owner=owner, runtime=runtime
+        )
         self.kernels[kernel_id] = kernel
         try:
             await self._launch(kernel)
@@ -86,6 +103,18 @@ class KernelManager:
             await self._teardown(kernel)
             raise
         return kernel
+
+    def _check_capacity(self, owner: str | None) -> None:
+        """Kernel limits: of the whole gateway, and per API key (not applied when the API has no keys)."""
+        limit = self.settings.max_kernels
+        if len(self.kernels) >= limit:
+            raise TooManyKernels(f"Kernel limit reached: this gateway runs at most {limit} kernels (max_kernels).")
+        limit = self.settings.max_kernels_per_key
+        if owner is not None and sum(k.owner == owner for k in self.kernels.values()) >= limit:
+            raise TooManyKernels(
+                f"Kernel limit reached: key {owner!r} may run at most {limit} kernels (max_kernels_per_key); "
+                "shut one down first."
+            )
 
     async def shutdown(self, kernel_id: int) -> None:
         """Stop a kernel and remove its container. Its cells are gone with it."""
@@ -256,7 +285,7 @@ class KernelManager:
         """Create the socket directory, the container and the client; wait until the kernel answers."""
         info = new_connection_info()
         await asyncio.to_thread(prepare_socket_dir, kernel.socket_dir, info, self.settings.kernel_uid)
-        kernel.container_id = await self.sandbox.start(kernel.id, kernel.socket_dir)
+        kernel.container_id = await self.sandbox.start(kernel.id, kernel.socket_dir, kernel.runtime)
         kernel.client = KernelClient(
             host_view(info, kernel.socket_dir), max_message_bytes=self.settings.max_message_mb * 2**20
         )

@@ -174,8 +174,8 @@ class DockerSandbox:
         """Raise SandboxUnavailable unless the engine answers."""
         await self._call(lambda: self.client.ping())
 
-    async def check_ready(self) -> None:
-        """Start-up check: the engine answers, the image exists and the runtime is registered."""
+    async def check_ready(self, runtimes: tuple[str, ...] = ()) -> None:
+        """Start-up check: the engine answers, the image exists and the runtimes are registered."""
         await self.ping()
         try:
             await self._call(self.client.images.get, self.spec.image)
@@ -184,17 +184,21 @@ class DockerSandbox:
                 f"Sandbox image {self.spec.image!r} not found; build it with `make images`."
             ) from None
         info = await self._call(self.client.info)
-        runtimes = info.get("Runtimes", {})
-        if self.spec.runtime not in runtimes:
-            raise SandboxUnavailable(
-                f"Container runtime {self.spec.runtime!r} is not registered with the engine "
-                f"(available: {', '.join(sorted(runtimes))}); see scripts/ensure-docker.sh."
-            )
+        registered = info.get("Runtimes", {})
+        for runtime in dict.fromkeys((self.spec.runtime, *runtimes)):
+            if runtime not in registered:
+                raise SandboxUnavailable(
+                    f"Container runtime {runtime!r} is not registered with the engine "
+                    f"(available: {', '.join(sorted(registered))}); see scripts/ensure-docker.sh."
+                )
 
-    async def start(self, kernel_id: int, socket_dir: Path) -> str:
-        """Create and start the kernel's container with its socket directory mounted; return the container id."""
+    async def start(self, kernel_id: int, socket_dir: Path, runtime: str | None = None) -> str:
+        """Create and start the kernel's container with its socket directory mounted; return the container id.
+
+        ``runtime`` overrides the deployment's runtime for this kernel (the caller checked it is allowed)."""
         kwargs = self.spec.run_kwargs()
         kwargs.update(
+            runtime=runtime or self.spec.runtime,
             name=self.container_name(kernel_id),
             labels=self._labels(kernel_id),
             volumes={str(socket_dir): {"bind": CONTAINER_SOCKET_DIR, "mode": "rw"}},

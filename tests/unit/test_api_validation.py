@@ -14,6 +14,7 @@ from gateway.settings import Settings
 class FakeKernel:
     def __init__(self, kernel_id: int) -> None:
         self.id = kernel_id
+        self.owner = None
         self.notebook = Notebook()
 
 
