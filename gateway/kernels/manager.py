@@ -40,6 +40,12 @@ _MAX_KERNEL_ID = 2**53 - 1
 _MIN_KERNEL_ID = 10**9
 
 
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    """Done callback of background runs: nobody may be left to read their exception, so log it."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.warning("background run ended with %s: %s", type(error).__name__, error)
+
+
 def new_kernel_id() -> int:
     """A random, unguessable kernel id that stays a plain JSON integer."""
     return _MIN_KERNEL_ID + secrets.randbelow(_MAX_KERNEL_ID - _MIN_KERNEL_ID)
@@ -186,6 +192,7 @@ class KernelManager:
         task = asyncio.create_task(run)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
         return task
 
     @staticmethod
