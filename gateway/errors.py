@@ -12,8 +12,11 @@ class JupyCellError(Exception):
 class KernelNotFound(JupyCellError):
     status_code = 404
 
-    def __init__(self, kernel_id: int) -> None:
-        super().__init__(f"Kernel {kernel_id} not found.")
+    def __init__(self, kernel_id: int, shut_down_because: str | None = None) -> None:
+        if shut_down_because:
+            super().__init__(f"Kernel {kernel_id} not found: it was shut down because {shut_down_because}.")
+        else:
+            super().__init__(f"Kernel {kernel_id} not found.")
 
 
 class CellNotFound(JupyCellError):

@@ -82,8 +82,11 @@ class KernelClient:
             return None
         receive = asyncio.ensure_future(getter(timeout=timeout))
         await asyncio.wait((receive, self.died), return_when=asyncio.FIRST_COMPLETED)
-        if not receive.done():
-            receive.cancel()
+        if self.died.done():  # death wins: the channels may be closing under the receive
+            if receive.done():
+                receive.exception()
+            else:
+                receive.cancel()
             raise KernelGone(self.died.result())
         try:
             return receive.result()

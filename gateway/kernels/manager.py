@@ -11,6 +11,7 @@ import logging
 import secrets
 import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -24,6 +25,7 @@ from gateway.errors import (
 )
 from gateway.kernels.client import KernelClient, KernelGone, KernelUnresponsive
 from gateway.kernels.connection import host_view, new_connection_info, prepare_socket_dir
+from gateway.kernels.culling import cull_forever
 from gateway.kernels.kernel import Kernel, RunResult
 from gateway.notebook import Cell
 from gateway.notebook.outputs import Output, OutputCollector
@@ -59,6 +61,8 @@ class KernelManager:
         self.sandbox = sandbox
         self.kernels: dict[int, Kernel] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        # Why recently culled kernels were shut down, so a caller asking for one learns what happened.
+        self._shut_down_because: OrderedDict[int, str] = OrderedDict()
 
     # --- gateway lifecycle --------------------------------------------------------------------------------
 
@@ -70,6 +74,16 @@ class KernelManager:
             log.info("removed %d leftover kernel containers of instance %r", removed, self.settings.instance)
         await asyncio.to_thread(shutil.rmtree, self.settings.instance_dir, True)
         self.sandbox.watch_deaths(asyncio.get_running_loop(), self._on_container_death)
+        if self.settings.idle_timeout or self.settings.max_lifetime:
+            self.start_in_background(
+                cull_forever(
+                    lambda: self.kernels.values(),
+                    self.shutdown,
+                    idle_timeout=self.settings.idle_timeout,
+                    max_lifetime=self.settings.max_lifetime,
+                    interval=self.settings.cull_interval,
+                )
+            )
 
     async def shut_down(self) -> None:
         """Remove every kernel's container and socket directory."""
@@ -85,7 +99,7 @@ class KernelManager:
         try:
             return self.kernels[kernel_id]
         except KeyError:
-            raise KernelNotFound(kernel_id) from None
+            raise KernelNotFound(kernel_id, self._shut_down_because.get(kernel_id)) from None
 
     async def start(self, owner: str | None = None, runtime: str | None = None) -> Kernel:
         """Start a new kernel for ``owner`` (an API key id) in its own container; return once it answers.
@@ -122,12 +136,20 @@ class KernelManager:
                 "shut one down first."
             )
 
-    async def shutdown(self, kernel_id: int) -> None:
-        """Stop a kernel and remove its container. Its cells are gone with it."""
+    async def shutdown(self, kernel_id: int, reason: str | None = None) -> None:
+        """Stop a kernel and remove its container. Its cells are gone with it. A ``reason`` is remembered (for a
+        while) and told to whoever asks for the kernel afterwards."""
         kernel = self.kernels.pop(kernel_id, None)
         if kernel is None:
             raise KernelNotFound(kernel_id)
+        if reason:
+            self._shut_down_because[kernel_id] = reason
+            while len(self._shut_down_because) > 10_000:
+                self._shut_down_because.popitem(last=False)
         kernel.state = "dead"
+        kernel.last_death = f"shut down because {reason}" if reason else "shut down"
+        if kernel.client is not None:
+            kernel.client.mark_dead(kernel.last_death)  # a run in progress ends now, as "died"
         await self._teardown(kernel)
 
     async def restart(self, kernel: Kernel) -> None:
@@ -255,6 +277,9 @@ class KernelManager:
             )
             await self._replace(kernel)
         except KernelGone:
+            if self.kernels.get(kernel.id) is not kernel:  # shut down under the run: nothing to restart
+                detail = f"the kernel was {kernel.last_death} while running cell {cell.number}"
+                return self._finish(kernel, cell, started, self._lost_run(cell, "died", detail, collector))
             cause = await self._death_cause(kernel)
             result = self._lost_run(
                 cell,
@@ -268,6 +293,11 @@ class KernelManager:
             kernel.touch()
             if kernel.state == "busy":
                 kernel.state = "idle"
+        return self._finish(kernel, cell, started, result)
+
+    @staticmethod
+    def _finish(kernel: Kernel, cell: Cell, started: float, result: RunResult) -> RunResult:
+        """Store the run's outputs and record on the cell; mark what depends on it stale."""
         cell.outputs, cell.execution_count, cell.status = result.outputs, result.execution_count, result.status
         cell.started, cell.ended = started, time.time()
         kernel.notebook.ran(cell)
@@ -304,6 +334,7 @@ class KernelManager:
                 f"Kernel container did not become ready: {error}. Container log:\n{logs}"
             ) from error
         kernel.state = "idle"
+        kernel.touch()
 
     async def _teardown(self, kernel: Kernel) -> None:
         """Close the client, remove the container and the socket directory (idempotent)."""

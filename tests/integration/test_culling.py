@@ -1,0 +1,73 @@
+"""Idle culling and maximum lifetime, with tiny limits on a gateway of their own."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import docker
+
+from tests.support import Api, GatewayProcess, remove_instance_containers
+
+
+@contextmanager
+def gateway_with(kernels_dir: Path, **limits: float) -> Iterator[tuple[Api, GatewayProcess]]:
+    gateway = GatewayProcess(kernels_dir, mem_limit_mb=512, cull_interval=0.2, **limits).start()
+    api = Api(gateway.url)
+    try:
+        yield api, gateway
+    finally:
+        api.close()
+        gateway.stop()
+        remove_instance_containers(gateway.instance)
+
+
+def wait_for_404(api: Api, kernel: int, timeout: float = 90) -> str:
+    deadline = time.monotonic() + timeout
+    while (response := api.http.get(f"/kernels/{kernel}")).status_code == 200:
+        assert time.monotonic() < deadline, "kernel was never shut down"
+        time.sleep(0.2)
+    assert response.status_code == 404
+    return response.json()["detail"]
+
+
+def wait_until_removed(instance: str, timeout: float = 60) -> bool:
+    """True once no container of the gateway is left (removal finishes just after the kernel is gone)."""
+    deadline = time.monotonic() + timeout
+    while containers(instance):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def containers(instance: str) -> list:
+    client = docker.from_env()
+    try:
+        return client.containers.list(all=True, filters={"label": f"jupycell.instance={instance}"})
+    finally:
+        client.close()
+
+
+def test_idle_kernel_is_shut_down_but_not_while_it_runs(kernels_root: Path) -> None:
+    with gateway_with(kernels_root / "idle", idle_timeout=2) as (api, gateway):
+        kernel = api.start()
+        api.add(kernel, 1, "import time; time.sleep(4); print('survived')")
+        result = api.run(kernel, 1).json()  # runs longer than the idle timeout
+        assert result["status"] == "ok" and result["outputs"][0]["text"] == "survived\n"
+        assert "idle for more than 2 s" in wait_for_404(api, kernel)
+        assert wait_until_removed(gateway.instance)
+
+
+def test_busy_kernel_is_shut_down_at_its_maximum_lifetime(kernels_root: Path) -> None:
+    with gateway_with(kernels_root / "life", max_lifetime=10) as (api, gateway):
+        kernel = api.start()
+        api.add(kernel, 1, "import time; time.sleep(120)")
+        response = api.run(kernel, 1)  # never idle: shut down under the run
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert result["status"] == "died" and "maximum lifetime of 10 s" in result["detail"], result
+        assert "maximum lifetime of 10 s" in wait_for_404(api, kernel)
+        assert wait_until_removed(gateway.instance)
