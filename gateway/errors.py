@@ -66,6 +66,12 @@ class InvalidNotebook(JupyCellError):
     status_code = 422
 
 
+class CellNumbersTaken(JupyCellError):
+    """An imported notebook brings cell numbers the kernel already has."""
+
+    status_code = 409
+
+
 class InvalidFilePath(JupyCellError):
     """A file path that is absolute, escapes the working directory or is otherwise unusable."""
 

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from gateway.api import cells, health, kernels, stream
+from gateway.api import cells, files, health, kernels, notebooks, stream
 from gateway.errors import JupyCellError
 from gateway.kernels.manager import KernelManager
 from gateway.sandbox import DockerSandbox
@@ -65,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cells.router)
     app.include_router(stream.router)
     app.include_router(kernels.router)
+    app.include_router(notebooks.router)
+    app.include_router(files.router)
     app.include_router(health.router)
     app.add_exception_handler(JupyCellError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

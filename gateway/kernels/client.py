@@ -27,6 +27,14 @@ class KernelGone(Exception):
     """The kernel's container died while we waited for it."""
 
 
+class KernelCodeError(Exception):
+    """Code the gateway itself sent to the kernel raised ``ename: evalue``."""
+
+    def __init__(self, ename: str, evalue: str) -> None:
+        super().__init__(f"{ename}: {evalue}")
+        self.ename, self.evalue = ename, evalue
+
+
 @dataclass
 class Execution:
     """What one execute request produced."""
@@ -164,6 +172,24 @@ class KernelClient:
         if reply is not None:
             count = reply["content"].get("execution_count", count)
         return Execution(status, count, collector.outputs(), collector.truncated)
+
+    async def evaluate(self, expression: str, timeout: float) -> str:
+        """The ``text/plain`` value of ``expression``, evaluated silently: no history, no execution count, no
+        outputs (a ``user_expressions`` entry of an empty, silent execute request).
+
+        Raises KernelCodeError if it raises, KernelUnresponsive without a reply in ``timeout`` seconds.
+        """
+        msg_id = self._client.execute(
+            "", silent=True, store_history=False, user_expressions={"value": expression}, allow_stdin=False
+        )
+        reply = await self._reply(msg_id, timeout)
+        if reply is None:
+            raise KernelUnresponsive(f"no reply within {timeout:g} s")
+        content = reply["content"]
+        value = content.get("user_expressions", {}).get("value", {}) if content.get("status") == "ok" else content
+        if value.get("status") != "ok":
+            raise KernelCodeError(str(value.get("ename", "")), str(value.get("evalue", "")))
+        return str(value.get("data", {}).get("text/plain", ""))
 
     async def interrupt(self) -> None:
         """Ask the kernel to raise KeyboardInterrupt in the running code (control channel, no Docker call)."""

@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gateway.errors import (
+    FileTransferFailed,
     KernelBusy,
     KernelDead,
     KernelNotFound,
@@ -26,6 +27,7 @@ from gateway.errors import (
 from gateway.kernels.client import KernelClient, KernelGone, KernelUnresponsive
 from gateway.kernels.connection import host_view, new_connection_info, prepare_socket_dir
 from gateway.kernels.culling import cull_forever
+from gateway.kernels.files import KernelFiles
 from gateway.kernels.kernel import Kernel, RunResult
 from gateway.notebook import Cell
 from gateway.notebook.outputs import Output, OutputCollector
@@ -208,6 +210,35 @@ class KernelManager:
         async with kernel.lock:
             order = [c.number for c in kernel.notebook.in_order()]
             return await self._run_in_order(kernel, order, timeout, only_outdated=True)
+
+    # --- files in the working directory ------------------------------------------------------------------
+
+    async def upload(self, kernel: Kernel, path: str, data: bytes) -> int:
+        """Write ``data`` to ``path`` under the kernel's working directory (after runs queued before it)."""
+        async with kernel.lock:
+            return await self._transfer(kernel, lambda files: files.upload(path, data))
+
+    async def download(self, kernel: Kernel, path: str) -> bytes:
+        """The bytes of ``path`` under the kernel's working directory (after runs queued before it)."""
+        async with kernel.lock:
+            return await self._transfer(kernel, lambda files: files.download(path))
+
+    async def _transfer(self, kernel: Kernel, operation: Callable[[KernelFiles], Coroutine[Any, Any, Any]]) -> Any:
+        if kernel.state == "dead" or kernel.client is None:
+            raise KernelDead(f"Kernel {kernel.id} is dead ({kernel.last_death}); restart it.")
+        kernel.touch()
+        try:
+            return await operation(KernelFiles(kernel.client, int(self.settings.max_file_mb * 2**20)))
+        except KernelUnresponsive as error:
+            raise FileTransferFailed(f"The kernel did not answer the file transfer: {error}.") from None
+        except KernelGone:
+            if self.kernels.get(kernel.id) is not kernel:
+                raise FileTransferFailed(f"The kernel was {kernel.last_death} during the file transfer.") from None
+            kernel.last_death = f"{await self._death_cause(kernel)} during a file transfer"
+            await self._replace(kernel)
+            raise FileTransferFailed(f"The kernel died ({kernel.last_death}); it was restarted fresh.") from None
+        finally:
+            kernel.touch()
 
     def start_in_background(self, run: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``run`` in a task owned by the manager: it goes on when the HTTP client that asked goes away."""

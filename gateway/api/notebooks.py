@@ -1,0 +1,42 @@
+"""A kernel's cells as a Jupyter notebook: ``GET`` exports an ``.ipynb``, ``POST`` imports one."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from gateway.api.deps import ManagerDep
+from gateway.api.files import read_body
+from gateway.errors import InvalidNotebook
+from gateway.notebook.ipynb import from_ipynb, to_ipynb
+
+router = APIRouter(prefix="/kernels", tags=["notebooks"])
+
+
+@router.get("/{kernel_id}/notebook")
+async def export_notebook(kernel_id: int, manager: ManagerDep) -> JSONResponse:
+    """The kernel's cells, outputs and execution counts as an nbformat v4 ``.ipynb`` document."""
+    document = to_ipynb(manager.get(kernel_id).notebook, kernel_id)
+    return JSONResponse(
+        document,
+        media_type="application/x-ipynb+json",
+        headers={"Content-Disposition": f'attachment; filename="jupycell-{kernel_id}.ipynb"'},
+    )
+
+
+@router.post("/{kernel_id}/notebook")
+async def import_notebook(kernel_id: int, request: Request, manager: ManagerDep) -> dict[str, object]:
+    """Add the code cells of the ``.ipynb`` in the body (numbers from JupyCell metadata, else after the last)."""
+    notebook = manager.get(kernel_id).notebook
+    body = await read_body(request, int(manager.settings.max_file_mb * 2**20))
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidNotebook(f"Invalid notebook: the body is not JSON ({error}).") from None
+    imported = from_ipynb(document, set(notebook.cells))
+    for number, code in imported.cells:
+        notebook.add(number, code)
+    numbers = [number for number, _ in imported.cells]
+    return {"status": f"Imported {len(numbers)} cells.", "cells": numbers, "skipped": imported.skipped}
