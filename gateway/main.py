@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         audit=audit,
         max_request_bytes=settings.max_request_bytes,
+        max_upload_bytes=int(settings.max_file_mb * 2**20),
     )
     if settings.cors_origin_list:  # outermost: answers preflights, adds its headers to refusals too
         app.add_middleware(

@@ -7,18 +7,19 @@ import json
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from gateway.api.deps import ManagerDep
+from gateway.api.auth import CallerDep, owned_kernel
+from gateway.api.deps import ManagerDep, SettingsDep
 from gateway.api.files import read_body
-from gateway.errors import InvalidNotebook
+from gateway.errors import CodeTooLarge, InvalidNotebook
 from gateway.notebook.ipynb import from_ipynb, to_ipynb
 
 router = APIRouter(prefix="/kernels", tags=["notebooks"])
 
 
 @router.get("/{kernel_id}/notebook")
-async def export_notebook(kernel_id: int, manager: ManagerDep) -> JSONResponse:
+async def export_notebook(kernel_id: int, manager: ManagerDep, caller: CallerDep) -> JSONResponse:
     """The kernel's cells, outputs and execution counts as an nbformat v4 ``.ipynb`` document."""
-    document = to_ipynb(manager.get(kernel_id).notebook, kernel_id)
+    document = to_ipynb(owned_kernel(manager, caller, kernel_id).notebook, kernel_id)
     return JSONResponse(
         document,
         media_type="application/x-ipynb+json",
@@ -27,15 +28,20 @@ async def export_notebook(kernel_id: int, manager: ManagerDep) -> JSONResponse:
 
 
 @router.post("/{kernel_id}/notebook")
-async def import_notebook(kernel_id: int, request: Request, manager: ManagerDep) -> dict[str, object]:
+async def import_notebook(
+    kernel_id: int, request: Request, manager: ManagerDep, caller: CallerDep, settings: SettingsDep
+) -> dict[str, object]:
     """Add the code cells of the ``.ipynb`` in the body (numbers from JupyCell metadata, else after the last)."""
-    notebook = manager.get(kernel_id).notebook
+    notebook = owned_kernel(manager, caller, kernel_id).notebook
     body = await read_body(request, int(manager.settings.max_file_mb * 2**20))
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidNotebook(f"Invalid notebook: the body is not JSON ({error}).") from None
     imported = from_ipynb(document, set(notebook.cells))
+    for _, code in imported.cells:
+        if (size := len(code.encode(errors="surrogatepass"))) > settings.max_code_bytes:
+            raise CodeTooLarge(size, settings.max_code_bytes)
     for number, code in imported.cells:
         notebook.add(number, code)
     numbers = [number for number, _ in imported.cells]

@@ -19,9 +19,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
 
+from gateway.api.auth import CallerDep, audit_note, owned_kernel
 from gateway.api.cells import run_with_dependencies_response
 from gateway.api.deps import ManagerDep
 from gateway.api.schemas import RunCell, RunResponse
@@ -49,10 +50,13 @@ def _event(kind: str, data: Any) -> bytes:
     response_model=None,
     responses={200: {"content": {"text/event-stream": {}}, "description": "output events, then done or error"}},
 )
-async def stream_cell(request: Annotated[StreamRun, Body()], manager: ManagerDep) -> EventSourceResponse:
+async def stream_cell(
+    request: Annotated[StreamRun, Body()], manager: ManagerDep, caller: CallerDep, http: Request
+) -> EventSourceResponse:
     """Run a cell (optionally with its dependencies) and stream each output as it happens, then the result."""
-    kernel = manager.get(request.kernel_id)
-    kernel.notebook.get(request.cell_number)
+    audit_note(http, action="cell.run.stream", kernel=request.kernel_id, cell=request.cell_number)
+    kernel = owned_kernel(manager, caller, request.kernel_id)
+    audit_note(http, code=kernel.notebook.get(request.cell_number).code)
     manager.claim(kernel, request.wait)
 
     events: asyncio.Queue[tuple[int, Output] | None] = asyncio.Queue()

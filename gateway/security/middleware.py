@@ -7,6 +7,7 @@ An ASGI middleware, so it covers every route and websocket the app has or will h
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -19,6 +20,9 @@ from gateway.security.rate_limit import RateLimiter
 
 PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
+#: File uploads and notebook imports: their bodies may be as large as ``max_upload_bytes``.
+UPLOAD_PATHS = re.compile(r"^/kernels/[^/]+/(?:files/.+|notebook)$")
+
 #: Keys of the ASGI scope's ``state`` (what ``request.state`` reads): the caller, and audit details routes add.
 CALLER_STATE = "caller"
 AUDIT_STATE = "audit"
@@ -30,13 +34,26 @@ class RequestTooLarge(Exception):
 
 class SecurityMiddleware:
     def __init__(
-        self, app: ASGIApp, *, keys: KeyRing, limiter: RateLimiter, audit: AuditLog, max_request_bytes: int
+        self,
+        app: ASGIApp,
+        *,
+        keys: KeyRing,
+        limiter: RateLimiter,
+        audit: AuditLog,
+        max_request_bytes: int,
+        max_upload_bytes: int = 0,
     ) -> None:
         self.app = app
         self.keys = keys
         self.limiter = limiter
         self.audit = audit
         self.max_request_bytes = max_request_bytes
+        self.max_upload_bytes = max(max_upload_bytes, max_request_bytes)
+
+    def _body_limit(self, scope: Scope) -> int:
+        if scope.get("method") in ("PUT", "POST") and UPLOAD_PATHS.match(scope["path"]):
+            return self.max_upload_bytes
+        return self.max_request_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
@@ -78,14 +95,15 @@ class SecurityMiddleware:
                 )
                 return
             if scope["type"] == "http":
+                limit = self._body_limit(scope)
                 try:
-                    receive = await self._buffered_body(scope, receive)
+                    receive = await self._buffered_body(scope, receive, limit)
                 except RequestTooLarge:
                     await self._refuse(
                         scope,
                         send_recording,
                         413,
-                        f"Request body too large: the limit is {self.max_request_bytes} bytes.",
+                        f"Request body too large: the limit is {limit} bytes.",
                     )
                     return
             await self.app(scope, receive, send_recording)
@@ -109,10 +127,10 @@ class SecurityMiddleware:
         secret = secret_from_header(Headers(scope=scope).get("authorization"))
         return self.keys.authenticate(secret) if secret else None
 
-    async def _buffered_body(self, scope: Scope, receive: Receive) -> Receive:
+    async def _buffered_body(self, scope: Scope, receive: Receive, limit: int) -> Receive:
         """Read the whole body (refusing it past the limit) and hand it on as one message."""
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_request_bytes:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             raise RequestTooLarge
         chunks: list[bytes] = []
         size = 0
@@ -123,7 +141,7 @@ class SecurityMiddleware:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_request_bytes:
+            if size > limit:
                 raise RequestTooLarge
             chunks.append(chunk)
             if not message.get("more_body", False):
