@@ -4,6 +4,7 @@
 #   make deps     install Python dependencies for development and tests
 #   make test     all of the above, then the test suite
 #   make up       run the gateway with docker compose
+#   make bench-deadlines  how long after a run's deadline the response comes (timeout, SIGINT ignored)
 #   make clean    remove kernel containers left behind (label jupycell.managed=true)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -16,7 +17,7 @@ UP_ARGS ?=
 # tests clean up by label instead.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: engine images deps test up clean
+.PHONY: engine images deps test up clean bench-deadlines
 
 engine:
 	scripts/ensure-docker.sh
@@ -35,3 +36,6 @@ up: engine images
 
 clean:
 	docker ps -aq --filter label=jupycell.managed=true | xargs -r docker rm -f
+
+bench-deadlines:
+	$(PYTHON) bench/deadline_accuracy.py
