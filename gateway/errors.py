@@ -12,7 +12,7 @@ class JupyCellError(Exception):
 class KernelNotFound(JupyCellError):
     status_code = 404
 
-    def __init__(self, kernel_id: int, shut_down_because: str | None = None) -> None:
+    def __init__(self, kernel_id: int | str, shut_down_because: str | None = None) -> None:
         if shut_down_because:
             super().__init__(f"Kernel {kernel_id} not found: it was shut down because {shut_down_because}.")
         else:
@@ -110,3 +110,16 @@ class RuntimeNotAllowed(JupyCellError):
 
     def __init__(self, runtime: str, allowed: tuple[str, ...]) -> None:
         super().__init__(f"Runtime {runtime!r} is not allowed here; allowed: {', '.join(allowed)}.")
+
+
+class KernelSpecNotFound(JupyCellError):
+    status_code = 404
+
+    def __init__(self, name: str, available: list[str]) -> None:
+        super().__init__(f"Kernel spec {name!r} not found (available: {', '.join(available)}).")
+
+
+class InvalidKernelRequest(JupyCellError):
+    """A request to start a kernel that names an unknown kernel spec or an environment variable not allowed."""
+
+    status_code = 400

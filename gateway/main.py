@@ -8,13 +8,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from gateway.api import cells, files, health, kernels, notebooks, stream
+from gateway.api import cells, files, health, jupyter, kernels, notebooks, stream
 from gateway.errors import JupyCellError
 from gateway.kernels.manager import KernelManager
 from gateway.sandbox import DockerSandbox
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notebooks.router)
     app.include_router(files.router)
     app.include_router(health.router)
+    app.include_router(jupyter.router)
     app.add_exception_handler(JupyCellError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(
@@ -97,7 +99,10 @@ _OPEN_API_WARNING = """
 
 
 async def _domain_error(request: Request, error: JupyCellError) -> JSONResponse:
-    return JSONResponse({"detail": str(error)}, status_code=error.status_code)
+    body = {"detail": str(error)}
+    if request.url.path.startswith("/api/"):  # Jupyter's error body: jupyter_server shows message and reason
+        body |= {"message": str(error), "reason": HTTPStatus(error.status_code).phrase}
+    return JSONResponse(body, status_code=error.status_code)
 
 
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

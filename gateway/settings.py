@@ -97,6 +97,20 @@ class Settings(BaseSettings):
         "-", description="Where the audit log goes, one JSON line per action: a file path, '-' for stderr, or 'off'."
     )
 
+    # --- Jupyter's remote-kernel protocol (/api/kernels..., see gateway/jupyter) ------------------------------
+    jupyter_allowed_env: str = Field(
+        "",
+        pattern=r"^\s*([A-Za-z_][A-Za-z0-9_]*\s*(,\s*[A-Za-z_][A-Za-z0-9_]*\s*)*)?$",
+        description="Comma-separated environment variable names a client may set for a new kernel "
+        "(POST /api/kernels {\"env\": ...}); they are set in the kernel's container when it starts. Other names "
+        "are refused (400), except KERNEL_* hints (e.g. KERNEL_USERNAME), which are ignored unless listed.",
+    )
+    jupyter_allow_stdin: bool = Field(
+        False,
+        description="Relay the stdin channel over the kernel websocket (input() then asks the client). Off: "
+        "execute requests are sent with allow_stdin=false and input() fails at once.",
+    )
+
     @field_validator("kernels_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
@@ -122,6 +136,11 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def jupyter_env_names(self) -> frozenset[str]:
+        """The environment variable names a Jupyter client may set (``jupyter_allowed_env``)."""
+        return frozenset(name.strip() for name in self.jupyter_allowed_env.split(",") if name.strip())
 
     @property
     def instance_dir(self) -> Path:

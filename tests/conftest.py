@@ -15,7 +15,7 @@ import pytest
 from tests.support import Api, GatewayProcess, remove_instance_containers
 
 # Limits small enough to hit quickly in tests, large enough for numpy/pandas/matplotlib.
-TEST_SETTINGS = {"mem_limit_mb": 512, "run_timeout": 60, "interrupt_grace": 2}
+TEST_SETTINGS = {"mem_limit_mb": 512, "run_timeout": 60, "interrupt_grace": 2, "jupyter_allowed_env": "JC_GREETING"}
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ def kernel_model(kernel: Kernel, limits: dict[str, Any]) -> dict[str, Any]:
         "kernel_id": kernel.id,
         "owner": kernel.owner,
         "runtime": kernel.runtime,
+        "jupyter_id": kernel.uuid,  # its id in Jupyter's API (/api/kernels/{jupyter_id})
         "state": kernel.state,
         "created": _iso(kernel.created),
         "last_activity": _iso(kernel.last_activity),

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.kernels.client import KernelClient
 from gateway.notebook import Cell, Notebook
+
+log = logging.getLogger(__name__)
+
+#: Told what happens to a kernel's container: "started" (ready, ``connection_info`` set), "stopped" (gone; a new
+#: one may follow) or "shut down" (the kernel is gone for good). Called on the event loop; must not block.
+KernelListener = Callable[["Kernel", str], None]
 
 
 @dataclass
@@ -30,9 +38,20 @@ class Kernel:
     last_death: str | None = None
     created: float = field(default_factory=time.time)
     last_activity: float = field(default_factory=time.time)
+    env: dict[str, str] = field(default_factory=dict)  # set in its container at every start (Jupyter API's env)
+    connection_info: dict[str, Any] | None = field(default=None, repr=False)  # host view, holds the key: secret
+    listeners: set[KernelListener] = field(default_factory=set, repr=False)
 
     def touch(self) -> None:
         self.last_activity = time.time()
+
+    def notify(self, event: str) -> None:
+        """Tell every listener what happened to the kernel's container (see ``KernelListener``)."""
+        for listener in list(self.listeners):
+            try:
+                listener(self, event)
+            except Exception:
+                log.exception("kernel %d: a listener failed on %r", self.id, event)
 
 
 @dataclass

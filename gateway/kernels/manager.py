@@ -103,11 +103,14 @@ class KernelManager:
         except KeyError:
             raise KernelNotFound(kernel_id, self._shut_down_because.get(kernel_id)) from None
 
-    async def start(self, owner: str | None = None, runtime: str | None = None) -> Kernel:
+    async def start(
+        self, owner: str | None = None, runtime: str | None = None, env: dict[str, str] | None = None
+    ) -> Kernel:
         """Start a new kernel for ``owner`` (an API key id) in its own container; return once it answers.
 
         ``runtime`` must be one of the allowed runtimes (default: the deployment's). Raises TooManyKernels
-        when the gateway's or the owner's kernel limit is reached.
+        when the gateway's or the owner's kernel limit is reached. ``env`` is set in the container (callers
+        check the names); a kernel with an environment of its own always starts a fresh container.
         """
         runtime = runtime or self.settings.runtime
         if runtime not in self.settings.runtimes:
@@ -115,7 +118,11 @@ class KernelManager:
         self._check_capacity(owner)
         kernel_id = new_kernel_id()
         kernel = Kernel(
-            id=kernel_id, socket_dir=self.settings.instance_dir / str(kernel_id), owner=owner, runtime=runtime
+            id=kernel_id,
+            socket_dir=self.settings.instance_dir / str(kernel_id),
+            owner=owner,
+            runtime=runtime,
+            env=dict(env or {}),
         )
         self.kernels[kernel_id] = kernel
         try:
@@ -153,6 +160,7 @@ class KernelManager:
         if kernel.client is not None:
             kernel.client.mark_dead(kernel.last_death)  # a run in progress ends now, as "died"
         await self._teardown(kernel)
+        kernel.notify("shut down")
 
     async def restart(self, kernel: Kernel) -> None:
         """Replace the kernel's container with a fresh one; its cells stay, marked as not run."""
@@ -353,10 +361,9 @@ class KernelManager:
         """Create the socket directory, the container and the client; wait until the kernel answers."""
         info = new_connection_info()
         await asyncio.to_thread(prepare_socket_dir, kernel.socket_dir, info, self.settings.kernel_uid)
-        kernel.container_id = await self.sandbox.start(kernel.id, kernel.socket_dir, kernel.runtime)
-        kernel.client = KernelClient(
-            host_view(info, kernel.socket_dir), max_message_bytes=self.settings.max_message_mb * 2**20
-        )
+        kernel.container_id = await self.sandbox.start(kernel.id, kernel.socket_dir, kernel.runtime, kernel.env)
+        kernel.connection_info = host_view(info, kernel.socket_dir)
+        kernel.client = KernelClient(kernel.connection_info, max_message_bytes=self.settings.max_message_mb * 2**20)
         try:
             await kernel.client.wait_ready(self.settings.kernel_start_timeout)
         except (KernelUnresponsive, KernelGone) as error:
@@ -366,12 +373,16 @@ class KernelManager:
             ) from error
         kernel.state = "idle"
         kernel.touch()
+        kernel.notify("started")
 
     async def _teardown(self, kernel: Kernel) -> None:
         """Close the client, remove the container and the socket directory (idempotent)."""
         if kernel.client is not None:
             kernel.client.close()
             kernel.client = None
+        if kernel.connection_info is not None:
+            kernel.connection_info = None
+            kernel.notify("stopped")
         kernel.container_id = ""
         await self.sandbox.remove(kernel.id)
         await asyncio.to_thread(shutil.rmtree, kernel.socket_dir, True)

@@ -192,11 +192,15 @@ class DockerSandbox:
                     f"(available: {', '.join(sorted(registered))}); see scripts/ensure-docker.sh."
                 )
 
-    async def start(self, kernel_id: int, socket_dir: Path, runtime: str | None = None) -> str:
+    async def start(
+        self, kernel_id: int, socket_dir: Path, runtime: str | None = None, env: dict[str, str] | None = None
+    ) -> str:
         """Create and start the kernel's container with its socket directory mounted; return the container id.
 
-        ``runtime`` overrides the deployment's runtime for this kernel (the caller checked it is allowed)."""
+        ``runtime`` overrides the deployment's runtime for this kernel (the caller checked it is allowed);
+        ``env`` adds to (and may override) the container's environment."""
         kwargs = self.spec.run_kwargs()
+        kwargs["environment"] = {**kwargs["environment"], **(env or {})}
         kwargs.update(
             runtime=runtime or self.spec.runtime,
             name=self.container_name(kernel_id),

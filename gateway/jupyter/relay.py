@@ -1,0 +1,215 @@
+"""The kernel websocket (``/api/kernels/{id}/channels``): one relay per websocket connection.
+
+A relay owns its own ``KernelChannels`` to the kernel and copies messages both ways: the client's frames are
+decoded, checked and signed by the gateway; the kernel's messages are verified and framed for the client.
+
+It follows the kernel's container: when the container is replaced (restart, recovery after a death) the client
+gets an IOPub ``status: restarting`` and the relay reconnects to the new container; when the kernel is shut down
+the client gets ``status: dead`` and the websocket is closed. Kernel-wide status messages keep the kernel's
+``execution_state`` and ``last_activity`` current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+import zmq
+from jupyter_client.session import msg_header
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from gateway.jupyter.channels import KernelChannels
+from gateway.jupyter.wire import BadFrame, decode, encode
+from gateway.kernels.client import shared_context
+from gateway.kernels.kernel import Kernel
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_OUTGOING_FRAMES = 256  # frames queued for a slow client; past it IOPub waits (and ZMQ drops for this client)
+_CLOSE_INVALID = 1007  # websocket close code: the client sent a frame that is not a Jupyter message
+
+
+class Relays:
+    """The open kernel websockets of this gateway, by kernel (for the models' ``connections``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.context = shared_context(settings.max_message_mb * 2**20)  # the kernel clients' I/O thread
+        self._open: dict[int, set[ChannelsRelay]] = {}
+
+    def connections(self, kernel: Kernel) -> int:
+        return len(self._open.get(kernel.id, ()))
+
+    def add(self, relay: ChannelsRelay) -> None:
+        self._open.setdefault(relay.kernel.id, set()).add(relay)
+
+    def discard(self, relay: ChannelsRelay) -> None:
+        relays = self._open.get(relay.kernel.id)
+        if relays is not None:
+            relays.discard(relay)
+            if not relays:
+                del self._open[relay.kernel.id]
+
+
+class ChannelsRelay:
+    """Relays one accepted websocket to one kernel until the client leaves or the kernel is shut down."""
+
+    def __init__(self, websocket: WebSocket, kernel: Kernel, relays: Relays, protocol: str | None) -> None:
+        self.websocket = websocket
+        self.kernel = kernel
+        self.relays = relays
+        self.protocol = protocol
+        self.settings = relays.settings
+        self._channels: KernelChannels | None = None
+        self._attached = asyncio.Event()
+        self._attach_task: asyncio.Task[None] | None = None
+        self._pump_task: asyncio.Task[None] | None = None
+        self._outgoing: asyncio.Queue[str | bytes] = asyncio.Queue(_OUTGOING_FRAMES)
+        self._kernel_gone = asyncio.get_running_loop().create_future()
+        self._session_id = uuid.uuid4().hex  # the session of the gateway's own status messages
+
+    async def run(self) -> None:
+        """Serve the websocket (already accepted) until either side ends it."""
+        self.relays.add(self)
+        self.kernel.listeners.add(self._on_kernel_event)
+        writer = asyncio.create_task(self._write_client())
+        reader = asyncio.create_task(self._read_client())
+        try:
+            if self.kernel.connection_info is not None:
+                self._start_attach()
+            await asyncio.wait({writer, reader, self._kernel_gone}, return_when=asyncio.FIRST_COMPLETED)
+            if self._kernel_gone.done():
+                await self._drain(writer)
+                await self._close(1000, "kernel shut down")
+            elif reader.done() and (close := reader.result()) is not None:
+                await self._close(*close)
+        finally:
+            self.kernel.listeners.discard(self._on_kernel_event)
+            self.relays.discard(self)
+            for task in (reader, writer):
+                task.cancel()
+            self._detach()
+
+    # --- client -> kernel -----------------------------------------------------------------------------------
+
+    async def _read_client(self) -> tuple[int, str] | None:
+        """Relay the client's frames; returns a close code and reason for a bad frame, None when it left."""
+        while True:
+            try:
+                event = await self.websocket.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return None
+            if event["type"] == "websocket.disconnect":
+                return None
+            frame = event.get("text") if event.get("text") is not None else event.get("bytes")
+            if frame is None:
+                continue
+            try:
+                channel, msg = decode(frame, self.protocol)
+            except BadFrame as error:
+                log.warning("kernel %d websocket: closing on a bad frame: %s", self.kernel.id, error)
+                return _CLOSE_INVALID, f"not a Jupyter message: {error}"[:120]
+            await self._to_kernel(channel, msg)
+
+    async def _to_kernel(self, channel: str, msg: dict[str, Any]) -> None:
+        if channel == "iopub" or (channel == "stdin" and not self.settings.jupyter_allow_stdin):
+            log.debug("kernel %d websocket: dropped a client message on %s", self.kernel.id, channel)
+            return
+        if msg["header"]["msg_type"] == "execute_request" and not self.settings.jupyter_allow_stdin:
+            msg["content"]["allow_stdin"] = False  # else input() would wait for a reply nobody relays
+        await self._attached.wait()  # while the kernel restarts, the client's frames wait here
+        channels = self._channels
+        if channels is None:
+            return
+        self.kernel.touch()
+        try:
+            await channels.send(channel, msg)
+        except zmq.ZMQError as error:  # its container was replaced meanwhile
+            log.info("kernel %d websocket: message lost in a restart: %s", self.kernel.id, error)
+
+    # --- kernel -> client -----------------------------------------------------------------------------------
+
+    async def _pump(self, channels: KernelChannels) -> None:
+        async for channel, msg in channels.messages():
+            if channel == "iopub" and msg["msg_type"] == "status":
+                self._track(msg["content"].get("execution_state"))
+            self.kernel.touch()
+            await self._outgoing.put(encode(channel, msg, self.protocol))
+
+    def _track(self, execution_state: Any) -> None:
+        if execution_state in ("busy", "idle") and self.kernel.state in ("busy", "idle"):
+            self.kernel.state = execution_state
+
+    async def _write_client(self) -> None:
+        while True:
+            frame = await self._outgoing.get()
+            if isinstance(frame, str):
+                await self.websocket.send_text(frame)
+            else:
+                await self.websocket.send_bytes(frame)
+
+    def _send_status(self, execution_state: str) -> None:
+        """Tell the client the kernel's state, as jupyter_server does around restarts."""
+        header = msg_header(uuid.uuid4().hex, "status", "jupycell", self._session_id)
+        msg = {"header": header, "parent_header": {}, "metadata": {}, "content": {"execution_state": execution_state}}
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outgoing.put_nowait(encode("iopub", msg, self.protocol))
+
+    async def _drain(self, writer: asyncio.Task[None]) -> None:
+        """Give queued frames a moment to reach the client before it is closed."""
+        for _ in range(100):
+            if self._outgoing.empty() or writer.done():
+                return
+            await asyncio.sleep(0.01)
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):  # the client may be gone already
+            await self.websocket.close(code, reason)
+
+    # --- following the kernel's container ---------------------------------------------------------------------
+
+    def _on_kernel_event(self, kernel: Kernel, event: str) -> None:
+        """Called by the kernel manager, on the loop: ``started``, ``stopped`` or ``shut down``."""
+        if event == "started":
+            self._detach()
+            self._start_attach()
+        elif event == "stopped":
+            self._detach()
+            self._send_status("restarting")
+        elif event == "shut down" and not self._kernel_gone.done():
+            self._detach()
+            self._send_status("dead")
+            self._kernel_gone.set_result(None)
+
+    def _start_attach(self) -> None:
+        self._attach_task = asyncio.create_task(self._attach())
+
+    async def _attach(self) -> None:
+        info = self.kernel.connection_info
+        if info is None:
+            return
+        channels = KernelChannels(
+            self.relays.context,
+            info,
+            stdin=self.settings.jupyter_allow_stdin,
+            max_message_bytes=self.settings.max_message_mb * 2**20,
+        )
+        self._channels = channels
+        if not await channels.wait_iopub(self.settings.kernel_start_timeout):
+            log.warning("kernel %d websocket: IOPub did not deliver; relaying anyway", self.kernel.id)
+        self._pump_task = asyncio.create_task(self._pump(channels))
+        self._attached.set()
+
+    def _detach(self) -> None:
+        self._attached.clear()
+        for task in (self._attach_task, self._pump_task):
+            if task is not None:
+                task.cancel()
+        self._attach_task = self._pump_task = None
+        if self._channels is not None:
+            self._channels.close()
+            self._channels = None

@@ -1,0 +1,111 @@
+"""Kernel specs: the sandbox profiles the operator configured, as Jupyter clients see them.
+
+One profile per allowed container runtime, all with the gateway's image and limits: ``python3`` runs on the
+deployment's default runtime (so notebooks saved with the usual kernel name open on it), ``python3-<runtime>`` on
+each other allowed runtime (e.g. ``python3-runsc`` for gVisor). A spec's metadata says what its sandbox is
+(``metadata.jupycell``); its resources are two small logos served at ``/kernelspecs/{name}/{file}``, where
+jupyter_server looks for them.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import asdict
+from functools import lru_cache
+from typing import Any
+
+from gateway.errors import KernelSpecNotFound
+from gateway.sandbox.docker_sandbox import SandboxSpec
+from gateway.settings import Settings
+
+DEFAULT_KERNEL_NAME = "python3"
+LOGO_SIZES = (32, 64)
+_ORANGE = (0xF3, 0x77, 0x26, 0xFF)  # Jupyter's orange
+_DARK = (0x30, 0x30, 0x30, 0xFF)
+_CLEAR = (0, 0, 0, 0)
+
+
+def kernel_names(settings: Settings) -> list[str]:
+    """The kernel spec names, default first."""
+    return [spec_name(runtime, settings) for runtime in settings.runtimes]
+
+
+def spec_name(runtime: str, settings: Settings) -> str:
+    """The name of the kernel spec whose kernels run on ``runtime``."""
+    return DEFAULT_KERNEL_NAME if runtime == settings.runtime else f"{DEFAULT_KERNEL_NAME}-{runtime}"
+
+
+def spec_runtime(name: str, settings: Settings) -> str:
+    """The runtime of kernel spec ``name``; KernelSpecNotFound if there is no such spec."""
+    for runtime in settings.runtimes:
+        if spec_name(runtime, settings) == name:
+            return runtime
+    raise KernelSpecNotFound(name, kernel_names(settings))
+
+
+def kernelspec(name: str, settings: Settings, sandbox: SandboxSpec) -> dict[str, Any]:
+    """The kernel spec model (``{"name", "spec", "resources"}``) of profile ``name``."""
+    runtime = spec_runtime(name, settings)
+    limits = {k: v for k, v in asdict(sandbox).items() if k not in ("image", "runtime")}
+    return {
+        "name": name,
+        "spec": {
+            "argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": f"Python 3 (JupyCell sandbox, {runtime})",
+            "language": "python",
+            "interrupt_mode": "message",
+            "env": {},
+            "metadata": {
+                "debugger": False,
+                "jupycell": {
+                    "image": sandbox.image,
+                    "runtime": runtime,
+                    "network": "none",
+                    "limits": limits,
+                    "allowed_env": sorted(settings.jupyter_env_names),
+                    "stdin": settings.jupyter_allow_stdin,
+                },
+            },
+        },
+        "resources": {f"logo-{n}x{n}": f"/kernelspecs/{name}/logo-{n}x{n}.png" for n in LOGO_SIZES},
+    }
+
+
+def kernelspecs(settings: Settings, sandbox: SandboxSpec) -> dict[str, Any]:
+    """The ``GET /api/kernelspecs`` body."""
+    return {
+        "default": DEFAULT_KERNEL_NAME,
+        "kernelspecs": {name: kernelspec(name, settings, sandbox) for name in kernel_names(settings)},
+    }
+
+
+def resource(name: str, filename: str, settings: Settings) -> bytes | None:
+    """A kernel spec's resource file, or None if there is no such file."""
+    if name not in kernel_names(settings):
+        return None
+    for size in LOGO_SIZES:
+        if filename == f"logo-{size}x{size}.png":
+            return logo_png(size)
+    return None
+
+
+@lru_cache
+def logo_png(size: int) -> bytes:
+    """A ``size`` x ``size`` RGBA PNG: an orange tile holding a dark "cell" bar."""
+
+    def pixel(x: int, y: int) -> tuple[int, ...]:
+        edge = size // 8
+        if min(x, y, size - 1 - x, size - 1 - y) < edge // 2:
+            return _CLEAR
+        if 3 * size // 8 <= y < 5 * size // 8 and edge <= x < size - edge:
+            return _DARK
+        return _ORANGE
+
+    rows = b"".join(b"\0" + bytes(c for x in range(size) for c in pixel(x, y)) for y in range(size))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", size, size, 8, 6, 0, 0, 0)  # 8 bits per channel, RGBA
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b"")
