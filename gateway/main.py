@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.audit = audit  # for what is not one request per action (the kernel websocket's executes)
     app.include_router(cells.router)
     app.include_router(stream.router)
     app.include_router(kernels.router)

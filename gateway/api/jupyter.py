@@ -30,7 +30,7 @@ def get_relays(request: Request) -> Relays:
 
 def _relays(app: Any) -> Relays:
     if getattr(app.state, "jupyter_relays", None) is None:
-        app.state.jupyter_relays = Relays(app.state.settings)
+        app.state.jupyter_relays = Relays(app.state.settings, getattr(app.state, "audit", None))
     return app.state.jupyter_relays
 
 
@@ -116,8 +116,9 @@ async def restart_kernel(kernel_id: str, manager: ManagerDep, caller: CallerDep,
 async def kernel_channels(websocket: WebSocket, kernel_id: str) -> None:
     """The kernel's channels over a websocket: legacy JSON framing, or ``v1.kernel.websocket.jupyter.org``."""
     manager = websocket.app.state.manager
+    caller = get_caller(websocket)  # type: ignore[arg-type]  # reads the scope only
     try:
-        kernel = find_kernel(manager, get_caller(websocket), kernel_id)  # type: ignore[arg-type]  # scope only
+        kernel = find_kernel(manager, caller, kernel_id)
     except JupyCellError as error:
         await websocket.send_denial_response(
             JSONResponse({"message": str(error), "reason": "Not Found"}, status_code=error.status_code)
@@ -125,4 +126,4 @@ async def kernel_channels(websocket: WebSocket, kernel_id: str) -> None:
         return
     protocol = V1_PROTOCOL if V1_PROTOCOL in websocket.scope.get("subprotocols", ()) else None
     await websocket.accept(subprotocol=protocol)
-    await ChannelsRelay(websocket, kernel, _relays(websocket.app), protocol).run()
+    await ChannelsRelay(websocket, kernel, _relays(websocket.app), protocol, caller).run()

@@ -25,19 +25,23 @@ from gateway.jupyter.channels import KernelChannels
 from gateway.jupyter.wire import BadFrame, decode, encode
 from gateway.kernels.client import shared_context
 from gateway.kernels.kernel import Kernel
+from gateway.security.audit import AuditLog, code_fields
+from gateway.security.keys import Caller
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
 _OUTGOING_FRAMES = 256  # frames queued for a slow client; past it IOPub waits (and ZMQ drops for this client)
 _CLOSE_INVALID = 1007  # websocket close code: the client sent a frame that is not a Jupyter message
+_CLOSE_TOO_BIG = 1009  # websocket close code: message too big (code past max_code_bytes)
 
 
 class Relays:
     """The open kernel websockets of this gateway, by kernel (for the models' ``connections``)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, audit: AuditLog | None = None) -> None:
         self.settings = settings
+        self.audit = audit  # execute requests get an audit line each, as seed API runs do
         self.context = shared_context(settings.max_message_mb * 2**20)  # the kernel clients' I/O thread
         self._open: dict[int, set[ChannelsRelay]] = {}
 
@@ -58,8 +62,11 @@ class Relays:
 class ChannelsRelay:
     """Relays one accepted websocket to one kernel until the client leaves or the kernel is shut down."""
 
-    def __init__(self, websocket: WebSocket, kernel: Kernel, relays: Relays, protocol: str | None) -> None:
+    def __init__(
+        self, websocket: WebSocket, kernel: Kernel, relays: Relays, protocol: str | None, caller: Caller
+    ) -> None:
         self.websocket = websocket
+        self.caller = caller
         self.kernel = kernel
         self.relays = relays
         self.protocol = protocol
@@ -113,14 +120,32 @@ class ChannelsRelay:
             except BadFrame as error:
                 log.warning("kernel %d websocket: closing on a bad frame: %s", self.kernel.id, error)
                 return _CLOSE_INVALID, f"not a Jupyter message: {error}"[:120]
+            if channel == "iopub" or (channel == "stdin" and not self.settings.jupyter_allow_stdin):
+                log.debug("kernel %d websocket: dropped a client message on %s", self.kernel.id, channel)
+                continue
+            if msg["header"]["msg_type"] == "execute_request" and (refusal := self._check_execute(msg)):
+                return refusal
             await self._to_kernel(channel, msg)
 
+    def _check_execute(self, msg: dict[str, Any]) -> tuple[int, str] | None:
+        """Apply the seed API's rules to an execute request: code size cap, stdin policy, audit line."""
+        content = msg["content"]
+        code = content.get("code")
+        if not isinstance(code, str):
+            return _CLOSE_INVALID, "execute_request without a string 'code'"
+        fields = code_fields(code)
+        if fields["code_bytes"] > self.settings.max_code_bytes:
+            return _CLOSE_TOO_BIG, f"code too large: {fields['code_bytes']} bytes, limit {self.settings.max_code_bytes}"
+        if not self.settings.jupyter_allow_stdin:
+            content["allow_stdin"] = False  # else input() would wait for a reply nobody relays
+        if self.relays.audit is not None:
+            self.relays.audit.record(
+                key_id=self.caller.key_id, action="WEBSOCKET execute_request", kernel=self.kernel.id, **fields,
+                outcome="relayed",
+            )  # fmt: skip
+        return None
+
     async def _to_kernel(self, channel: str, msg: dict[str, Any]) -> None:
-        if channel == "iopub" or (channel == "stdin" and not self.settings.jupyter_allow_stdin):
-            log.debug("kernel %d websocket: dropped a client message on %s", self.kernel.id, channel)
-            return
-        if msg["header"]["msg_type"] == "execute_request" and not self.settings.jupyter_allow_stdin:
-            msg["content"]["allow_stdin"] = False  # else input() would wait for a reply nobody relays
         await self._attached.wait()  # while the kernel restarts, the client's frames wait here
         channels = self._channels
         if channels is None:

@@ -164,6 +164,11 @@ def test_a_bad_frame_closes_the_websocket_with_a_reason(gateway: GatewayProcess,
         with pytest.raises(ConnectionClosed):
             ws.until(lambda ch, m: False, timeout=30)
         assert ws.ws.close_code == 1007 and "msg_id" in ws.ws.close_reason
+    with _channels(gateway, jkernel["id"]) as ws:  # the seed API's code size cap holds here too
+        ws.send("shell", "execute_request", {"code": "#" * (2**20 + 1)})
+        with pytest.raises(ConnectionClosed):
+            ws.until(lambda ch, m: False, timeout=30)
+        assert ws.ws.close_code == 1009 and "code too large" in ws.ws.close_reason
     with _channels(gateway, jkernel["id"]) as ws:  # the kernel is fine
         assert ws.execute("print(1)").stdout == "1\n"
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +29,7 @@ def secured(kernels_root: Path) -> Iterator[GatewayProcess]:
         **TEST_SETTINGS,
         api_keys=f"alice:{ALICE},bob:{BOB},root:{ROOT}:admin",
         allowed_runtimes="runc,runsc",
+        audit_log=kernels_root / f"jaudit-{time.monotonic_ns()}.jsonl",
     )
     process.start()
     try:
@@ -83,6 +87,16 @@ def test_keys_and_ownership(secured: GatewayProcess) -> None:
             assert not_owner.value.response.status_code == 404
             with _channels(secured, kid, f"Bearer {ALICE}") as ws:  # either header form
                 assert ws.execute("print('mine')").stdout == "mine\n"
+            # code run over the websocket is audited like code run through the seed API
+            digest = hashlib.sha256(b"print('mine')").hexdigest()
+            audit_path = Path(secured.env["JUPYCELL_AUDIT_LOG"])
+            deadline = time.monotonic() + 10
+            while digest not in audit_path.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            lines = [json.loads(line) for line in audit_path.read_text().splitlines()]
+            (line,) = [r for r in lines if r.get("code_sha256") == digest]
+            assert line["key_id"] == "alice" and line["action"] == "WEBSOCKET execute_request"
+            assert line["kernel"] == model["kernel_id"]
         finally:
             seed_bob.close()
             assert alice.delete(f"/api/kernels/{kid}").status_code == 204
