@@ -5,6 +5,7 @@
 #   make test     all of the above, then the test suite
 #   make up       run the gateway with docker compose
 #   make bench-deadlines  how long after a run's deadline the response comes (timeout, SIGINT ignored)
+#   make bench-jupyter    `1+1` over the kernel websocket, direct and through jupyter server --gateway-url
 #   make clean    remove kernel containers left behind (label jupycell.managed=true)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -17,7 +18,7 @@ UP_ARGS ?=
 # tests clean up by label instead.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: engine images deps test up clean bench-deadlines
+.PHONY: engine images deps test up clean bench-deadlines bench-jupyter
 
 engine:
 	scripts/ensure-docker.sh
@@ -39,3 +40,6 @@ clean:
 
 bench-deadlines:
 	$(PYTHON) bench/deadline_accuracy.py
+
+bench-jupyter:
+	$(PYTHON) bench/jupyter_websocket.py
