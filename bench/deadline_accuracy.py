@@ -4,7 +4,8 @@ Starts its own gateway (real containers), then for each case runs a cell with ``
 wall time of ``POST /cell`` minus the deadline:
 
 - ``while True: pass`` - interrupted at the deadline, kernel kept;
-- a loop that ignores SIGINT - interrupted, still busy after ``interrupt_grace``, container replaced.
+- a loop that ignores SIGINT - interrupted, still busy after ``interrupt_grace``, container replaced (the reply
+  does not wait for the new container; the kernel's next run does). Between runs it waits for the kernel to be idle.
 
 Usage: ``python bench/deadline_accuracy.py [--runs 5] [--deadline 1.0] [--grace 2.0]`` (or ``make bench-deadlines``).
 """
@@ -41,6 +42,8 @@ def measure(api: Api, kernel: int, code: str, deadline: float, runs: int) -> tup
         body = response.json()
         statuses.add(f"{body['status']}, state kept: {body['kernel_state_kept']}")
         api.cell(kernel, "delete", number)
+        while api.http.get(f"/kernels/{kernel}").json()["state"] != "idle":  # a replacement finishes after the reply
+            time.sleep(0.05)
     return late, statuses
 
 

@@ -41,6 +41,7 @@ class Kernel:
     env: dict[str, str] = field(default_factory=dict)  # set in its container at every start (Jupyter API's env)
     connection_info: dict[str, Any] | None = field(default=None, repr=False)  # host view, holds the key: secret
     listeners: set[KernelListener] = field(default_factory=set, repr=False)
+    replacing: asyncio.Task[None] | None = None  # a container replacement the next user must wait for
 
     def touch(self) -> None:
         self.last_activity = time.time()

@@ -7,6 +7,7 @@ run one at a time, in arrival order. Different kernels never wait for each other
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import shutil
@@ -159,12 +160,14 @@ class KernelManager:
         kernel.last_death = f"shut down because {reason}" if reason else "shut down"
         if kernel.client is not None:
             kernel.client.mark_dead(kernel.last_death)  # a run in progress ends now, as "died"
+        await self._settled(kernel)  # a container being created must exist before it can be removed
         await self._teardown(kernel)
         kernel.notify("shut down")
 
     async def restart(self, kernel: Kernel) -> None:
         """Replace the kernel's container with a fresh one; its cells stay, marked as not run."""
         async with kernel.lock:
+            await self._settled(kernel)
             await self._replace(kernel)
 
     # --- running cells ------------------------------------------------------------------------------------
@@ -232,6 +235,7 @@ class KernelManager:
             return await self._transfer(kernel, lambda files: files.download(path))
 
     async def _transfer(self, kernel: Kernel, operation: Callable[[KernelFiles], Coroutine[Any, Any, Any]]) -> Any:
+        await self._settled(kernel)
         if kernel.state == "dead" or kernel.client is None:
             raise KernelDead(f"Kernel {kernel.id} is dead ({kernel.last_death}); restart it.")
         kernel.touch()
@@ -288,6 +292,7 @@ class KernelManager:
     async def _run(
         self, kernel: Kernel, cell: Cell, timeout: float | None, on_output: OnOutput | None = None
     ) -> RunResult:
+        await self._settled(kernel)
         if kernel.state == "dead" or kernel.client is None:
             raise KernelDead(f"Kernel {kernel.id} is dead ({kernel.last_death}); restart it.")
         timeout = self.settings.run_timeout if timeout is None else timeout
@@ -311,10 +316,10 @@ class KernelManager:
             result = self._lost_run(
                 cell,
                 "timeout",
-                f"deadline of {timeout:g} s passed and the kernel was {error}; it was replaced by a fresh one",
+                f"deadline of {timeout:g} s passed and the kernel was {error}; it is replaced by a fresh one",
                 collector,
             )
-            await self._replace(kernel)
+            self._replace_soon(kernel)
         except KernelGone:
             if self.kernels.get(kernel.id) is not kernel:  # shut down under the run: nothing to restart
                 detail = f"the kernel was {kernel.last_death} while running cell {cell.number}"
@@ -323,11 +328,11 @@ class KernelManager:
             result = self._lost_run(
                 cell,
                 "died",
-                f"the kernel died: {cause} while running cell {cell.number}; it was restarted fresh",
+                f"the kernel died: {cause} while running cell {cell.number}; it is restarted fresh",
                 collector,
             )
             kernel.last_death = f"{cause} while running cell {cell.number}"
-            await self._replace(kernel)
+            self._replace_soon(kernel)
         finally:
             kernel.touch()
             if kernel.state == "busy":
@@ -387,17 +392,44 @@ class KernelManager:
         await self.sandbox.remove(kernel.id)
         await asyncio.to_thread(shutil.rmtree, kernel.socket_dir, True)
 
-    async def _replace(self, kernel: Kernel) -> None:
-        """Swap in a fresh container (new key, empty memory). Caller holds the kernel's lock."""
+    async def _replace(self, kernel: Kernel, *, forget: bool = True) -> None:
+        """Swap in a fresh container (new key, empty memory). Caller holds the kernel's lock, or is the task
+        ``_replace_soon`` started (that everyone else waits for)."""
         kernel.state = "starting"
+        if forget:
+            self._forget_runs(kernel)
         await self._teardown(kernel)
-        for cell in kernel.notebook.in_order():
-            cell.forget_run()
         try:
             await self._launch(kernel)
         except BaseException:
             kernel.state = "dead"
             raise
+
+    @staticmethod
+    def _forget_runs(kernel: Kernel) -> None:
+        for cell in kernel.notebook.in_order():
+            cell.forget_run()
+
+    def _replace_soon(self, kernel: Kernel) -> None:
+        """Start replacing the container and return at once, so a run that lost its kernel answers without
+        waiting for a new container. Whoever uses the kernel next waits for it first (``_settled``)."""
+        self._forget_runs(kernel)
+        kernel.state = "starting"
+        task = self.start_in_background(self._replace(kernel, forget=False))
+        kernel.replacing = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            if kernel.replacing is task:
+                kernel.replacing = None
+
+        task.add_done_callback(done)
+
+    @staticmethod
+    async def _settled(kernel: Kernel) -> None:
+        """Wait for a replacement started by an earlier run to end (its failure leaves the kernel dead)."""
+        if kernel.replacing is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(kernel.replacing)
 
     async def _death_cause(self, kernel: Kernel) -> str:
         exit_status = await self.sandbox.exit_status(kernel.id)

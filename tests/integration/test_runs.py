@@ -7,7 +7,9 @@ import time
 from datetime import datetime
 from typing import Any
 
-from tests.support import Api, stdout_of
+import docker
+
+from tests.support import Api, GatewayProcess, stdout_of
 
 
 def wait_until_busy(api: Api, kernel: int, timeout: float = 30) -> None:
@@ -85,3 +87,20 @@ def test_images_kept_as_png_unless_over_the_cap(api: Api, kernel: int) -> None:
     assert small["data"]["text/plain"] == "small" and len(small["data"]["image/png"]) == 4000
     assert "image/png" not in big["data"]
     assert big["data"]["text/plain"].startswith("big\n[image/png of 800000 bytes dropped: over the")
+
+
+def test_replacement_after_an_ignored_interrupt_does_not_hold_up_the_reply(api: Api, gateway: GatewayProcess) -> None:
+    kernel = api.start()
+    code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: time.sleep(0.1)"
+    result = api.execute(kernel, code, timeout=1)
+    assert result["status"] == "timeout" and result["kernel_state_kept"] is False
+    # Shut down while the new container may still be starting: nothing of it may be left behind.
+    assert api.shutdown(kernel).status_code == 200
+    client = docker.from_env()
+    try:
+        left = client.containers.list(
+            all=True, filters={"label": [f"jupycell.instance={gateway.instance}", f"jupycell.kernel_id={kernel}"]}
+        )
+    finally:
+        client.close()
+    assert left == []
