@@ -46,7 +46,7 @@ def wait_until_removed(instance: str, timeout: float = 60) -> bool:
 def containers(instance: str) -> list:
     client = docker.from_env()
     try:
-        return client.containers.list(all=True, filters={"label": f"jupycell.instance={instance}"})
+        return client.containers.list(all=True, sparse=True, filters={"label": f"jupycell.instance={instance}"})
     finally:
         client.close()
 

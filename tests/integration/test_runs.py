@@ -98,9 +98,8 @@ def test_replacement_after_an_ignored_interrupt_does_not_hold_up_the_reply(api: 
     assert api.shutdown(kernel).status_code == 200
     client = docker.from_env()
     try:
-        left = client.containers.list(
-            all=True, filters={"label": [f"jupycell.instance={gateway.instance}", f"jupycell.kernel_id={kernel}"]}
-        )
+        labels = [f"jupycell.instance={gateway.instance}", f"jupycell.kernel_id={kernel}"]
+        left = client.containers.list(all=True, sparse=True, filters={"label": labels})
     finally:
         client.close()
     assert left == []
