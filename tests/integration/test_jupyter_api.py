@@ -199,3 +199,15 @@ def test_concurrent_websocket_clients_each_get_their_own_replies(gateway: Gatewa
     for thread in threads:
         thread.join(180)
     assert results == {n: f"{n * 100}\n" * 3 for n in range(4)}
+
+
+def test_websocket_follows_the_kernel_through_a_crash(api: Api, gateway: GatewayProcess, jkernel: dict) -> None:
+    with _channels(gateway, jkernel["id"]) as ws:
+        assert ws.execute("lost = 1").reply["status"] == "ok"
+        ws.send("shell", "execute_request", {"code": "import os; os._exit(3)"})
+        # the container dies, the gateway starts a fresh one, and this websocket is relayed to it
+        ws.until(lambda ch, m: m["msg_type"] == "status" and m["content"]["execution_state"] == "restarting")
+        ws.wait_ready()
+        assert ws.execute("print('alive')").stdout == "alive\n"
+        assert ws.execute("lost").error == "NameError"
+    assert "exited with code 3" in (api.http.get(f"/kernels/{jkernel['kernel_id']}").json()["last_death"] or "")
