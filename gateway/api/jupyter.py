@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request, Response, WebSocket
+from fastapi import APIRouter, Depends, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 
 from gateway.api.auth import CallerDep, get_caller, visible_kernels
 from gateway.api.deps import ManagerDep
 from gateway.errors import JupyCellError
 from gateway.jupyter import specs
-from gateway.jupyter.models import KernelCreate, check_request, find_kernel, kernel_model
+from gateway.jupyter.models import check_request, find_kernel, kernel_model, parse_create
 from gateway.jupyter.relay import ChannelsRelay, Relays
 from gateway.jupyter.wire import V1_PROTOCOL
 
@@ -68,14 +68,13 @@ async def list_kernels(manager: ManagerDep, caller: CallerDep, relays: RelaysDep
 
 @router.post("/api/kernels", status_code=201)
 async def start_kernel(
-    manager: ManagerDep,
-    caller: CallerDep,
-    relays: RelaysDep,
-    response: Response,
-    body: Annotated[KernelCreate | None, Body()] = None,
+    request: Request, manager: ManagerDep, caller: CallerDep, relays: RelaysDep, response: Response
 ) -> dict[str, Any]:
-    """Start a kernel in a new sandbox container (body ``{"name", "env"}``, both optional)."""
-    runtime, env = check_request(body or KernelCreate(), manager.settings)
+    """Start a kernel in a new sandbox container (JSON body ``{"name", "env"}``, both optional).
+
+    The body is read as JSON whatever its content type: JupyterLab's client sends it as ``text/plain``."""
+    body = parse_create(await request.body())
+    runtime, env = check_request(body, manager.settings)
     kernel = await manager.start(owner=caller.key_id, runtime=runtime, env=env)
     response.headers["Location"] = f"/api/kernels/{kernel.uuid}"
     return kernel_model(kernel, relays.connections(kernel), manager.settings)

@@ -6,7 +6,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.errors import InvalidKernelRequest, KernelNotFound, KernelSpecNotFound
 from gateway.jupyter.specs import spec_name, spec_runtime
@@ -26,6 +27,16 @@ class KernelCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
     name: str | None = Field(None, description="Kernel spec name; default: the default spec.")
     env: dict[str, str] = Field(default_factory=dict, description="Environment of the kernel (allowed names only).")
+
+
+def parse_create(raw: bytes) -> KernelCreate:
+    """The ``POST /api/kernels`` body (empty: defaults); RequestValidationError (422) if it is not one."""
+    if not raw.strip():
+        return KernelCreate()
+    try:
+        return KernelCreate.model_validate_json(raw)
+    except ValidationError as error:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()]) from None
 
 
 def timestamp(seconds: float) -> str:

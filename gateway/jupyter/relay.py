@@ -204,7 +204,8 @@ class ChannelsRelay:
             self._start_attach()
         elif event == "stopped":
             self._detach()
-            self._send_status("restarting")
+            if kernel.state != "dead":  # dead: being shut down, "shut down" follows; else a new container follows
+                self._send_status("restarting")
         elif event == "shut down" and not self._kernel_gone.done():
             self._detach()
             self._send_status("dead")

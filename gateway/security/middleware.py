@@ -66,8 +66,10 @@ class SecurityMiddleware:
         status: list[int] = []
 
         async def send_recording(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
                 status.append(message["status"])
+            elif message["type"] == "websocket.accept" and not status:
+                status.append(101)  # switched protocols: the websocket was served
             elif message["type"] == "websocket.close" and not status:
                 status.append(403)
             await send(message)

@@ -73,8 +73,14 @@ def test_env_allowed_names_reach_the_kernel_others_are_refused(api: Api, gateway
     assert api.http.post("/api/kernels", json={"name": "R"}).status_code == 400
     assert api.http.post("/api/kernels", json={"env": {"JC_GREETING": 3}}).status_code == 422
 
+    assert api.http.post("/api/kernels", content=b"{not json").status_code == 422
+
     body = {"name": "python3", "env": {"JC_GREETING": "hello sandbox", "KERNEL_USERNAME": "ann"}}
-    model = api.http.post("/api/kernels", json=body).json()
+    # JupyterLab's client sends the body as text/plain: it is read as JSON all the same
+    plain = {"Content-Type": "text/plain;charset=UTF-8"}
+    created = api.http.post("/api/kernels", content=json.dumps(body), headers=plain)
+    assert created.status_code == 201, created.text
+    model = created.json()
     try:
         code = "import os; print(os.environ.get('JC_GREETING'), os.environ.get('KERNEL_USERNAME'))"
         with _channels(gateway, model["id"]) as ws:

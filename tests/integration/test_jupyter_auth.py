@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker
@@ -37,6 +37,20 @@ def secured(kernels_root: Path) -> Iterator[GatewayProcess]:
     finally:
         process.stop()
         remove_instance_containers(process.instance)
+
+
+CHANNELS = "WEBSOCKET /api/kernels/{kernel_id}/channels"
+
+
+def _audit_until(gateway: GatewayProcess, predicate: Callable[[list[dict]], bool], timeout: float = 30) -> list[dict]:
+    """The audit log's records, once ``predicate`` holds for them (lines are written by a thread, after the fact)."""
+    path = Path(gateway.env["JUPYCELL_AUDIT_LOG"])
+    deadline = time.monotonic() + timeout
+    while True:
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        if predicate(records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
 
 
 def _http(gateway: GatewayProcess, header: str | None) -> httpx.Client:
@@ -87,16 +101,16 @@ def test_keys_and_ownership(secured: GatewayProcess) -> None:
             assert not_owner.value.response.status_code == 404
             with _channels(secured, kid, f"Bearer {ALICE}") as ws:  # either header form
                 assert ws.execute("print('mine')").stdout == "mine\n"
-            # code run over the websocket is audited like code run through the seed API
+            # code run over the websocket is audited like code run through the seed API, and so is the websocket
             digest = hashlib.sha256(b"print('mine')").hexdigest()
-            audit_path = Path(secured.env["JUPYCELL_AUDIT_LOG"])
-            deadline = time.monotonic() + 10
-            while digest not in audit_path.read_text() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            lines = [json.loads(line) for line in audit_path.read_text().splitlines()]
+            lines = _audit_until(secured, lambda rs: any(r.get("code_sha256") == digest for r in rs) and any(
+                r["action"] == CHANNELS and r["key_id"] == "alice" for r in rs
+            ))  # fmt: skip
             (line,) = [r for r in lines if r.get("code_sha256") == digest]
             assert line["key_id"] == "alice" and line["action"] == "WEBSOCKET execute_request"
             assert line["kernel"] == model["kernel_id"]
+            outcomes = {(r["key_id"], r["status"], r["outcome"]) for r in lines if r["action"] == CHANNELS}
+            assert {("alice", 101, "ok"), ("bob", 404, "not found")} <= outcomes
         finally:
             seed_bob.close()
             assert alice.delete(f"/api/kernels/{kid}").status_code == 204
