@@ -102,7 +102,7 @@ class Settings(BaseSettings):
         "",
         pattern=r"^\s*([A-Za-z_][A-Za-z0-9_]*\s*(,\s*[A-Za-z_][A-Za-z0-9_]*\s*)*)?$",
         description="Comma-separated environment variable names a client may set for a new kernel "
-        "(POST /api/kernels {\"env\": ...}); they are set in the kernel's container when it starts. Other names "
+        '(POST /api/kernels {"env": ...}); they are set in the kernel\'s container when it starts. Other names '
         "are refused (400), except KERNEL_* hints (e.g. KERNEL_USERNAME), which are ignored unless listed.",
     )
     jupyter_allow_stdin: bool = Field(

@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gateway.errors import (
+    CellNotFound,
     FileTransferFailed,
     KernelBusy,
     KernelDead,
@@ -212,7 +213,10 @@ class KernelManager:
         async with kernel.lock:
             kernel.notebook.get(number)
             order = [c.number for c in kernel.notebook.dependencies(number)]
-            return await self._run_in_order(kernel, order, timeout, on_output, only_outdated=True, then=number)
+            results = await self._run_in_order(kernel, order, timeout, on_output, only_outdated=True, then=number)
+            if not results:  # deleted while this run waited for the kernel
+                raise CellNotFound(number)
+            return results
 
     async def run_stale(self, kernel: Kernel, timeout: float | None = None, *, wait: bool = True) -> list[RunResult]:
         """Bring the notebook up to date: run, in order, every cell that is stale or has not run since the kernel
