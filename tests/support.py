@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -33,9 +34,11 @@ def remove_instance_containers(instance: str) -> int:
     """Safety net: remove every container labelled with this gateway instance."""
     client = docker.from_env()
     try:
-        containers = client.containers.list(all=True, filters={"label": f"jupycell.instance={instance}"})
+        # sparse: no inspect per container, so one removed meanwhile (by its gateway) is no error
+        containers = client.containers.list(all=True, sparse=True, filters={"label": f"jupycell.instance={instance}"})
         for container in containers:
-            container.remove(force=True)
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
         return len(containers)
     finally:
         client.close()

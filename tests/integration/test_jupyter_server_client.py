@@ -130,6 +130,6 @@ def test_jupyter_server_runs_code_on_a_jupycell_sandbox(
     assert api.http.get(f"/api/kernels/{kid}").status_code == 404
     client = docker.from_env()
     try:
-        assert not client.containers.list(all=True, filters={"label": f"jupycell.kernel_id={seed_id}"})
+        assert not client.containers.list(all=True, sparse=True, filters={"label": f"jupycell.kernel_id={seed_id}"})
     finally:
         client.close()
