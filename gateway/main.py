@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from gateway.api import cells, files, health, jupyter, kernels, notebooks, stream
+from gateway.api import cells, files, health, jupyter, kernels, notebooks, pool, stream
 from gateway.errors import JupyCellError
 from gateway.kernels.manager import KernelManager
 from gateway.sandbox import DockerSandbox
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(files.router)
     app.include_router(health.router)
     app.include_router(jupyter.router)
+    app.include_router(pool.router)
     app.add_exception_handler(JupyCellError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(

@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     log_max_size_kb: int = Field(1024, ge=16, description="Cap on the container's own log (raw fd 1/2 writes).")
     kernel_uid: int = Field(1000, ge=1, description="Non-root uid the kernel runs as.")
 
+    # --- warm pool ----------------------------------------------------------------------------------------
+    pool_size: int = Field(
+        2,
+        ge=0,
+        le=1000,
+        description="Kernels kept started and ready for POST /start (each is an idle container); 0 turns the pool "
+        "off and every start is cold.",
+    )
+    pool_parallel_starts: int = Field(2, ge=1, le=64, description="How many pool kernels start at once on refill.")
+
     # --- timing -------------------------------------------------------------------------------------------
     kernel_start_timeout: float = Field(60.0, gt=0, description="Seconds for a new kernel to answer.")
     run_timeout: float = Field(300.0, gt=0, description="Default deadline of one cell run, in seconds.")

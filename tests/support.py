@@ -49,6 +49,9 @@ class GatewayProcess:
 
     def __init__(self, kernels_dir: Path, **settings: Any) -> None:
         self.instance = settings.pop("instance", None) or unique_instance()
+        # Warm pool off unless a test asks for one: a kernel's container is then exactly the one /start made,
+        # named after its id, and no idle containers load the shared machine.
+        settings.setdefault("pool_size", 0)
         self.kernels_dir = kernels_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

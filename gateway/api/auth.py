@@ -19,7 +19,7 @@ from gateway.security.keys import Caller
 from gateway.security.middleware import AUDIT_STATE, CALLER_STATE
 
 
-def get_caller(request: Request) -> Caller:
+async def get_caller(request: Request) -> Caller:  # async: no thread-pool hop per request
     caller = request.scope.get("state", {}).get(CALLER_STATE)
     if caller is None:  # only reachable if a public path used this dependency: fail closed
         raise RuntimeError("no authenticated caller on this request")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query, Request
 
 from gateway.api.auth import CallerDep, audit_note, owned_kernel
 from gateway.api.deps import ManagerDep, SettingsDep
+from gateway.api.encoding import EncodedJSON, encoded
 from gateway.api.schemas import (
     AddCell,
     CellOutputsResponse,
@@ -34,12 +35,12 @@ router = APIRouter(tags=["notebook"])
 @router.post("/start", response_model=StartResponse)
 async def start_kernel(
     manager: ManagerDep, caller: CallerDep, request: Request, body: Annotated[StartRequest | None, Body()] = None
-) -> StartResponse:
+) -> EncodedJSON:
     """Start a kernel in a new sandbox container; returns once it answers. The body is optional."""
     runtime = body.runtime if body is not None else None
     kernel = await manager.start(owner=caller.key_id, runtime=runtime)
     audit_note(request, kernel=kernel.id, runtime=kernel.runtime)
-    return StartResponse(kernel_id=kernel.id)
+    return encoded(StartResponse(kernel_id=kernel.id))
 
 
 @router.post("/cell", response_model=StatusResponse | RunResponse | RunAllResponse)
@@ -51,7 +52,7 @@ async def cell_action(
     http: Request,
 ):
     """Add, edit, run or delete a cell; run all cells in order, or only the stale and never-run ones
-    (``run_stale``); both stop at the first failure."""
+    (``run_stale``); both stop at the first failure. (Responses are encoded once: see ``gateway.api.encoding``.)"""
     audit_note(
         http, action=f"cell.{request.action}", kernel=request.kernel_id, cell=getattr(request, "cell_number", None)
     )
@@ -64,33 +65,33 @@ async def cell_action(
     match request:
         case AddCell():
             kernel.notebook.add(request.cell_number, request.code)
-            return StatusResponse(status=f"Cell {request.cell_number} added.")
+            return encoded(StatusResponse(status=f"Cell {request.cell_number} added."))
         case EditCell():
             kernel.notebook.edit(request.cell_number, request.code)
-            return StatusResponse(status=f"Cell {request.cell_number} updated.")
+            return encoded(StatusResponse(status=f"Cell {request.cell_number} updated."))
         case DeleteCell():
             kernel.notebook.delete(request.cell_number)
-            return StatusResponse(status=f"Cell {request.cell_number} deleted.")
+            return encoded(StatusResponse(status=f"Cell {request.cell_number} deleted."))
         case RunCell() if request.with_dependencies:
             audit_note(http, code=kernel.notebook.get(request.cell_number).code)
             results = await manager.run_with_dependencies(
                 kernel, request.cell_number, request.timeout, wait=request.wait
             )
             audit_note(http, outcome=results[-1].status if results else "ok", cells_run=len(results))
-            return run_with_dependencies_response(results, request.cell_number, request.strip_ansi)
+            return encoded(run_with_dependencies_response(results, request.cell_number, request.strip_ansi))
         case RunCell():
             audit_note(http, code=kernel.notebook.get(request.cell_number).code)
             result = await manager.run_cell(kernel, request.cell_number, request.timeout, wait=request.wait)
             audit_note(http, outcome=result.status)
-            return RunResponse(**run_view(result, request.strip_ansi))
+            return encoded(RunResponse(**run_view(result, request.strip_ansi)))
         case RunAll():
             results = await manager.run_all(kernel, request.timeout, wait=request.wait)
             audit_note(http, outcome=results[-1].status if results else "ok", cells_run=len(results))
-            return run_all_response(results, request.strip_ansi)
+            return encoded(run_all_response(results, request.strip_ansi))
         case RunStale():
             results = await manager.run_stale(kernel, request.timeout, wait=request.wait)
             audit_note(http, outcome=results[-1].status if results else "ok", cells_run=len(results))
-            return run_all_response(results, request.strip_ansi)
+            return encoded(run_all_response(results, request.strip_ansi))
 
 
 def run_all_response(results: list[RunResult], without_ansi: bool) -> RunAllResponse:

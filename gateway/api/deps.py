@@ -10,14 +10,15 @@ from gateway.kernels.manager import KernelManager
 from gateway.settings import Settings
 
 
-def get_manager(request: Request) -> KernelManager:
+async def get_manager(request: Request) -> KernelManager:
+    """``async`` on purpose: a plain ``def`` dependency would cost every request a hop to the thread pool."""
     return request.app.state.manager
 
 
 ManagerDep = Annotated[KernelManager, Depends(get_manager)]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 

@@ -31,6 +31,7 @@ from gateway.kernels.connection import host_view, new_connection_info, prepare_s
 from gateway.kernels.culling import cull_forever
 from gateway.kernels.files import KernelFiles
 from gateway.kernels.kernel import Kernel, RunResult
+from gateway.kernels.pool import KernelPool
 from gateway.notebook import Cell
 from gateway.notebook.outputs import Output, OutputCollector
 from gateway.sandbox import DockerSandbox
@@ -64,6 +65,7 @@ class KernelManager:
         self.settings = settings
         self.sandbox = sandbox
         self.kernels: dict[int, Kernel] = {}
+        self.pool = KernelPool(settings, sandbox, new_kernel_id)
         self._background: set[asyncio.Task[Any]] = set()
         # Why recently culled kernels were shut down, so a caller asking for one learns what happened.
         self._shut_down_because: OrderedDict[int, str] = OrderedDict()
@@ -88,11 +90,13 @@ class KernelManager:
                     interval=self.settings.cull_interval,
                 )
             )
+        self.pool.start()
 
     async def shut_down(self) -> None:
-        """Remove every kernel's container and socket directory."""
+        """Remove every kernel's container and socket directory, and the warm pool's."""
         for task in list(self._background):
             task.cancel()
+        await self.pool.close()
         await asyncio.gather(*(self.shutdown(k) for k in list(self.kernels)), return_exceptions=True)
         await self.sandbox.remove_all()
         self.sandbox.close()
@@ -110,14 +114,30 @@ class KernelManager:
     ) -> Kernel:
         """Start a new kernel for ``owner`` (an API key id) in its own container; return once it answers.
 
-        ``runtime`` must be one of the allowed runtimes (default: the deployment's). Raises TooManyKernels
-        when the gateway's or the owner's kernel limit is reached. ``env`` is set in the container (callers
-        check the names); a kernel with an environment of its own always starts a fresh container.
+        Claimed from the warm pool when it holds one of this profile, started cold otherwise. ``runtime`` must be
+        one of the allowed runtimes (default: the deployment's). Raises TooManyKernels when the gateway's or the
+        owner's kernel limit is reached. ``env`` is set in the container (callers check the names); a kernel with
+        an environment of its own always starts a fresh container (never from the pool).
         """
         runtime = runtime or self.settings.runtime
         if runtime not in self.settings.runtimes:
             raise RuntimeNotAllowed(runtime, self.settings.runtimes)
         self._check_capacity(owner)
+        ready = self.pool.claim() if runtime == self.pool.profile.runtime and not env else None
+        if ready is not None:  # made for this id: container, labels and sockets are already the kernel's
+            kernel = Kernel(
+                id=ready.kernel_id,
+                socket_dir=ready.socket_dir,
+                owner=owner,
+                runtime=runtime,
+                client=ready.client,
+                container_id=ready.container_id,
+                connection_info=ready.connection_info,
+                state="idle",
+            )
+            self.kernels[kernel.id] = kernel
+            kernel.notify("started")
+            return kernel
         kernel_id = new_kernel_id()
         kernel = Kernel(
             id=kernel_id,
@@ -444,6 +464,9 @@ class KernelManager:
     def _on_container_death(self, kernel_id: int, container_id: str) -> None:
         """Engine event (on the loop): a container of ours died. Wake a run waiting on it, or recover."""
         kernel = self.kernels.get(kernel_id)
+        if kernel is None:  # an unclaimed warm-pool kernel (or one already shut down)
+            self.pool.discard(container_id)
+            return
         if kernel is None or kernel.client is None or kernel.container_id != container_id:
             return  # not ours any more: shut down or already replaced
         kernel.client.mark_dead("container died")

@@ -3,6 +3,10 @@
 Every docker-py call runs in this module's own thread pool, never on the event loop. Containers carry labels
 (``jupycell.managed``, ``jupycell.instance``, ``jupycell.kernel_id``) so a gateway finds what is its own, and
 removal is idempotent (a container that is already gone counts as removed).
+
+Warm-pool containers (``gateway.kernels.pool``) are made exactly like a kernel's, for the kernel id they will have
+once claimed, plus the ``jupycell.pool`` label: a claimed one needs no change, and everything that finds a kernel's
+container by its name, labels or socket directory finds it too.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ T = TypeVar("T")
 LABEL_MANAGED = "jupycell.managed"
 LABEL_INSTANCE = "jupycell.instance"
 LABEL_KERNEL_ID = "jupycell.kernel_id"
+LABEL_POOL = "jupycell.pool"  # started ahead of time for the warm pool (kept after it is claimed)
 
 #: Where a kernel's socket directory appears inside its container (see sandbox_image/jupycell-kernel).
 CONTAINER_SOCKET_DIR = "/run/jupycell"
@@ -199,12 +204,26 @@ class DockerSandbox:
 
         ``runtime`` overrides the deployment's runtime for this kernel (the caller checked it is allowed);
         ``env`` adds to (and may override) the container's environment."""
+        return await self._run(kernel_id, socket_dir, runtime, self._labels(kernel_id), env)
+
+    async def start_pooled(self, kernel_id: int, socket_dir: Path) -> str:
+        """``start`` for a warm-pool kernel (the deployment's profile), labelled ``jupycell.pool``."""
+        return await self._run(kernel_id, socket_dir, None, {**self._labels(kernel_id), LABEL_POOL: "true"}, None)
+
+    async def _run(
+        self,
+        kernel_id: int,
+        socket_dir: Path,
+        runtime: str | None,
+        labels: dict[str, str],
+        env: dict[str, str] | None,
+    ) -> str:
         kwargs = self.spec.run_kwargs()
         kwargs["environment"] = {**kwargs["environment"], **(env or {})}
         kwargs.update(
             runtime=runtime or self.spec.runtime,
             name=self.container_name(kernel_id),
-            labels=self._labels(kernel_id),
+            labels=labels,
             volumes={str(socket_dir): {"bind": CONTAINER_SOCKET_DIR, "mode": "rw"}},
             detach=True,
         )
@@ -237,6 +256,10 @@ class DockerSandbox:
         except (NotFound, SandboxUnavailable):
             return ""
         return raw.decode(errors="replace")
+
+    async def remove_container(self, container_id: str) -> None:
+        """Kill and remove a container by id. Already gone is fine."""
+        await self._remove_by_name(container_id)
 
     async def remove(self, kernel_id: int) -> None:
         """Kill and remove the kernel's container. Already gone is fine."""
