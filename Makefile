@@ -4,6 +4,7 @@
 #   make deps     install Python dependencies for development and tests
 #   make test     all of the above, then the test suite
 #   make up       run the gateway with docker compose
+#   make bench    benchmark against the raw floor and Jupyter Kernel Gateway (BENCH_ARGS=--quick for a fast check)
 #   make bench-deadlines  how long after a run's deadline the response comes (timeout, SIGINT ignored)
 #   make bench-jupyter    `1+1` over the kernel websocket, direct and through jupyter server --gateway-url
 #   make clean    remove kernel containers left behind (label jupycell.managed=true)
@@ -13,12 +14,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 PYTEST_ARGS ?= -n 2
 UP_ARGS ?=
+BENCH_ARGS ?=
+BENCH_VENV := bench/.venv
 
 # testcontainers' Ryuk reaper image cannot be pulled without a registry;
 # tests clean up by label instead.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: engine images deps test up clean bench-deadlines bench-jupyter
+.PHONY: engine images deps test up clean bench bench-deadlines bench-jupyter
 
 engine:
 	scripts/ensure-docker.sh
@@ -31,6 +34,12 @@ deps:
 
 test: engine images deps
 	$(PYTHON) -m pytest $(PYTEST_ARGS) tests
+
+# Not part of `make test`: its own venv (gateway deps + Jupyter Kernel Gateway from PyPI), minutes of load.
+bench: engine images
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q -r bench/requirements.txt
+	$(BENCH_VENV)/bin/python -m bench --write-docs $(BENCH_ARGS)
 
 up: engine images
 	docker compose up $(UP_ARGS)
