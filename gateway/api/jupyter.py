@@ -24,7 +24,7 @@ from gateway.jupyter.wire import V1_PROTOCOL
 router = APIRouter(tags=["jupyter"])
 
 
-def get_relays(request: Request) -> Relays:
+async def get_relays(request: Request) -> Relays:
     return _relays(request.app)
 
 
