@@ -30,26 +30,40 @@ class PySpy:
         self.process.wait(60)
 
 
-def summarize(path: Path, top: int = 12) -> list[str]:
-    """The functions most samples were in (inclusive), with their share of the gateway's busy samples."""
-    inclusive: Counter[str] = Counter()
+#: Where a sample's innermost frames are, first match wins: (bucket, substrings of "function (file").
+BUCKETS = [
+    ("jupyter_client Session: sign/verify, (de)serialise messages", ("session.py", "jsonutil.py", "hmac.py", "orjson")),
+    ("pyzmq: socket send/recv/poll (zmq.asyncio)", ("zmq/",)),
+    ("jupyter_client channels/client plumbing", ("jupyter_client/", "jupyter_core/")),
+    ("gateway: kernel client, manager, outputs", ("gateway/kernels", "gateway/notebook")),
+    ("gateway: routes, security middleware, views", ("gateway/",)),
+    ("pydantic: validate/serialise", ("pydantic",)),
+    ("FastAPI/Starlette: routing, dependencies, responses", ("fastapi/", "starlette/")),
+    ("uvicorn/httptools: HTTP parsing and writing", ("uvicorn/", "httptools")),
+    ("asyncio machinery", ("asyncio/",)),
+]
+
+
+def summarize(path: Path) -> list[str]:
+    """Busy samples of the gateway process by where their innermost known frame is (see ``BUCKETS``)."""
+    shares: Counter[str] = Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
-        n = int(count)
         frames = stack.split(";")
         if frames and frames[-1].startswith(("Runner.run", "run_forever", "_run_once")):
             continue  # the loop waiting for work: idle
+        n = int(count)
         total += n
-        for frame in dict.fromkeys(f.split(" (")[0] + " (" + f.rsplit("/", 1)[-1] for f in frames):
-            inclusive[frame] += n
+        for frame in reversed(frames):
+            bucket = next((name for name, keys in BUCKETS if any(k in frame for k in keys)), None)
+            if bucket is not None:
+                shares[bucket] += n
+                break
+        else:
+            shares["other"] += n
     if not total:
         return ["(no busy samples)"]
-    interesting = [
-        (frame, n)
-        for frame, n in inclusive.most_common()
-        if any(key in frame for key in ("gateway", "client.py", "session.py", "routing.py", "httptools", "socket.py"))
-    ]
-    return [f"{n / total * 100:5.1f}%  {frame.rstrip(')')}" for frame, n in interesting[:top]]
+    return [f"{n / total * 100:5.1f}%  {bucket}" for bucket, n in shares.most_common()]

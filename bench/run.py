@@ -159,7 +159,7 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
                     jkg_runs.append(time.perf_counter() - begin)
         if spy is not None:
             spy.stop()
-            print("gateway profile during the `1+1` rounds (inclusive share of busy samples):")
+            print("gateway profile during the `1+1` rounds (busy samples by innermost frame):")
             print("\n".join(summarize(args.profile)))
         raw.stop(raw_kernel)
         await jc.shutdown(warm_conn, kernel_id)
