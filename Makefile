@@ -2,6 +2,8 @@
 #   make engine   ensure a Docker engine (+ runsc, docker compose) is running
 #   make images   build jupycell-sandbox:latest and jupycell-gateway:latest
 #   make deps     install Python dependencies for development and tests
+#   make postgres ensure a throwaway PostgreSQL for the persistence tests; run
+#                 them on it with JUPYCELL_TEST_POSTGRES_URL=$$(scripts/ensure-postgres.sh)
 #   make test     all of the above, then the test suite
 #   make up       run the gateway with docker compose
 #   make bench    benchmark against the raw floor and Jupyter Kernel Gateway (BENCH_ARGS=--quick for a fast check)
@@ -21,7 +23,7 @@ BENCH_VENV := bench/.venv
 # tests clean up by label instead.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: engine images deps test up clean bench bench-deadlines bench-jupyter
+.PHONY: engine images deps postgres test up clean bench bench-deadlines bench-jupyter
 
 engine:
 	scripts/ensure-docker.sh
@@ -31,6 +33,9 @@ images: engine
 
 deps:
 	$(PYTHON) -m pip install -r requirements-dev.txt
+
+postgres:
+	scripts/ensure-postgres.sh
 
 test: engine images deps
 	$(PYTHON) -m pytest $(PYTEST_ARGS) tests

@@ -123,3 +123,9 @@ class InvalidKernelRequest(JupyCellError):
     """A request to start a kernel that names an unknown kernel spec or an environment variable not allowed."""
 
     status_code = 400
+
+
+class StoreUnavailable(JupyCellError):
+    """The database cannot be reached or refused a write; nothing was reported as done."""
+
+    status_code = 503

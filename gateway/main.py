@@ -1,4 +1,4 @@
-"""The FastAPI application: settings, lifespan (engine check, kernel manager), routers, error mapping.
+"""The FastAPI application: settings, lifespan (store, engine check, kernel manager), routers, error mapping.
 
 Run with ``uvicorn gateway.main:app``; tests build their own app with ``create_app(settings)``.
 """
@@ -24,6 +24,7 @@ from gateway.security.keys import KeyRing
 from gateway.security.middleware import SecurityMiddleware
 from gateway.security.rate_limit import RateLimiter
 from gateway.settings import Settings
+from gateway.store import Store
 
 log = logging.getLogger("gateway")
 
@@ -38,7 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not logging.getLogger().handlers:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        manager = KernelManager(settings, DockerSandbox(settings))
+        store = await Store.open(settings)
+        manager = KernelManager(settings, DockerSandbox(settings), store)
         await manager.start_up()
         app.state.manager = manager
         log.info(
@@ -53,8 +55,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await manager.shut_down()
-            audit.close()
+            try:
+                await manager.shut_down()
+                audit.close()
+            finally:
+                await store.close()
 
     app = FastAPI(
         title="JupyCell",

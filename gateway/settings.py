@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Unix socket paths are limited to 107 bytes; a kernel's sockets are <kernels_dir>/<instance>/<kernel_id>/k-<port>.
@@ -29,6 +30,22 @@ class Settings(BaseSettings):
         Path("/var/lib/jupycell/kernels"),
         description="Host directory holding one socket directory per kernel. When the gateway runs in a "
         "container, mount it at the same path inside and out: the engine resolves it on the host.",
+    )
+    data_dir: Path = Field(
+        Path("/var/lib/jupycell/data"),
+        description="Directory of the SQLite database (kernels, cells, runs, HMAC keys): created 0700, file 0600. "
+        "Unused when database_url is set.",
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL of a PostgreSQL database (postgresql://user:pass@host/db, driver psycopg 3) "
+        "to use instead of the SQLite file in data_dir.",
+    )
+    on_stop: Literal["shutdown", "keep"] = Field(
+        "shutdown",
+        description="What a clean stop does with the kernels: 'shutdown' removes their containers (cells and "
+        "outputs stay in the database; the kernels come back dead, ready for a restart); 'keep' leaves them "
+        "running so the next start re-attaches them with their memory intact (compose uses 'keep').",
     )
     sandbox_image: str = "jupycell-sandbox:latest"
     runtime: str = Field("runc", description="Container runtime for kernels: 'runc', or 'runsc' for gVisor.")
@@ -65,6 +82,12 @@ class Settings(BaseSettings):
     kernel_start_timeout: float = Field(60.0, gt=0, description="Seconds for a new kernel to answer.")
     run_timeout: float = Field(300.0, gt=0, description="Default deadline of one cell run, in seconds.")
     interrupt_grace: float = Field(3.0, gt=0, description="Seconds a kernel gets to stop after an interrupt.")
+    reattach_timeout: float = Field(
+        20.0, gt=0, description="Seconds a running kernel gets to answer when a restarted gateway re-attaches it."
+    )
+    output_flush_interval: float = Field(
+        0.5, gt=0, description="While a cell runs, its outputs so far are written to the database this often."
+    )
 
     # --- outputs ------------------------------------------------------------------------------------------
     max_output_bytes: int = Field(1_000_000, ge=1024, description="Per-run cap on text kept from outputs.")
@@ -121,11 +144,12 @@ class Settings(BaseSettings):
         "execute requests are sent with allow_stdin=false and input() fails at once.",
     )
 
-    @field_validator("kernels_dir")
+    @field_validator("kernels_dir", "data_dir")
     @classmethod
-    def _absolute(cls, value: Path) -> Path:
+    def _absolute(cls, value: Path, info: ValidationInfo) -> Path:
         if not value.is_absolute():
-            raise ValueError("must be an absolute path (the Docker engine resolves it on the host)")
+            why = " (the Docker engine resolves it on the host)" if info.field_name == "kernels_dir" else ""
+            raise ValueError(f"must be an absolute path{why}")
         return value
 
     @model_validator(mode="after")

@@ -10,11 +10,14 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import docker
 import httpx
+from sqlalchemy import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,8 +47,53 @@ def remove_instance_containers(instance: str) -> int:
         client.close()
 
 
+#: Admin URL of a PostgreSQL server the tests may create databases in (scripts/ensure-postgres.sh prints one).
+TEST_POSTGRES_URL = os.environ.get("JUPYCELL_TEST_POSTGRES_URL")
+NO_POSTGRES = "no PostgreSQL for tests: set JUPYCELL_TEST_POSTGRES_URL (e.g. $(scripts/ensure-postgres.sh))"
+
+
+def skip_without_postgres() -> None:
+    """Skip the calling test when no test server is configured; fail instead where one is required (CI)."""
+    import pytest
+
+    if TEST_POSTGRES_URL:
+        return
+    if os.environ.get("JUPYCELL_REQUIRE_POSTGRES"):
+        pytest.fail(NO_POSTGRES + " (JUPYCELL_REQUIRE_POSTGRES is set)")
+    pytest.skip(NO_POSTGRES)
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the test server; its URL. Dropped afterwards."""
+    import psycopg
+
+    admin = make_url(TEST_POSTGRES_URL or "")
+    name = f"jc_{uuid.uuid4().hex[:16]}"
+
+    def run(statement: str) -> None:
+        with psycopg.connect(_libpq(admin), autocommit=True) as connection:
+            connection.execute(statement)
+
+    run(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _libpq(url: Any) -> str:
+    """A libpq connection string for a SQLAlchemy URL (psycopg does not read ``postgresql+psycopg://``)."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 class GatewayProcess:
-    """``uvicorn gateway.main:app`` in a subprocess, configured by JUPYCELL_* variables."""
+    """``uvicorn gateway.main:app`` in a subprocess, configured by JUPYCELL_* variables.
+
+    Each gateway gets its own data directory (SQLite file) next to its kernels directory unless ``data_dir`` or
+    ``database_url`` is given; pass the same ``instance``, ``kernels_dir`` and ``data_dir`` to start the same
+    gateway again (``again()`` does).
+    """
 
     def __init__(self, kernels_dir: Path, **settings: Any) -> None:
         self.instance = settings.pop("instance", None) or unique_instance()
@@ -53,14 +101,17 @@ class GatewayProcess:
         # named after its id, and no idle containers load the shared machine.
         settings.setdefault("pool_size", 0)
         self.kernels_dir = kernels_dir
+        settings.setdefault("data_dir", kernels_dir.parent / f"data-{self.instance}")
+        self.settings = settings
+        self.data_dir = Path(settings["data_dir"])
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = kernels_dir.parent / f"gateway-{self.instance}.log"
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in ("JUPYCELL_DATABASE_URL", "JUPYCELL_DATA_DIR")},
             "JUPYCELL_INSTANCE": self.instance,
             "JUPYCELL_KERNELS_DIR": str(kernels_dir),
-            **{f"JUPYCELL_{k.upper()}": str(v) for k, v in settings.items()},
+            **{f"JUPYCELL_{k.upper()}": str(v) for k, v in settings.items() if v is not None},
         }
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -96,6 +147,10 @@ class GatewayProcess:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+    def again(self, **changes: Any) -> GatewayProcess:
+        """A new process of the same gateway (instance, kernels dir, data dir, database), not yet started."""
+        return GatewayProcess(self.kernels_dir, instance=self.instance, **{**self.settings, **changes})
 
     def log(self) -> str:
         try:

@@ -64,13 +64,13 @@ async def cell_action(
     kernel = owned_kernel(manager, caller, request.kernel_id)
     match request:
         case AddCell():
-            kernel.notebook.add(request.cell_number, request.code)
+            await manager.add_cell(kernel, request.cell_number, request.code)
             return encoded(StatusResponse(status=f"Cell {request.cell_number} added."))
         case EditCell():
-            kernel.notebook.edit(request.cell_number, request.code)
+            await manager.edit_cell(kernel, request.cell_number, request.code)
             return encoded(StatusResponse(status=f"Cell {request.cell_number} updated."))
         case DeleteCell():
-            kernel.notebook.delete(request.cell_number)
+            await manager.delete_cell(kernel, request.cell_number)
             return encoded(StatusResponse(status=f"Cell {request.cell_number} deleted."))
         case RunCell() if request.with_dependencies:
             audit_note(http, code=kernel.notebook.get(request.cell_number).code)

@@ -32,7 +32,8 @@ async def import_notebook(
     kernel_id: int, request: Request, manager: ManagerDep, caller: CallerDep, settings: SettingsDep
 ) -> dict[str, object]:
     """Add the code cells of the ``.ipynb`` in the body (numbers from JupyCell metadata, else after the last)."""
-    notebook = owned_kernel(manager, caller, kernel_id).notebook
+    kernel = owned_kernel(manager, caller, kernel_id)
+    notebook = kernel.notebook
     body = await read_body(request, int(manager.settings.max_file_mb * 2**20))
     try:
         document = json.loads(body)
@@ -43,6 +44,6 @@ async def import_notebook(
         if (size := len(code.encode(errors="surrogatepass"))) > settings.max_code_bytes:
             raise CodeTooLarge(size, settings.max_code_bytes)
     for number, code in imported.cells:
-        notebook.add(number, code)
+        await manager.add_cell(kernel, number, code)
     numbers = [number for number, _ in imported.cells]
     return {"status": f"Imported {len(numbers)} cells.", "cells": numbers, "skipped": imported.skipped}

@@ -101,25 +101,29 @@ class KernelClient:
         except queue.Empty:
             return None
 
-    async def _reply(self, msg_id: str, timeout: float) -> dict[str, Any] | None:
-        """The shell reply to ``msg_id`` (older replies are dropped), or None on timeout."""
+    async def _reply(self, msg_id: str | set[str], timeout: float) -> dict[str, Any] | None:
+        """The shell reply to ``msg_id`` (or to any of a set of ids; other replies are dropped), or None on
+        timeout."""
+        wanted = {msg_id} if isinstance(msg_id, str) else msg_id
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             msg = await self._next(self._client.get_shell_msg, deadline - asyncio.get_running_loop().time())
-            if msg is None or msg["parent_header"].get("msg_id") == msg_id:
+            if msg is None or msg["parent_header"].get("msg_id") in wanted:
                 return msg
 
     async def _until_idle(
-        self, msg_id: str, deadline: float, collector: OutputCollector | None
+        self, msg_id: str | set[str], deadline: float, collector: OutputCollector | None
     ) -> tuple[bool, int | None]:
-        """Read IOPub until the kernel reports idle for ``msg_id``; collect outputs. Returns (idle, count)."""
+        """Read IOPub until the kernel reports idle for ``msg_id`` (or any of a set of ids); collect outputs.
+        Returns (idle, count)."""
         loop = asyncio.get_running_loop()
+        wanted = {msg_id} if isinstance(msg_id, str) else msg_id
         execution_count = None
         while True:
             msg = await self._next(self._client.get_iopub_msg, deadline - loop.time())
             if msg is None:
                 return False, execution_count
-            if msg["parent_header"].get("msg_id") != msg_id:
+            if msg["parent_header"].get("msg_id") not in wanted:
                 continue
             msg_type, content = msg["msg_type"], msg["content"]
             if msg_type == "status":
@@ -143,11 +147,12 @@ class KernelClient:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        asked: set[str] = set()  # a slow kernel may answer an earlier request: any answer will do
         while loop.time() < deadline:
-            msg_id = self._client.kernel_info()
-            if await self._reply(msg_id, min(0.25, deadline - loop.time())) is None:
+            asked.add(self._client.kernel_info())
+            if await self._reply(asked, min(0.25, deadline - loop.time())) is None:
                 continue
-            idle, _ = await self._until_idle(msg_id, min(loop.time() + 0.25, deadline), None)
+            idle, _ = await self._until_idle(asked, min(loop.time() + 0.25, deadline), None)
             if idle:
                 return
         raise KernelUnresponsive(f"kernel did not answer within {timeout:g} s")

@@ -2,6 +2,9 @@
 
 One ``Kernel`` per kernel id: its container, its ZMQ client, its notebook and a lock that makes executions on it
 run one at a time, in arrival order. Different kernels never wait for each other.
+
+Every change a caller is told about is in the store first (kernel registry, cells, outputs); a restarted gateway
+finds its kernels again there (see ``gateway.kernels.reconcile``).
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import logging
 import secrets
 import shutil
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
+from dataclasses import asdict
 from typing import Any
 
 from gateway.errors import (
@@ -36,6 +41,7 @@ from gateway.notebook import Cell
 from gateway.notebook.outputs import Output, OutputCollector
 from gateway.sandbox import DockerSandbox
 from gateway.settings import Settings
+from gateway.store import KernelRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,15 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
         log.warning("background run ended with %s: %s", type(error).__name__, error)
 
 
+def stale_flags(kernel: Kernel) -> dict[int, bool]:
+    return {number: cell.stale for number, cell in kernel.notebook.cells.items()}
+
+
+def stale_changes(kernel: Kernel, before: dict[int, bool]) -> dict[int, bool]:
+    """Cells whose ``stale`` flag changed since ``before`` (a snapshot of ``stale_flags``)."""
+    return {n: c.stale for n, c in kernel.notebook.cells.items() if n in before and before[n] != c.stale}
+
+
 def new_kernel_id() -> int:
     """A random, unguessable kernel id that stays a plain JSON integer."""
     return _MIN_KERNEL_ID + secrets.randbelow(_MAX_KERNEL_ID - _MIN_KERNEL_ID)
@@ -61,9 +76,10 @@ def new_kernel_id() -> int:
 class KernelManager:
     """Owns every kernel of this gateway instance. Create one per process, ``await start_up()`` before use."""
 
-    def __init__(self, settings: Settings, sandbox: DockerSandbox) -> None:
+    def __init__(self, settings: Settings, sandbox: DockerSandbox, store: Store) -> None:
         self.settings = settings
         self.sandbox = sandbox
+        self.store = store
         self.kernels: dict[int, Kernel] = {}
         self.pool = KernelPool(settings, sandbox, new_kernel_id)
         self._background: set[asyncio.Task[Any]] = set()
@@ -73,13 +89,13 @@ class KernelManager:
     # --- gateway lifecycle --------------------------------------------------------------------------------
 
     async def start_up(self) -> None:
-        """Check the engine, remove what an earlier run of this instance left, follow container deaths."""
+        """Check the engine, follow container deaths, then take back what an earlier run of this instance left:
+        re-attach its live kernels, mark the others dead, remove containers nobody knows."""
+        from gateway.kernels.reconcile import reconcile  # it builds on this module
+
         await self.sandbox.check_ready(self.settings.runtimes)
-        removed = await self.sandbox.remove_all()
-        if removed:
-            log.info("removed %d leftover kernel containers of instance %r", removed, self.settings.instance)
-        await asyncio.to_thread(shutil.rmtree, self.settings.instance_dir, True)
-        self.sandbox.watch_deaths(asyncio.get_running_loop(), self._on_container_death)
+        self.sandbox.watch_deaths(asyncio.get_running_loop(), self._on_container_death, self._on_events_resumed)
+        await reconcile(self)
         if self.settings.idle_timeout or self.settings.max_lifetime:
             self.start_in_background(
                 cull_forever(
@@ -93,13 +109,30 @@ class KernelManager:
         self.pool.start()
 
     async def shut_down(self) -> None:
-        """Remove every kernel's container and socket directory, and the warm pool's."""
+        """Clean stop. ``on_stop=keep``: let go of the kernels, leaving them running for the next start.
+        ``on_stop=shutdown``: remove their containers; their records and cells stay, marked dead."""
         for task in list(self._background):
             task.cancel()
         await self.pool.close()
-        await asyncio.gather(*(self.shutdown(k) for k in list(self.kernels)), return_exceptions=True)
-        await self.sandbox.remove_all()
+        kernels = list(self.kernels.values())
+        if self.settings.on_stop == "keep":
+            for kernel in kernels:
+                if kernel.client is not None:
+                    kernel.client.close()
+                    kernel.client = None
+            log.info("left %d kernels running for the next start (on_stop=keep)", len(kernels))
+        else:
+            await asyncio.gather(*(self._stop_for_good(k) for k in kernels), return_exceptions=True)
+            await self.sandbox.remove_all()
         self.sandbox.close()
+
+    async def _stop_for_good(self, kernel: Kernel) -> None:
+        was_alive = kernel.state != "dead"
+        kernel.state = "dead"
+        await self._teardown(kernel)
+        if was_alive:
+            kernel.last_death = "the gateway was stopped (on_stop=shutdown)"
+            await self.store.update_kernel(kernel.id, state="dead", last_death=kernel.last_death, container_id="")
 
     # --- kernels ------------------------------------------------------------------------------------------
 
@@ -136,6 +169,12 @@ class KernelManager:
                 state="idle",
             )
             self.kernels[kernel.id] = kernel
+            try:
+                await self.store.add_kernel(self._record(kernel))
+            except BaseException:
+                self.kernels.pop(kernel.id, None)
+                await self._teardown(kernel)
+                raise
             kernel.notify("started")
             return kernel
         kernel_id = new_kernel_id()
@@ -149,6 +188,7 @@ class KernelManager:
         self.kernels[kernel_id] = kernel
         try:
             await self._launch(kernel)
+            await self.store.add_kernel(self._record(kernel))
         except BaseException:
             self.kernels.pop(kernel_id, None)
             await self._teardown(kernel)
@@ -184,12 +224,39 @@ class KernelManager:
         await self._settled(kernel)  # a container being created must exist before it can be removed
         await self._teardown(kernel)
         kernel.notify("shut down")
+        await self.store.delete_kernel(kernel_id)
 
     async def restart(self, kernel: Kernel) -> None:
         """Replace the kernel's container with a fresh one; its cells stay, marked as not run."""
         async with kernel.lock:
             await self._settled(kernel)
             await self._replace(kernel)
+
+    # --- cells --------------------------------------------------------------------------------------------
+
+    # Each change is stored (with the staleness it caused in other cells) before the caller hears of it.
+
+    async def add_cell(self, kernel: Kernel, number: int, code: str) -> Cell:
+        before = stale_flags(kernel)
+        cell = kernel.notebook.add(number, code)
+        try:
+            await self.store.add_cell(kernel.id, cell, stale=stale_changes(kernel, before))
+        except BaseException:
+            kernel.notebook.delete(number)
+            raise
+        return cell
+
+    async def edit_cell(self, kernel: Kernel, number: int, code: str) -> Cell:
+        before = stale_flags(kernel)
+        cell = kernel.notebook.edit(number, code)
+        await self.store.save_cell(kernel.id, cell, stale=stale_changes(kernel, before))
+        return cell
+
+    async def delete_cell(self, kernel: Kernel, number: int) -> Cell:
+        before = stale_flags(kernel)
+        cell = kernel.notebook.delete(number)
+        await self.store.delete_cell(kernel.id, number, stale=stale_changes(kernel, before))
+        return cell
 
     # --- running cells ------------------------------------------------------------------------------------
     # Every run waits for the kernel's earlier runs (its lock), unless ``wait`` is False: then a kernel that is
@@ -316,16 +383,44 @@ class KernelManager:
     async def _run(
         self, kernel: Kernel, cell: Cell, timeout: float | None, on_output: OnOutput | None = None
     ) -> RunResult:
+        """Run the cell, recorded in the store: in flight (outputs so far, in batches), then its outcome and the
+        cell's new outputs in one transaction, committed before the caller sees them."""
         await self._settled(kernel)
         if kernel.state == "dead" or kernel.client is None:
             raise KernelDead(f"Kernel {kernel.id} is dead ({kernel.last_death}); restart it.")
-        timeout = self.settings.run_timeout if timeout is None else timeout
         collector = OutputCollector(
             self.settings.max_output_bytes,
             self.settings.max_outputs,
             max_image_bytes=self.settings.max_image_bytes,
             on_output=None if on_output is None else (lambda output: on_output(cell.number, output)),
         )
+        run_id = uuid.uuid4().hex
+        stale_before = stale_flags(kernel)
+        self.store.begin_run(run_id, kernel.id, cell)
+        flusher = asyncio.create_task(self._flush_partial_outputs(run_id, collector))
+        try:
+            result = await self._execute(kernel, cell, timeout, collector)
+        except Exception as error:
+            self.store.abandon_run(run_id, f"the run failed: {error}")
+            raise
+        finally:
+            flusher.cancel()
+        await self.store.finish_run(
+            run_id,
+            kernel.id,
+            cell,
+            truncated=result.truncated,
+            detail=result.detail,
+            last_activity=kernel.last_activity,
+            stale=stale_changes(kernel, stale_before),
+        )
+        return result
+
+    async def _execute(
+        self, kernel: Kernel, cell: Cell, timeout: float | None, collector: OutputCollector
+    ) -> RunResult:
+        assert kernel.client is not None
+        timeout = self.settings.run_timeout if timeout is None else timeout
         kernel.state = "busy"
         kernel.touch()
         started = time.time()
@@ -371,6 +466,15 @@ class KernelManager:
         kernel.notebook.ran(cell)
         return result
 
+    async def _flush_partial_outputs(self, run_id: str, collector: OutputCollector) -> None:
+        """While a run goes on, write its outputs so far every ``output_flush_interval`` (when there are new ones)."""
+        written = 0
+        while True:
+            await asyncio.sleep(self.settings.output_flush_interval)
+            if collector.changes != written:
+                written = collector.changes
+                self.store.save_partial_outputs(run_id, collector.outputs(), collector.truncated)
+
     @staticmethod
     def _lost_run(cell: Cell, status: str, detail: str, collector: OutputCollector) -> RunResult:
         outputs = collector.outputs()
@@ -386,13 +490,40 @@ class KernelManager:
 
     # --- internals ----------------------------------------------------------------------------------------
 
+    def connect(self, kernel: Kernel) -> KernelClient:
+        """A client for the kernel's sockets, with the kernel's connection info (host view)."""
+        assert kernel.connection_info is not None
+        kernel.client = KernelClient(kernel.connection_info, max_message_bytes=self.settings.max_message_mb * 2**20)
+        return kernel.client
+
+    def _record(self, kernel: Kernel) -> KernelRecord:
+        info = kernel.connection_info or {}
+        connection = {k: v for k, v in info.items() if k != "key"}
+        return KernelRecord(
+            id=kernel.id,
+            uuid=kernel.uuid,
+            instance=self.settings.instance,
+            owner=kernel.owner,
+            runtime=kernel.runtime,
+            env=kernel.env,
+            container_name=self.sandbox.container_name(kernel.id),
+            container_id=kernel.container_id,
+            connection=connection,
+            hmac_key=info.get("key", ""),
+            limits=asdict(self.sandbox.spec),
+            state=kernel.state,
+            last_death=kernel.last_death,
+            created_at=kernel.created,
+            last_activity_at=kernel.last_activity,
+        )
+
     async def _launch(self, kernel: Kernel) -> None:
         """Create the socket directory, the container and the client; wait until the kernel answers."""
         info = new_connection_info()
         await asyncio.to_thread(prepare_socket_dir, kernel.socket_dir, info, self.settings.kernel_uid)
         kernel.container_id = await self.sandbox.start(kernel.id, kernel.socket_dir, kernel.runtime, kernel.env)
         kernel.connection_info = host_view(info, kernel.socket_dir)
-        kernel.client = KernelClient(kernel.connection_info, max_message_bytes=self.settings.max_message_mb * 2**20)
+        self.connect(kernel)
         try:
             await kernel.client.wait_ready(self.settings.kernel_start_timeout)
         except (KernelUnresponsive, KernelGone) as error:
@@ -425,9 +556,24 @@ class KernelManager:
         await self._teardown(kernel)
         try:
             await self._launch(kernel)
-        except BaseException:
+        except BaseException as error:
             kernel.state = "dead"
+            kernel.last_death = f"could not be restarted: {error}"
+            await asyncio.shield(
+                self.store.update_kernel(kernel.id, state="dead", last_death=kernel.last_death, container_id="")
+            )
             raise
+        record = self._record(kernel)
+        await self.store.kernel_replaced(
+            kernel.id,
+            kernel.notebook.in_order(),
+            container_id=record.container_id,
+            connection=record.connection,
+            hmac_key=record.hmac_key,
+            limits=record.limits,
+            state=kernel.state,
+            last_death=kernel.last_death,
+        )
 
     @staticmethod
     def _forget_runs(kernel: Kernel) -> None:
@@ -460,6 +606,17 @@ class KernelManager:
         if exit_status is None:
             return "its container stopped answering"
         return exit_status.describe(self.settings.mem_limit_mb)
+
+    def _on_events_resumed(self) -> None:
+        """The engine's event stream broke and resumed: deaths may have gone unseen; check every container."""
+        task = asyncio.create_task(self._check_containers())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _check_containers(self) -> None:
+        for kernel in list(self.kernels.values()):
+            if kernel.client is not None and await self.sandbox.exit_status(kernel.id) is not None:
+                self._on_container_death(kernel.id, kernel.container_id)
 
     def _on_container_death(self, kernel_id: int, container_id: str) -> None:
         """Engine event (on the loop): a container of ours died. Wake a run waiting on it, or recover."""

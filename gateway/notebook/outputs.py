@@ -126,6 +126,7 @@ class OutputCollector:
         self._limits = (max_bytes, max_outputs)
         self._max_image_bytes = max_image_bytes
         self._on_output = on_output
+        self.changes = 0  # counts add() and clear() calls: tells a reader whether anything is new
         self._reset()
 
     def _reset(self) -> None:
@@ -144,11 +145,13 @@ class OutputCollector:
 
     def clear(self) -> None:
         """What ``clear_output`` asks for: forget everything shown so far."""
+        self.changes += 1
         self._reset()
 
     def add(self, output: Output) -> None:
         if self._max_image_bytes is not None:
             output = cap_images(output, self._max_image_bytes)
+        self.changes += 1
         size = output_size(output)
         if not self._overflowed:
             if self._fits_head(output, size):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -125,6 +126,16 @@ class ContainerExit:
         return f"exited with code {self.exit_code}"
 
 
+@dataclass(frozen=True)
+class OwnContainer:
+    """A container of this gateway instance as the engine lists it."""
+
+    name: str
+    container_id: str
+    kernel_id: int | None  # None: the label is missing or not a number
+    exit: ContainerExit | None  # None while it runs
+
+
 DeathCallback = Callable[[int, str], None]
 
 
@@ -139,6 +150,7 @@ class DockerSandbox:
         self._client: docker.DockerClient | None = None
         self._events: Any = None
         self._events_thread: threading.Thread | None = None
+        self._watching = False
 
     # --- plumbing -----------------------------------------------------------------------------------------
 
@@ -277,6 +289,25 @@ class DockerSandbox:
 
         await self._call(remove)
 
+    async def list_own(self) -> list[OwnContainer]:
+        """Every container of this gateway instance, running or not."""
+
+        def list_them() -> list[OwnContainer]:
+            found = []
+            for container in self.client.containers.list(all=True, filters=self._own_filter(), ignore_removed=True):
+                state = container.attrs.get("State", {})
+                try:
+                    kernel_id: int | None = int(container.labels.get(LABEL_KERNEL_ID, ""))
+                except ValueError:
+                    kernel_id = None
+                ended = None
+                if not state.get("Running"):
+                    ended = ContainerExit(exit_code=state.get("ExitCode"), oom_killed=bool(state.get("OOMKilled")))
+                found.append(OwnContainer(container.name, container.id, kernel_id, ended))
+            return found
+
+        return await self._call(list_them)
+
     async def remove_all(self) -> int:
         """Remove every container of this gateway instance; return how many there were."""
         containers = await self._call(self.client.containers.list, all=True, filters=self._own_filter())
@@ -285,28 +316,44 @@ class DockerSandbox:
 
     # --- engine events ------------------------------------------------------------------------------------
 
-    def watch_deaths(self, loop: asyncio.AbstractEventLoop, on_death: DeathCallback) -> None:
+    def watch_deaths(
+        self, loop: asyncio.AbstractEventLoop, on_death: DeathCallback, on_resumed: Callable[[], None]
+    ) -> None:
         """Follow the engine's event stream; call ``on_death(kernel_id, container_id)`` on the loop when a
-        kernel's container dies. One thread for all kernels."""
+        kernel's container dies. One thread for all kernels.
+
+        If the stream breaks (engine restarted), follow it again, asking for the events missed meanwhile, and
+        call ``on_resumed()`` on the loop: an engine that restarted has forgotten them, so the caller should
+        look at its containers' state itself.
+        """
         filters = {"type": "container", "event": ["die"], **self._own_filter()}
-        self._events = self.client.events(decode=True, filters=filters)
+        self._watching = True
 
         def follow() -> None:
-            try:
-                for event in self._events:
-                    attributes = event.get("Actor", {}).get("Attributes", {})
-                    try:
-                        kernel_id = int(attributes.get(LABEL_KERNEL_ID, ""))
-                    except ValueError:
-                        continue
-                    loop.call_soon_threadsafe(on_death, kernel_id, event.get("id", ""))
-            except Exception as error:  # the stream ends when it is closed at shutdown
-                log.debug("engine event stream ended: %s", error)
+            since = int(time.time())
+            while self._watching:
+                try:
+                    self._events = self.client.events(decode=True, filters=filters, since=since)
+                    for event in self._events:
+                        since = max(since, int(event.get("time", since)))
+                        attributes = event.get("Actor", {}).get("Attributes", {})
+                        try:
+                            kernel_id = int(attributes.get(LABEL_KERNEL_ID, ""))
+                        except ValueError:
+                            continue
+                        loop.call_soon_threadsafe(on_death, kernel_id, event.get("id", ""))
+                except Exception as error:  # engine gone, or the stream was closed at shutdown
+                    log.debug("engine event stream ended: %s", error)
+                if self._watching:
+                    log.warning("engine event stream ended; following it again")
+                    time.sleep(1)
+                    loop.call_soon_threadsafe(on_resumed)
 
         self._events_thread = threading.Thread(target=follow, name="docker-events", daemon=True)
         self._events_thread.start()
 
     def close(self) -> None:
+        self._watching = False
         if self._events is not None:
             try:
                 self._events.close()

@@ -27,6 +27,15 @@ class FakeManager:
             raise KernelNotFound(kernel_id)
         return self.kernels[kernel_id]
 
+    async def add_cell(self, kernel: FakeKernel, number: int, code: str) -> None:
+        kernel.notebook.add(number, code)
+
+    async def edit_cell(self, kernel: FakeKernel, number: int, code: str) -> None:
+        kernel.notebook.edit(number, code)
+
+    async def delete_cell(self, kernel: FakeKernel, number: int) -> None:
+        kernel.notebook.delete(number)
+
 
 @pytest.fixture
 def client() -> TestClient:

@@ -1,0 +1,93 @@
+"""The database schema: kernels, their cells, and cell runs. Changes to it are Alembic migrations.
+
+Times are Unix seconds (floats, as ``time.time()`` gives them), the same on SQLite and PostgreSQL.
+The kernel's HMAC key has a column of its own so that nothing that prints connection info can leak it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+# Deterministic constraint names, so that migrations can refer to them on every backend.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+kernels = Table(
+    "kernels",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False, comment="the seed API's integer kernel id"),
+    Column("uuid", String(36), nullable=False, unique=True, comment="the id Jupyter's protocol uses"),
+    Column("instance", String(32), nullable=False, index=True, comment="the gateway instance that owns it"),
+    Column("owner", String(128), nullable=True, comment="id of the API key that started it"),
+    Column("runtime", String(32), nullable=False, comment="container runtime: runc, runsc"),
+    Column("env", JSON, nullable=False, comment="environment variables set in its container (Jupyter API)"),
+    Column("container_name", String(128), nullable=False),
+    Column("container_id", String(64), nullable=False, comment="empty while no container exists"),
+    Column("connection", JSON, nullable=False, comment="connection info without the key"),
+    Column("hmac_key", String(128), nullable=False, comment="secret: never logged, never returned by the API"),
+    Column("limits", JSON, nullable=False, comment="the sandbox spec the container was created with"),
+    Column("state", String(16), nullable=False, comment="idle | busy | starting | dead"),
+    Column("last_death", Text, nullable=True, comment="why it last died"),
+    Column("created_at", Double, nullable=False),
+    Column("last_activity_at", Double, nullable=False),
+)
+
+cells = Table(
+    "cells",
+    metadata,
+    Column("kernel_id", BigInteger, ForeignKey("kernels.id", ondelete="CASCADE"), primary_key=True),
+    Column("number", BigInteger, primary_key=True),
+    Column("code", Text, nullable=False),
+    Column("outputs", JSON, nullable=False, comment="nbformat v4 outputs of the last run"),
+    Column("execution_count", Integer, nullable=True),
+    Column("status", String(16), nullable=True, comment="null (not run), ok, error, timeout, died, interrupted"),
+    Column("started_at", Double, nullable=True, comment="the last run's start"),
+    Column("ended_at", Double, nullable=True, comment="the last run's end"),
+    Column("stale", Boolean, nullable=False, default=False, comment="ran, but code it depends on changed since"),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True, comment="random hex id chosen by the gateway"),
+    Column("kernel_id", BigInteger, ForeignKey("kernels.id", ondelete="CASCADE"), nullable=False),
+    Column("cell_number", BigInteger, nullable=False),
+    Column("code", Text, nullable=False, comment="the code as it was run"),
+    Column("state", String(16), nullable=False, comment="running | finished | interrupted"),
+    Column("status", String(16), nullable=True, comment="how it ended: ok, error, timeout, died, interrupted"),
+    Column(
+        "outputs",
+        JSON,
+        nullable=True,
+        comment="outputs so far while running (written in batches), kept when interrupted; "
+        "null once finished (the cell holds them)",
+    ),
+    Column("execution_count", Integer, nullable=True),
+    Column("truncated", Boolean, nullable=False, default=False),
+    Column("detail", Text, nullable=True),
+    Column("started_at", Double, nullable=False),
+    Column("finished_at", Double, nullable=True),
+    Index("ix_runs_kernel_id", "kernel_id"),
+    Index("ix_runs_state", "state"),
+)

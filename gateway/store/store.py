@@ -1,0 +1,353 @@
+"""Durable state of one gateway: its kernels (container, connection info, key), their cells, and cell runs.
+
+``Store`` is the only door to the database. Every method is one short transaction run in the store's own
+single thread, never on the event loop; being one thread, writes happen in the order they were asked for, so a
+write that nobody awaits (``begin_run``, ``save_partial_outputs``) is still done before any later one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.errors import StoreUnavailable
+from gateway.notebook import Cell
+from gateway.notebook.dependencies import analyse
+from gateway.settings import Settings
+from gateway.store import database
+from gateway.store.schema import cells, kernels, runs
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+INTERRUPTED = "interrupted"
+
+
+@dataclass
+class KernelRecord:
+    """A kernel as stored. ``connection`` is its connection info *without* the key."""
+
+    id: int
+    uuid: str
+    instance: str
+    owner: str | None
+    runtime: str
+    env: dict[str, str]
+    container_name: str
+    container_id: str
+    connection: dict[str, Any]
+    hmac_key: str = field(repr=False)
+    limits: dict[str, Any]
+    state: str
+    last_death: str | None
+    created_at: float
+    last_activity_at: float
+    cells: list[Cell] = field(default_factory=list)
+
+    def connection_info(self) -> dict[str, Any]:
+        """The full connection info (with the key), as the kernel was started with it."""
+        return {**self.connection, "key": self.hmac_key}
+
+
+@dataclass(frozen=True)
+class InterruptedRun:
+    """A run found in flight at start-up: the gateway stopped while it ran."""
+
+    kernel_id: int
+    cell_number: int
+    outputs: list[dict[str, Any]]
+
+
+def _cell_values(cell: Cell) -> dict[str, Any]:
+    return {
+        "code": cell.code,
+        "outputs": cell.outputs,
+        "execution_count": cell.execution_count,
+        "status": cell.status,
+        "started_at": cell.started,
+        "ended_at": cell.ended,
+        "stale": cell.stale,
+    }
+
+
+def _cell_from_row(row: Any) -> Cell:
+    return Cell(
+        number=row.number,
+        code=row.code,
+        outputs=row.outputs,
+        execution_count=row.execution_count,
+        status=row.status,
+        started=row.started_at,
+        ended=row.ended_at,
+        stale=row.stale,
+        names=analyse(row.code),
+    )
+
+
+def _set_stale(connection: Connection, kernel_id: int, stale: dict[int, bool] | None) -> None:
+    """Write the staleness a change caused in other cells: ``{cell number: stale}``."""
+    for flag in (True, False):
+        numbers = [number for number, value in (stale or {}).items() if value is flag]
+        if numbers:
+            connection.execute(
+                update(cells).where(cells.c.kernel_id == kernel_id, cells.c.number.in_(numbers)).values(stale=flag)
+            )
+
+
+class Store:
+    """Kernels, cells and runs in the configured database. ``await Store.open(settings)``, ``close()`` at the end."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Store:
+        """Connect, create the SQLite file with tight permissions if needed, migrate to the newest schema."""
+
+        def connect() -> Engine:
+            engine = database.create_database_engine(settings)
+            database.upgrade(engine)
+            return engine
+
+        try:
+            engine = await asyncio.to_thread(connect)
+        except (SQLAlchemyError, OSError) as error:
+            raise StoreUnavailable(f"Cannot open the database: {error}") from error
+        return cls(engine)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.dispose)
+        self._thread.shutdown(wait=True)
+
+    # --- plumbing -----------------------------------------------------------------------------------------
+
+    def _transaction(self, work: Callable[[Connection], T]) -> Callable[[], T]:
+        def run() -> T:
+            try:
+                with self.engine.begin() as connection:
+                    return work(connection)
+            except SQLAlchemyError as error:
+                raise StoreUnavailable(f"Database error: {error.__class__.__name__}: {error}") from error
+
+        return run
+
+    async def _do(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one transaction on the store's thread; return once it is committed."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._transaction(work))
+
+    def _queue(self, work: Callable[[Connection], Any], what: str) -> None:
+        """Run ``work`` in one transaction on the store's thread without waiting for it (failures are logged)."""
+
+        def done(future: Future[Any]) -> None:
+            if (error := future.exception()) is not None:
+                log.error("store: %s failed: %s", what, error)
+
+        try:
+            self._thread.submit(self._transaction(work)).add_done_callback(done)
+        except RuntimeError:  # the store is closed: the gateway is stopping
+            log.warning("store: %s dropped, the store is closed", what)
+
+    # --- kernels ------------------------------------------------------------------------------------------
+
+    async def load_kernels(self, instance: str) -> list[KernelRecord]:
+        """Every kernel of ``instance`` with its cells (in cell order)."""
+
+        def work(connection: Connection) -> list[KernelRecord]:
+            records = {}
+            for row in connection.execute(select(kernels).where(kernels.c.instance == instance)):
+                records[row.id] = KernelRecord(**row._asdict())
+            query = (
+                select(cells)
+                .join(kernels, cells.c.kernel_id == kernels.c.id)
+                .where(kernels.c.instance == instance)
+                .order_by(cells.c.kernel_id, cells.c.number)
+            )
+            for row in connection.execute(query):
+                records[row.kernel_id].cells.append(_cell_from_row(row))
+            return list(records.values())
+
+        return await self._do(work)
+
+    async def add_kernel(self, record: KernelRecord) -> None:
+        values = {name: getattr(record, name) for name in kernels.c.keys()}
+        await self._do(lambda c: c.execute(insert(kernels).values(**values)))
+
+    async def update_kernel(self, kernel_id: int, **values: Any) -> None:
+        """Set columns of the kernel's row (e.g. ``state``, ``last_death``, ``container_id``, ``hmac_key``)."""
+        await self._do(lambda c: c.execute(update(kernels).where(kernels.c.id == kernel_id).values(**values)))
+
+    async def delete_kernel(self, kernel_id: int) -> None:
+        """Forget the kernel, its cells and its runs."""
+
+        def work(connection: Connection) -> None:
+            # Explicit rather than ON DELETE CASCADE alone: SQLite files opened without foreign_keys=ON keep rows.
+            connection.execute(delete(runs).where(runs.c.kernel_id == kernel_id))
+            connection.execute(delete(cells).where(cells.c.kernel_id == kernel_id))
+            connection.execute(delete(kernels).where(kernels.c.id == kernel_id))
+
+        await self._do(work)
+
+    # --- cells --------------------------------------------------------------------------------------------
+
+    # ``stale``: the cells whose staleness the change altered, ``{number: stale}``, written in the same transaction.
+
+    async def add_cell(self, kernel_id: int, cell: Cell, *, stale: dict[int, bool] | None = None) -> None:
+        now = time.time()
+        values = {"kernel_id": kernel_id, "number": cell.number, **_cell_values(cell), "created_at": now}
+
+        def work(connection: Connection) -> None:
+            connection.execute(insert(cells).values(**values, updated_at=now))
+            _set_stale(connection, kernel_id, stale)
+
+        await self._do(work)
+
+    async def save_cell(self, kernel_id: int, cell: Cell, *, stale: dict[int, bool] | None = None) -> None:
+        """Write the cell's code, outputs and last run's record."""
+        values = {**_cell_values(cell), "updated_at": time.time()}
+
+        def work(connection: Connection) -> None:
+            connection.execute(_update_cell(kernel_id, cell.number).values(**values))
+            _set_stale(connection, kernel_id, stale)
+
+        await self._do(work)
+
+    async def delete_cell(self, kernel_id: int, number: int, *, stale: dict[int, bool] | None = None) -> None:
+        def work(connection: Connection) -> None:
+            connection.execute(delete(cells).where(cells.c.kernel_id == kernel_id, cells.c.number == number))
+            _set_stale(connection, kernel_id, stale)
+
+        await self._do(work)
+
+    async def kernel_replaced(self, kernel_id: int, notebook: list[Cell], **values: Any) -> None:
+        """The kernel got a fresh container (``values``: its new row values); ``notebook``: its cells, whose run
+        record (count, status, staleness) the fresh memory reset."""
+        rows = [{"n": c.number, "count": c.execution_count, "status": c.status, "stale": c.stale} for c in notebook]
+        query = (
+            update(cells)
+            .where(cells.c.kernel_id == kernel_id, cells.c.number == bindparam("n"))
+            .values(execution_count=bindparam("count"), status=bindparam("status"), stale=bindparam("stale"))
+        )
+
+        def work(connection: Connection) -> None:
+            connection.execute(update(kernels).where(kernels.c.id == kernel_id).values(**values))
+            if rows:
+                connection.execute(query, rows)
+
+        await self._do(work)
+
+    # --- runs ---------------------------------------------------------------------------------------------
+
+    def begin_run(self, run_id: str, kernel_id: int, cell: Cell) -> None:
+        """Record that ``cell`` started running (not awaited: it overlaps with the run itself)."""
+        values = {
+            "id": run_id,
+            "kernel_id": kernel_id,
+            "cell_number": cell.number,
+            "code": cell.code,
+            "state": "running",
+            "outputs": [],
+            "truncated": False,
+            "started_at": time.time(),
+        }
+        self._queue(lambda c: c.execute(insert(runs).values(**values)), "recording a run's start")
+
+    def save_partial_outputs(self, run_id: str, outputs: list[dict[str, Any]], truncated: bool) -> None:
+        """Keep the outputs a running cell has produced so far (not awaited)."""
+        query = update(runs).where(runs.c.id == run_id, runs.c.state == "running")
+        self._queue(lambda c: c.execute(query.values(outputs=outputs, truncated=truncated)), "saving partial outputs")
+
+    async def finish_run(
+        self,
+        run_id: str,
+        kernel_id: int,
+        cell: Cell,
+        *,
+        truncated: bool,
+        detail: str | None,
+        last_activity: float,
+        stale: dict[int, bool] | None = None,
+    ) -> None:
+        """One transaction at the end of a run: the run's outcome, the cell's outputs, the kernel's activity."""
+        now = time.time()
+
+        def work(connection: Connection) -> None:
+            connection.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(
+                    state="finished",
+                    status=cell.status,
+                    outputs=None,
+                    execution_count=cell.execution_count,
+                    truncated=truncated,
+                    detail=detail,
+                    finished_at=now,
+                )
+            )
+            connection.execute(_update_cell(kernel_id, cell.number).values(**_cell_values(cell), updated_at=now))
+            _set_stale(connection, kernel_id, stale)
+            connection.execute(update(kernels).where(kernels.c.id == kernel_id).values(last_activity_at=last_activity))
+
+        await self._do(work)
+
+    def abandon_run(self, run_id: str, detail: str) -> None:
+        """The run ended in an error of the gateway's own (not awaited); the cell keeps its earlier outputs."""
+        query = update(runs).where(runs.c.id == run_id)
+        values = {"state": "finished", "status": "error", "outputs": None, "detail": detail, "finished_at": time.time()}
+        self._queue(lambda c: c.execute(query.values(**values)), "recording a failed run")
+
+    async def interrupt_open_runs(self, instance: str, detail: str) -> list[InterruptedRun]:
+        """Close the runs of ``instance`` still recorded as running (the gateway stopped during them).
+
+        Each becomes ``interrupted``, keeping its partial outputs followed by an error output that says what
+        happened; its cell (if it still exists) shows the same.
+        """
+        now = time.time()
+        marker = {"output_type": "error", "ename": "GatewayRestart", "evalue": detail, "traceback": []}
+
+        def work(connection: Connection) -> list[InterruptedRun]:
+            query = (
+                select(runs.c.id, runs.c.kernel_id, runs.c.cell_number, runs.c.outputs)
+                .join(kernels, runs.c.kernel_id == kernels.c.id)
+                .where(runs.c.state == "running", kernels.c.instance == instance)
+            )
+            interrupted = []
+            for row in connection.execute(query).all():
+                outputs = [*(row.outputs or []), marker]
+                connection.execute(
+                    update(runs)
+                    .where(runs.c.id == row.id)
+                    .values(state=INTERRUPTED, status=INTERRUPTED, outputs=outputs, detail=detail, finished_at=now)
+                )
+                connection.execute(
+                    _update_cell(row.kernel_id, row.cell_number).values(
+                        outputs=outputs, status=INTERRUPTED, execution_count=None, ended_at=now, updated_at=now
+                    )
+                )
+                interrupted.append(InterruptedRun(row.kernel_id, row.cell_number, outputs))
+            return interrupted
+
+        return await self._do(work)
+
+    async def runs_of(self, kernel_id: int) -> list[dict[str, Any]]:
+        """The kernel's runs, oldest first (for inspection and tests)."""
+
+        def work(connection: Connection) -> list[dict[str, Any]]:
+            query = select(runs).where(runs.c.kernel_id == kernel_id).order_by(runs.c.started_at)
+            return [row._asdict() for row in connection.execute(query)]
+
+        return await self._do(work)
+
+
+def _update_cell(kernel_id: int, number: int):  # noqa: ANN202 (an Update statement)
+    return update(cells).where(cells.c.kernel_id == kernel_id, cells.c.number == number)
