@@ -140,7 +140,9 @@ def test_kill_9_and_restart_keeps_kernels_with_their_memory_cells_and_outputs(ga
     assert before["status"] == "ok"
     api.add(other, 1, "y = 'other kernel'")
     assert api.run(other, 1).json()["status"] == "ok"
+    api.cell(kernel, "edit", 1, "x = 10  # edited")  # cells 1-3 are now stale: that is stored too
     cells_before = api.http.get(f"/kernels/{kernel}/cells").json()
+    assert [c["stale"] for c in cells_before["cells"]] == [True, True, True]
     container_before = gateway.container(kernel).id
     key = json.loads((gateway.socket_dir(kernel) / "kernel.json").read_text())["key"]
 

@@ -30,6 +30,9 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
         yield Settings(**base, database_url=url)
 
 
+HI = {"output_type": "stream", "name": "stdout", "text": "hi\n"}
+
+
 def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
@@ -112,8 +115,10 @@ def test_kernels_and_cells_round_trip(settings: Settings) -> None:
     assert first.connection_info()["key"] == "secret-key" and "key" not in first.connection
     assert "secret-key" not in repr(first)
     assert [c.number for c in first.cells] == [1, 2]
-    assert first.cells[0] == Cell(1, "x = 11", [{"output_type": "stream", "name": "stdout", "text": "hi\n"}], 4, "ok")
-    assert first.cells[1] == Cell(2, "y = x * 2")
+    one, two = first.cells
+    assert (one.code, one.outputs, one.execution_count, one.status) == ("x = 11", [HI], 4, "ok")
+    assert (two.code, two.outputs, two.execution_count, two.status, two.stale) == ("y = x * 2", [], None, None, False)
+    assert "x" in one.names.defines and "x" in two.names.uses  # the dependency analysis is redone on load
     assert (second.state, second.last_death, second.cells) == ("dead", "boom", [])
 
 

@@ -37,6 +37,15 @@ class FakeManager:
             raise KernelNotFound(kernel_id)
         return self.kernels[kernel_id]
 
+    async def add_cell(self, kernel: Kernel, number: int, code: str) -> None:
+        kernel.notebook.add(number, code)
+
+    async def edit_cell(self, kernel: Kernel, number: int, code: str) -> None:
+        kernel.notebook.edit(number, code)
+
+    async def delete_cell(self, kernel: Kernel, number: int) -> None:
+        kernel.notebook.delete(number)
+
 
 def make_client(tmp_path: Path, **settings: object) -> TestClient:
     values = {"api_keys": KEYS, "audit_log": str(tmp_path / "audit.jsonl"), **settings}
