@@ -64,7 +64,9 @@ class Gateway:
         return _docker().containers.get(f"jupycell-{self.instance}-{kernel_id}")
 
     def containers(self) -> list[Any]:
-        return _docker().containers.list(all=True, filters={"label": f"jupycell.instance={self.instance}"})
+        return _docker().containers.list(
+            all=True, filters={"label": f"jupycell.instance={self.instance}"}, ignore_removed=True
+        )
 
     def socket_dir(self, kernel_id: int) -> Path:
         return self.process.kernels_dir / self.instance / str(kernel_id)
