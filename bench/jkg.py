@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,13 @@ class JkgServer:
             start_new_session=True,
         )
         self.http = httpx.Client(base_url=self.url, timeout=60)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -80,6 +88,7 @@ class JkgServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class JkgKernel:
