@@ -52,22 +52,22 @@ def containers(instance: str) -> list:
 
 
 def test_idle_kernel_is_shut_down_but_not_while_it_runs(kernels_root: Path) -> None:
-    with gateway_with(kernels_root / "idle", idle_timeout=2) as (api, gateway):
+    with gateway_with(kernels_root / "idle", idle_timeout=4) as (api, gateway):
         kernel = api.start()
-        api.add(kernel, 1, "import time; time.sleep(4); print('survived')")
+        api.add(kernel, 1, "import time; time.sleep(6); print('survived')")
         result = api.run(kernel, 1).json()  # runs longer than the idle timeout
         assert result["status"] == "ok" and result["outputs"][0]["text"] == "survived\n"
-        assert "idle for more than 2 s" in wait_for_404(api, kernel)
+        assert "idle for more than 4 s" in wait_for_404(api, kernel)
         assert wait_until_removed(gateway.instance)
 
 
 def test_busy_kernel_is_shut_down_at_its_maximum_lifetime(kernels_root: Path) -> None:
-    with gateway_with(kernels_root / "life", max_lifetime=10) as (api, gateway):
+    with gateway_with(kernels_root / "life", max_lifetime=20) as (api, gateway):
         kernel = api.start()
         api.add(kernel, 1, "import time; time.sleep(120)")
-        response = api.run(kernel, 1)  # never idle: shut down under the run
+        response = api.run(kernel, 1)  # never idle: shut down under the run (20 s leaves room for a slow start)
         assert response.status_code == 200, response.text
         result = response.json()
-        assert result["status"] == "died" and "maximum lifetime of 10 s" in result["detail"], result
-        assert "maximum lifetime of 10 s" in wait_for_404(api, kernel)
+        assert result["status"] == "died" and "maximum lifetime of 20 s" in result["detail"], result
+        assert "maximum lifetime of 20 s" in wait_for_404(api, kernel)
         assert wait_until_removed(gateway.instance)
