@@ -7,6 +7,7 @@ are signature-checked by the session, capped in size on the socket, and matched 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +18,11 @@ import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 
 from gateway.notebook.outputs import OutputCollector, output_from_message
+
+log = logging.getLogger(__name__)
+
+#: Messages read in a row before giving other tasks a turn: a kernel flooding its sockets cannot stall the loop.
+_FAIRNESS_BATCH = 64
 
 
 class KernelUnresponsive(Exception):
@@ -67,6 +73,8 @@ class KernelClient:
         self._client.load_connection_info(connection_info)
         self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
         self.died: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.dropped = 0  # messages from the kernel that were not valid and were ignored
+        self._received = 0
 
     def close(self) -> None:
         self._client.stop_channels()
@@ -79,7 +87,34 @@ class KernelClient:
     # --- receiving ----------------------------------------------------------------------------------------
 
     async def _next(self, getter: Callable[..., Awaitable[dict[str, Any]]], timeout: float) -> dict[str, Any] | None:
-        """The next message from a channel, or None after ``timeout`` seconds; raises KernelGone on death."""
+        """The next well-formed message from a channel, or None after ``timeout`` seconds; raises KernelGone.
+
+        Whatever the kernel sends is untrusted: frames that do not decode (garbage, bad signature, not JSON,
+        nested too deep) or that decode to the wrong shapes are dropped and counted in ``dropped``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            self._received += 1
+            if self._received % _FAIRNESS_BATCH == 0:
+                await asyncio.sleep(0)
+            try:
+                msg = await self._receive(getter, deadline - loop.time())
+            except (KernelGone, asyncio.CancelledError):
+                raise
+            except Exception as error:  # anything a hostile message can make the decoder raise
+                self._drop(f"undecodable ({type(error).__name__})")
+                continue
+            if msg is None or _well_formed(msg):
+                return msg
+            self._drop("malformed")
+
+    def _drop(self, why: str) -> None:
+        self.dropped += 1
+        if self.dropped in (1, 10, 100, 1000) or self.dropped % 10000 == 0:
+            log.warning("dropped %d bad messages from a kernel so far (latest: %s)", self.dropped, why)
+
+    async def _receive(self, getter: Callable[..., Awaitable[dict[str, Any]]], timeout: float) -> dict[str, Any] | None:
         try:
             return await getter(timeout=0)  # fast path: a message is already waiting
         except queue.Empty:
@@ -130,12 +165,15 @@ class KernelClient:
                 if content.get("execution_state") == "idle":
                     return True, execution_count
             elif msg_type == "execute_input":
-                execution_count = content.get("execution_count")
+                execution_count = _count(content.get("execution_count"))
             elif collector is not None:
-                if msg_type == "clear_output":
-                    collector.clear()
-                elif (output := output_from_message(msg_type, content)) is not None:
-                    collector.add(output)
+                try:
+                    if msg_type == "clear_output":
+                        collector.clear()
+                    elif (output := output_from_message(msg_type, content)) is not None:
+                        collector.add(output)
+                except (TypeError, ValueError, AttributeError):  # a signed message with nonsense content
+                    self._drop("bad output content")
 
     # --- requests -----------------------------------------------------------------------------------------
 
@@ -175,7 +213,7 @@ class KernelClient:
         reply = await self._reply(msg_id, interrupt_grace)
         status = "ok" if reply is not None and reply["content"].get("status") == "ok" else "error"
         if reply is not None:
-            count = reply["content"].get("execution_count", count)
+            count = _count(reply["content"].get("execution_count")) or count
         return Execution(status, count, collector.outputs(), collector.truncated)
 
     async def evaluate(self, expression: str, timeout: float) -> str:
@@ -200,3 +238,19 @@ class KernelClient:
         """Ask the kernel to raise KeyboardInterrupt in the running code (control channel, no Docker call)."""
         msg = self._client.session.msg("interrupt_request", {})
         self._client.control_channel.send(msg)
+
+
+def _well_formed(msg: Any) -> bool:
+    """The shapes the gateway relies on: dict header/parent/content and a string message type."""
+    return (
+        isinstance(msg, dict)
+        and isinstance(msg.get("header"), dict)
+        and isinstance(msg.get("parent_header"), dict)
+        and isinstance(msg.get("content"), dict)
+        and isinstance(msg.get("msg_type"), str)
+    )
+
+
+def _count(value: Any) -> int | None:
+    """An execution count as the kernel reported it, if it is one."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53 else None

@@ -54,3 +54,18 @@ def prepare_socket_dir(socket_dir: Path, info: dict[str, Any], kernel_uid: int) 
     else:  # a non-root gateway cannot chown: open the directory itself (its parent stays 0700)
         os.chmod(socket_dir, 0o777)
         os.chmod(path, 0o644)
+
+
+def seal_socket_dir(socket_dir: Path) -> None:
+    """Once the kernel has bound its sockets, take its socket directory away from it (blocking: call off the loop).
+
+    The directory is a bind mount of the host's disk, the one place the kernel could write to outside its
+    size-limited tmpfs mounts. Sealed, the kernel can still use its sockets but can no longer create files
+    there, nor grow or read the connection file. (A gateway running under the kernel's own uid cannot seal it.)
+    """
+    path = socket_dir / CONNECTION_FILE
+    if os.geteuid() == 0:
+        os.chown(socket_dir, 0, 0)
+        os.chown(path, 0, 0)
+    os.chmod(path, 0o600)
+    os.chmod(socket_dir, 0o755)

@@ -32,7 +32,7 @@ from gateway.errors import (
     TooManyKernels,
 )
 from gateway.kernels.client import KernelClient, KernelGone, KernelUnresponsive
-from gateway.kernels.connection import host_view, new_connection_info, prepare_socket_dir
+from gateway.kernels.connection import host_view, new_connection_info, prepare_socket_dir, seal_socket_dir
 from gateway.kernels.culling import cull_forever
 from gateway.kernels.files import KernelFiles
 from gateway.kernels.kernel import Kernel, RunResult
@@ -531,6 +531,7 @@ class KernelManager:
             raise KernelStartFailed(
                 f"Kernel container did not become ready: {error}. Container log:\n{logs}"
             ) from error
+        await asyncio.to_thread(seal_socket_dir, kernel.socket_dir)
         kernel.state = "idle"
         kernel.touch()
         kernel.notify("started")

@@ -1,0 +1,92 @@
+"""Runs that never end, wait for input, or drown the gateway in output; and a control case that must just work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.security.conftest import LIMITS, json_out
+from tests.support import Api, GatewayProcess, stdout_of
+
+
+def test_ignored_interrupt_and_endless_loop_end_at_the_deadline(api: Api, victim: int) -> None:
+    code = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass"
+    result = api.execute(victim, code, timeout=2)
+    assert result["status"] == "timeout" and result["kernel_state_kept"] is False, result
+    assert "replaced" in result["detail"]
+    assert stdout_of(api.execute(victim, "print('next run works')")) == "next run works\n"
+
+
+def test_sleep_forever_is_interrupted_at_the_deadline(api: Api, victim: int) -> None:
+    api.execute(victim, "kept = 'state'")
+    result = api.execute(victim, "import time\ntime.sleep(10**8)", timeout=2)
+    assert result["status"] == "timeout" and result["kernel_state_kept"] is True, result
+    assert stdout_of(api.execute(victim, "print(kept)")) == "state\n"
+
+
+def test_input_fails_at_once(api: Api, victim: int) -> None:
+    result = api.execute(victim, "input('password: ')", timeout=10)
+    assert result["status"] == "error", result
+    assert result["outputs"][-1]["ename"] == "StdinNotImplementedError"
+
+
+def gateway_peak_rss_mb(gateway: GatewayProcess) -> float:
+    assert gateway.process is not None
+    status = Path(f"/proc/{gateway.process.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("32 MiB of prints", "chunk = 'x' * 2**15\nfor _ in range(1024):\n    print(chunk)"),
+        ("1 GiB of prints", "chunk = 'x' * 2**20\nfor _ in range(1024):\n    print(chunk)"),
+        # Sent straight through the kernel's session: IPython's display() costs ~1 ms each in a 1-CPU sandbox.
+        (
+            "100k tiny displays",
+            "k = get_ipython().kernel\nfor i in range(100_000):\n"
+            "    k.session.send(k.iopub_socket, 'display_data', {'data': {'text/plain': str(i)}, 'metadata': {}},"
+            " parent=k.get_parent())",
+        ),
+        (
+            "a 30 MB image",
+            "import base64, os\nfrom IPython.display import display\n"
+            "display({'image/png': base64.b64encode(os.urandom(30 * 2**20)).decode()}, raw=True)",
+        ),
+    ],
+)
+def test_output_floods_come_back_truncated_and_the_gateway_stays_small(
+    api: Api, victim: int, hostile_gateway: GatewayProcess, name: str, code: str
+) -> None:
+    result = api.execute(victim, code, timeout=90)
+    print(f"\n{name}: {result['status']} {result.get('detail') or ''}")
+    if result["status"] == "died":
+        # The kernel's own output buffer (ipykernel's, inside the sandbox) can outgrow its memory limit when code
+        # prints faster than the kernel sends: that kernel dies of it, is reported and restarted; nothing else.
+        assert "out of memory" in result["detail"], result["detail"]
+        assert stdout_of(api.execute(victim, "print('back')")) == "back\n"
+        return
+    assert result["status"] == "ok", (name, result["status"], result.get("detail"))
+    outputs = result["outputs"]
+    text = "".join(o.get("text", "") for o in outputs) + "".join(
+        str(o.get("data", {}).get("text/plain", "")) for o in outputs
+    )
+    assert result["truncated"] or "dropped" in text, name
+    assert "truncated" in text or "dropped" in text, name
+    assert len(outputs) <= LIMITS["max_outputs"] + 1
+    assert sum(len(str(o)) for o in outputs) < 3 * LIMITS["max_output_bytes"] + LIMITS["max_image_bytes"]
+    peak = gateway_peak_rss_mb(hostile_gateway)
+    print(f"\n{name}: {len(outputs)} outputs back; gateway peak RSS so far {peak:.0f} MiB")
+    assert peak < 1024, peak
+
+
+def test_numpy_with_threads_works_under_the_limits(api: Api, victim: int) -> None:
+    code = """
+import os, json, numpy as np
+a = np.random.default_rng(0).random((400, 400))
+ok = bool(np.allclose(a @ np.linalg.inv(a), np.eye(400), atol=1e-6))
+print(json.dumps({"ok": ok, "threads": [os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")]}))
+"""
+    result = json_out(api.execute(victim, code))
+    assert result == {"ok": True, "threads": ["1", "1"]}
