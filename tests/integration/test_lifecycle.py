@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import docker
 
 from tests.support import Api, GatewayProcess, stdout_of
@@ -40,7 +42,9 @@ def test_kernel_listing(api: Api, kernel: int) -> None:
     listing = api.http.get("/kernels").json()["kernels"]
     mine = [k for k in listing if k["kernel_id"] == kernel]
     assert len(mine) == 1 and mine[0]["state"] == "idle"
-    assert mine[0]["limits"]["mem_limit_mb"] == 512 and mine[0]["limits"]["runtime"] == "runc"
+    assert mine[0]["limits"]["mem_limit_mb"] == 512 and mine[0]["limits"]["runtime"] == os.environ.get(
+        "JUPYCELL_RUNTIME", "runc"
+    )
 
 
 def test_health(api: Api) -> None:
