@@ -4,11 +4,13 @@
 #   make deps     install Python dependencies for development and tests
 #   make postgres ensure a throwaway PostgreSQL for the persistence tests; run
 #                 them on it with JUPYCELL_TEST_POSTGRES_URL=$$(scripts/ensure-postgres.sh)
-#   make test     all of the above, then the test suite
+#   make test     all of the above, then the test suite (runc), then integration + security again under gVisor
+#   make test-runsc       only the integration and security suites, kernels under gVisor (runsc)
 #   make up       run the gateway with docker compose
 #   make bench    benchmark against the raw floor and Jupyter Kernel Gateway (BENCH_ARGS=--quick for a fast check)
 #   make bench-deadlines  how long after a run's deadline the response comes (timeout, SIGINT ignored)
 #   make bench-jupyter    `1+1` over the kernel websocket, direct and through jupyter server --gateway-url
+#   make bench-runtimes   kernel start and `1+1` latency under runc and runsc
 #   make clean    remove kernel containers left behind (label jupycell.managed=true)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -23,7 +25,7 @@ BENCH_VENV := bench/.venv
 # tests clean up by label instead.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: engine images deps postgres test up clean bench bench-deadlines bench-jupyter
+.PHONY: engine images deps postgres test test-runsc up clean bench bench-deadlines bench-jupyter bench-runtimes
 
 engine:
 	scripts/ensure-docker.sh
@@ -39,6 +41,11 @@ postgres:
 
 test: engine images deps
 	$(PYTHON) -m pytest $(PYTEST_ARGS) tests
+	$(MAKE) --no-print-directory test-runsc
+
+# The same kernels under gVisor: every test gateway passes JUPYCELL_RUNTIME through to its settings.
+test-runsc: engine images deps
+	JUPYCELL_RUNTIME=runsc $(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration tests/security
 
 # Not part of `make test`: its own venv (gateway deps + Jupyter Kernel Gateway from PyPI), minutes of load.
 bench: engine images
@@ -57,3 +64,6 @@ bench-deadlines:
 
 bench-jupyter:
 	$(PYTHON) bench/jupyter_websocket.py
+
+bench-runtimes:
+	$(PYTHON) bench/runtimes.py
