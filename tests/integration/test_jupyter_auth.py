@@ -28,6 +28,7 @@ def secured(kernels_root: Path) -> Iterator[GatewayProcess]:
         kernels_root / "jsec",
         **TEST_SETTINGS,
         api_keys=f"alice:{ALICE},bob:{BOB},root:{ROOT}:admin",
+        runtime="runc",  # this module's premise: runc by default, runsc on request (whatever JUPYCELL_RUNTIME says)
         allowed_runtimes="runc,runsc",
         audit_log=kernels_root / f"jaudit-{time.monotonic_ns()}.jsonl",
     )

@@ -28,7 +28,9 @@ print(json.dumps(result))
 """
     result = json_out(api.execute(victim, code))
     assert set(result.values()) <= {"Read-only file system", "Permission denied"}, result  # /root is 0700
-    assert result["/"] == result["/usr"] == result["/etc"] == "Read-only file system"
+    # runc: EROFS. gVisor checks permissions first: EACCES (these are root's directories). Either way not written.
+    expected = "Permission denied" if GVISOR else "Read-only file system"
+    assert result["/"] == result["/usr"] == result["/etc"] == expected, result
 
 
 def test_socket_directory_is_sealed_after_start(api: Api, victim: int) -> None:
@@ -178,6 +180,7 @@ print(json.dumps(results))
     for name, outcome in results.items():
         assert outcome in (
             "Network is unreachable",
+            "No route to host",
             "Connection refused",
             "Cannot assign requested address",
             "Address family not supported by protocol",
@@ -212,7 +215,7 @@ for name, args in [("raw", (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP
         r[name] = e.strerror
 status = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
 for field in ["CapEff", "CapPrm", "NoNewPrivs"]:
-    r[field] = status[field].strip()
+    r[field] = status.get(field, "absent").strip()
 r["uid"] = os.getuid()
 r["sudo"] = subprocess.run("sudo -n true", shell=True, capture_output=True).returncode
 print(json.dumps(r))
@@ -221,7 +224,8 @@ print(json.dumps(r))
     print(f"\nprivileges seen by the kernel: {r}")
     assert r["uid"] == 1000 and r["setuid"] == "Operation not permitted"
     assert r["setuid_binaries"] == []
-    assert r["CapEff"] == r["CapPrm"] == "0000000000000000" and r["NoNewPrivs"] == "1"
+    assert r["CapEff"] == r["CapPrm"] == "0000000000000000"
+    assert r["NoNewPrivs"] == ("absent" if GVISOR else "1")  # gVisor's /proc does not show the flag
     assert r["mount"] == "Operation not permitted"
     # The kernel may trace processes of its own uid inside its own container (docker-init, run as the same uid
     # with no capabilities): that gives it nothing it does not have. Nothing else is visible to trace.
@@ -231,12 +235,13 @@ print(json.dumps(r))
         "Address family not supported by protocol",
     )
     assert r["sudo"] != 0
-    assert r["unshare_mount"] == "Operation not permitted"
     if GVISOR:
-        # gVisor implements user namespaces inside its own kernel: creating one gives no host privilege.
-        assert r["unshare_user"] in ("ok", "Operation not permitted"), r
+        # gVisor implements namespaces inside its own kernel: a new mount namespace there touches nothing of the
+        # host (and mount itself still fails); a user namespace is refused (EINVAL).
+        assert r["unshare_mount"] in ("ok", "Operation not permitted"), r
+        assert r["unshare_user"] in ("ok", "Invalid argument", "Operation not permitted"), r
     else:
-        assert r["unshare_user"] == "Operation not permitted", r
+        assert r["unshare_mount"] == r["unshare_user"] == "Operation not permitted", r
 
 
 @pytest.mark.parametrize(
