@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.kernels.client import KernelClient, KernelGone, KernelUnresponsive
-from gateway.kernels.connection import host_view, new_connection_info, prepare_socket_dir
+from gateway.kernels.connection import host_view, new_connection_info, prepare_socket_dir, seal_socket_dir
 from gateway.sandbox import DockerSandbox
 from gateway.settings import Settings
 
@@ -171,6 +171,7 @@ class KernelPool:
                 host_view(info, socket_dir), max_message_bytes=self.settings.max_message_mb * 2**20
             )
             await client.wait_ready(self.settings.kernel_start_timeout)
+            await asyncio.to_thread(seal_socket_dir, socket_dir)
         except BaseException as error:
             if client is not None:
                 client.close()
