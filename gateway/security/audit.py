@@ -11,6 +11,7 @@ import json
 import queue
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -23,6 +24,8 @@ def code_fields(code: str) -> dict[str, Any]:
 
 class AuditLog:
     """Appends records to a file, or writes them to stderr (``-``), or drops them (``off``)."""
+
+    BATCH_SECONDS = 0.05
 
     def __init__(self, target: str) -> None:
         self.target = target
@@ -44,10 +47,22 @@ class AuditLog:
         self._lines.put(json.dumps({"time": stamp, **fields}, separators=(",", ":"), default=str))
 
     def _write(self) -> None:
+        """Write in batches: wake on the first queued line, gather what arrives within ``BATCH_SECONDS``, write
+        and flush once. A busy gateway then pays one wake-up and one write per batch, not per request."""
         assert self._stream is not None
-        while (line := self._lines.get()) is not None:
-            self._stream.write(line + "\n")
-            self._stream.flush()
+        while True:
+            lines = [self._lines.get()]
+            if lines[0] is not None:
+                time.sleep(self.BATCH_SECONDS)
+            while not self._lines.empty():
+                lines.append(self._lines.get_nowait())
+            done = None in lines
+            text = "".join(line + "\n" for line in lines if line is not None)
+            if text:
+                self._stream.write(text)
+                self._stream.flush()
+            if done:
+                return
 
     def close(self) -> None:
         """Write what is queued, then stop."""
