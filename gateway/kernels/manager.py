@@ -394,10 +394,9 @@ class KernelManager:
             max_image_bytes=self.settings.max_image_bytes,
             on_output=None if on_output is None else (lambda output: on_output(cell.number, output)),
         )
-        run_id = uuid.uuid4().hex
+        run_id, started_at = uuid.uuid4().hex, time.time()
         stale_before = stale_flags(kernel)
-        self.store.begin_run(run_id, kernel.id, cell)
-        flusher = asyncio.create_task(self._flush_partial_outputs(run_id, collector))
+        flusher = asyncio.create_task(self._record_in_flight(run_id, kernel, cell, collector, started_at))
         try:
             result = await self._execute(kernel, cell, timeout, collector)
         except Exception as error:
@@ -412,6 +411,7 @@ class KernelManager:
             truncated=result.truncated,
             detail=result.detail,
             last_activity=kernel.last_activity,
+            started_at=started_at,
             stale=stale_changes(kernel, stale_before),
         )
         return result
@@ -466,14 +466,20 @@ class KernelManager:
         kernel.notebook.ran(cell)
         return result
 
-    async def _flush_partial_outputs(self, run_id: str, collector: OutputCollector) -> None:
-        """While a run goes on, write its outputs so far every ``output_flush_interval`` (when there are new ones)."""
+    async def _record_in_flight(
+        self, run_id: str, kernel: Kernel, cell: Cell, collector: OutputCollector, started_at: float
+    ) -> None:
+        """A run still going after ``output_flush_interval`` is recorded as in flight, and from then on its outputs
+        so far are written at that interval (when there are new ones). Shorter runs (most) cost no write but the
+        one at their end."""
+        await asyncio.sleep(self.settings.output_flush_interval)
+        self.store.begin_run(run_id, kernel.id, cell, started_at)
         written = 0
         while True:
-            await asyncio.sleep(self.settings.output_flush_interval)
             if collector.changes != written:
                 written = collector.changes
                 self.store.save_partial_outputs(run_id, collector.outputs(), collector.truncated)
+            await asyncio.sleep(self.settings.output_flush_interval)
 
     @staticmethod
     def _lost_run(cell: Cell, status: str, detail: str, collector: OutputCollector) -> RunResult:

@@ -247,8 +247,8 @@ class Store:
 
     # --- runs ---------------------------------------------------------------------------------------------
 
-    def begin_run(self, run_id: str, kernel_id: int, cell: Cell) -> None:
-        """Record that ``cell`` started running (not awaited: it overlaps with the run itself)."""
+    def begin_run(self, run_id: str, kernel_id: int, cell: Cell, started_at: float) -> None:
+        """Record that ``cell`` is running (not awaited: it overlaps with the run itself)."""
         values = {
             "id": run_id,
             "kernel_id": kernel_id,
@@ -257,7 +257,7 @@ class Store:
             "state": "running",
             "outputs": [],
             "truncated": False,
-            "started_at": time.time(),
+            "started_at": started_at,
         }
         self._queue(lambda c: c.execute(insert(runs).values(**values)), "recording a run's start")
 
@@ -275,25 +275,26 @@ class Store:
         truncated: bool,
         detail: str | None,
         last_activity: float,
+        started_at: float,
         stale: dict[int, bool] | None = None,
     ) -> None:
-        """One transaction at the end of a run: the run's outcome, the cell's outputs, the kernel's activity."""
+        """One transaction at the end of a run: the run's record, the cell's outputs, the kernel's activity."""
         now = time.time()
 
         def work(connection: Connection) -> None:
-            connection.execute(
-                update(runs)
-                .where(runs.c.id == run_id)
-                .values(
-                    state="finished",
-                    status=cell.status,
-                    outputs=None,
-                    execution_count=cell.execution_count,
-                    truncated=truncated,
-                    detail=detail,
-                    finished_at=now,
-                )
-            )
+            outcome = {
+                "state": "finished",
+                "status": cell.status,
+                "outputs": None,
+                "execution_count": cell.execution_count,
+                "truncated": truncated,
+                "detail": detail,
+                "finished_at": now,
+            }
+            if connection.execute(update(runs).where(runs.c.id == run_id).values(**outcome)).rowcount == 0:
+                # A short run: never recorded as in flight (see KernelManager._record_in_flight).
+                values = {"kernel_id": kernel_id, "cell_number": cell.number, "code": cell.code}
+                connection.execute(insert(runs).values(id=run_id, **values, **outcome, started_at=started_at))
             connection.execute(_update_cell(kernel_id, cell.number).values(**_cell_values(cell), updated_at=now))
             _set_stale(connection, kernel_id, stale)
             connection.execute(update(kernels).where(kernels.c.id == kernel_id).values(last_activity_at=last_activity))

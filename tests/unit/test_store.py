@@ -128,11 +128,13 @@ def test_run_is_recorded_then_finished_in_one_transaction(settings: Settings) ->
         await store.add_kernel(record(1))
         cell = Cell(1, "print(1)")
         await store.add_cell(1, cell)
-        store.begin_run("r1", 1, cell)
+        store.begin_run("r1", 1, cell, 5.0)
         store.save_partial_outputs("r1", [{"output_type": "stream", "name": "stdout", "text": "partial"}], False)
         during = await store.runs_of(1)
         cell.outputs, cell.execution_count, cell.status = [{"output_type": "stream", "name": "stdout"}], 1, "ok"
-        await store.finish_run("r1", 1, cell, truncated=False, detail=None, last_activity=99.0)
+        await store.finish_run("r1", 1, cell, truncated=False, detail=None, last_activity=99.0, started_at=5.0)
+        # A short run is only recorded at its end.
+        await store.finish_run("r2", 1, cell, truncated=False, detail="d", last_activity=99.0, started_at=6.0)
         after = await store.runs_of(1)
         (loaded,) = await store.load_kernels("unit")
         await store.close()
@@ -141,6 +143,12 @@ def test_run_is_recorded_then_finished_in_one_transaction(settings: Settings) ->
     during, after, loaded = run(scenario())
     assert during[0]["state"] == "running" and during[0]["outputs"][0]["text"] == "partial"
     assert after[0]["state"] == "finished" and after[0]["status"] == "ok" and after[0]["outputs"] is None
+    assert (after[1]["id"], after[1]["state"], after[1]["detail"], after[1]["started_at"]) == (
+        "r2",
+        "finished",
+        "d",
+        6.0,
+    )
     assert loaded.cells[0].status == "ok" and loaded.cells[0].execution_count == 1
     assert loaded.last_activity_at == 99.0
 
@@ -153,9 +161,9 @@ def test_runs_in_flight_at_start_become_interrupted_with_their_partial_outputs(s
         cell = Cell(3, "loop()", [{"output_type": "stream", "name": "stdout", "text": "old\n"}], 7, "ok")
         await store.add_cell(1, cell)
         await store.add_cell(2, Cell(1, "x"))
-        store.begin_run("r1", 1, cell)
+        store.begin_run("r1", 1, cell, 1.0)
         store.save_partial_outputs("r1", [{"output_type": "stream", "name": "stdout", "text": "0\n1\n"}], False)
-        store.begin_run("r2", 2, Cell(1, "x"))  # another instance's run is not this gateway's business
+        store.begin_run("r2", 2, Cell(1, "x"), 1.0)  # another instance's run is not this gateway's business
         await store.close()
 
         store = await Store.open(settings)  # "the gateway restarted"
@@ -182,7 +190,7 @@ def test_replacing_a_kernel_resets_its_cells_and_deleting_forgets_everything(set
         await store.add_kernel(record(1))
         cell = Cell(1, "x = 1", [{"output_type": "stream", "name": "stdout", "text": "kept\n"}], 3, "ok")
         await store.add_cell(1, cell)
-        store.begin_run("r1", 1, cell)
+        store.begin_run("r1", 1, cell, 1.0)
         cell.forget_run()
         await store.kernel_replaced(1, [cell], container_id="d" * 64, hmac_key="new-key", state="idle")
         (replaced,) = await store.load_kernels("unit")
