@@ -18,8 +18,8 @@ from typing import Any
 import docker
 from jupyter_client.blocking import BlockingKernelClient
 
-from gateway.kernels.connection import host_view, new_connection_info, prepare_socket_dir
-from gateway.sandbox.docker_sandbox import CONTAINER_SOCKET_DIR, LABEL_INSTANCE, LABEL_MANAGED, SandboxSpec
+from gateway.adapters.docker.sandbox import LABEL_INSTANCE, LABEL_MANAGED, SandboxSpec
+from gateway.adapters.docker.sockets import CONTAINER_SOCKET_DIR, host_view, new_connection_info, prepare_socket_dir
 from gateway.settings import Settings
 
 

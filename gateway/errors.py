@@ -1,4 +1,8 @@
-"""Domain errors. Each carries the HTTP status it maps to; ``gateway.main`` turns them into responses."""
+"""Domain errors: what went wrong, in words a caller can act on (``str(error)``), with the facts as fields.
+
+They carry no HTTP status: ``gateway.api.errors`` maps them. The protocol errors at the end are the core's own
+vocabulary for a kernel that does not answer or is gone; they never reach a caller as such.
+"""
 
 from __future__ import annotations
 
@@ -6,55 +10,49 @@ from __future__ import annotations
 class JupyCellError(Exception):
     """Base of every error the API reports to its caller. ``str(error)`` is the message they see."""
 
-    status_code = 500
-
 
 class KernelNotFound(JupyCellError):
-    status_code = 404
-
-    def __init__(self, kernel_id: int | str, shut_down_because: str | None = None) -> None:
-        if shut_down_because:
-            super().__init__(f"Kernel {kernel_id} not found: it was shut down because {shut_down_because}.")
+    def __init__(self, kernel_id: int | str, gone_because: str | None = None) -> None:
+        self.kernel_id, self.gone_because = kernel_id, gone_because
+        if gone_because:
+            super().__init__(f"Kernel {kernel_id} not found: it was shut down because {gone_because}.")
         else:
             super().__init__(f"Kernel {kernel_id} not found.")
 
 
 class CellNotFound(JupyCellError):
-    status_code = 404
-
     def __init__(self, cell_number: int) -> None:
+        self.cell_number = cell_number
         super().__init__(f"Cell {cell_number} not found.")
 
 
 class CellExists(JupyCellError):
-    status_code = 409
-
     def __init__(self, cell_number: int) -> None:
+        self.cell_number = cell_number
         super().__init__(f"Cell {cell_number} already exists; use action 'edit' to change it.")
 
 
 class KernelDead(JupyCellError):
     """The kernel's container is gone or stopped; it must be restarted before it can run code."""
 
-    status_code = 409
+    def __init__(self, kernel_id: int, cause: str | None) -> None:
+        self.kernel_id, self.cause = kernel_id, cause
+        super().__init__(f"Kernel {kernel_id} is dead ({cause}); restart it.")
 
 
 class KernelStartFailed(JupyCellError):
-    status_code = 503
+    """A kernel's container could not be started or its kernel did not answer."""
 
 
 class SandboxUnavailable(JupyCellError):
-    """The Docker engine cannot be reached or refused a request."""
-
-    status_code = 503
+    """The container engine cannot be reached or refused a request."""
 
 
 class KernelBusy(JupyCellError):
-    """The caller asked not to wait, and another run holds the kernel."""
-
-    status_code = 409
+    """The caller asked not to wait, and other work holds the kernel."""
 
     def __init__(self, kernel_id: int) -> None:
+        self.kernel_id = kernel_id
         super().__init__(
             f"Kernel {kernel_id} is busy running another cell; retry later or send wait: true to queue behind it."
         )
@@ -63,69 +61,71 @@ class KernelBusy(JupyCellError):
 class InvalidNotebook(JupyCellError):
     """An uploaded .ipynb document that cannot be imported."""
 
-    status_code = 422
-
 
 class CellNumbersTaken(JupyCellError):
     """An imported notebook brings cell numbers the kernel already has."""
-
-    status_code = 409
 
 
 class InvalidFilePath(JupyCellError):
     """A file path that is absolute, escapes the working directory or is otherwise unusable."""
 
-    status_code = 400
-
 
 class FileMissing(JupyCellError):
-    status_code = 404
+    pass
 
 
 class FileTooLarge(JupyCellError):
-    status_code = 413
+    pass
 
 
 class FileTransferFailed(JupyCellError):
     """The kernel could not write or read the file (disk full, permission, not a regular file...)."""
 
-    status_code = 422
-
 
 class CodeTooLarge(JupyCellError):
-    status_code = 413
-
     def __init__(self, size: int, limit: int) -> None:
+        self.size, self.limit = size, limit
         super().__init__(f"Code too large: {size} bytes, the limit is {limit} bytes.")
 
 
 class TooManyKernels(JupyCellError):
     """A kernel limit (per API key, or of the whole gateway) is reached; shut a kernel down first."""
 
-    status_code = 429
-
 
 class RuntimeNotAllowed(JupyCellError):
-    status_code = 422
-
     def __init__(self, runtime: str, allowed: tuple[str, ...]) -> None:
+        self.runtime, self.allowed = runtime, allowed
         super().__init__(f"Runtime {runtime!r} is not allowed here; allowed: {', '.join(allowed)}.")
 
 
 class KernelSpecNotFound(JupyCellError):
-    status_code = 404
-
     def __init__(self, name: str, available: list[str]) -> None:
+        self.name, self.available = name, available
         super().__init__(f"Kernel spec {name!r} not found (available: {', '.join(available)}).")
 
 
 class InvalidKernelRequest(JupyCellError):
     """A request to start a kernel that names an unknown kernel spec or an environment variable not allowed."""
 
-    status_code = 400
-
 
 class StoreUnavailable(JupyCellError):
     """The database cannot be reached or refused a write; nothing was reported as done."""
 
-    status_code = 503
+
+# --- the kernel protocol's own errors (handled by the core) --------------------------------------------------
+
+
+class KernelUnresponsive(Exception):
+    """The kernel did not answer in time (not started, or stuck even after an interrupt)."""
+
+
+class KernelGone(Exception):
+    """The kernel's container died (or the kernel was shut down) while we waited for it."""
+
+
+class KernelCodeError(Exception):
+    """Code the gateway itself sent to the kernel raised ``ename: evalue``."""
+
+    def __init__(self, ename: str, evalue: str) -> None:
+        super().__init__(f"{ename}: {evalue}")
+        self.ename, self.evalue = ename, evalue

@@ -1,6 +1,6 @@
-"""The FastAPI application: settings, lifespan (store, engine check, kernel manager), routers, error mapping.
+"""The composition root: settings, adapters (Docker, SQL, ZMQ), the core's ``KernelService``, routers, errors.
 
-Run with ``uvicorn gateway.main:app``; tests build their own app with ``create_app(settings)``.
+Run with ``uvicorn --factory gateway.main:create_app``; nothing is built at import time.
 """
 
 from __future__ import annotations
@@ -8,23 +8,22 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from http import HTTPStatus
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 
-from gateway.api import cells, files, health, jupyter, kernels, notebooks, pool, stream
-from gateway.errors import JupyCellError
-from gateway.kernels.manager import KernelManager
-from gateway.sandbox import DockerSandbox
+from gateway.adapters.docker import DockerSandbox
+from gateway.adapters.sql import Store
+from gateway.api import cells, errors, files, health, kernels, notebooks, pool, stream
+from gateway.api.jupyter import routes as jupyter
+from gateway.api.jupyter.relay import Relays
+from gateway.kernels.service import KernelService
+from gateway.protocol.client import ZmqConnector
 from gateway.security.audit import AuditLog
 from gateway.security.keys import KeyRing
 from gateway.security.middleware import SecurityMiddleware
 from gateway.security.rate_limit import RateLimiter
 from gateway.settings import Settings
-from gateway.store import Store
 
 log = logging.getLogger("gateway")
 
@@ -40,9 +39,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not logging.getLogger().handlers:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         store = await Store.open(settings)
-        manager = KernelManager(settings, DockerSandbox(settings), store)
-        await manager.start_up()
-        app.state.manager = manager
+        connector = ZmqConnector(settings.max_message_bytes)
+        service = KernelService(settings, DockerSandbox.from_settings(settings), connector, store)
+        app.state.relays = Relays(settings, connector.context, audit)
+        try:
+            await service.start_up()
+        except BaseException:
+            await store.close()
+            raise
+        app.state.service = service
         log.info(
             "JupyCell ready: instance %r, image %r, runtimes %s, API keys: %s",
             settings.instance,
@@ -56,10 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             try:
-                await manager.shut_down()
+                await service.shut_down()
                 audit.close()
             finally:
                 await store.close()
+                connector.close()
 
     app = FastAPI(
         title="JupyCell",
@@ -68,7 +74,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.audit = audit  # for what is not one request per action (the kernel websocket's executes)
     app.include_router(cells.router)
     app.include_router(stream.router)
     app.include_router(kernels.router)
@@ -77,15 +82,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jupyter.router)
     app.include_router(pool.router)
-    app.add_exception_handler(JupyCellError, _domain_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    errors.install(app)
     app.add_middleware(
         SecurityMiddleware,
         keys=keys,
         limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         audit=audit,
         max_request_bytes=settings.max_request_bytes,
-        max_upload_bytes=int(settings.max_file_mb * 2**20),
+        max_upload_bytes=settings.max_file_bytes,
     )
     if settings.cors_origin_list:  # outermost: answers preflights, adds its headers to refusals too
         app.add_middleware(
@@ -103,23 +107,3 @@ _OPEN_API_WARNING = """
 *  Bind the gateway to 127.0.0.1 only, or set JUPYCELL_API_KEYS / JUPYCELL_API_KEYS_FILE  *
 *  (entries `id:secret`, `id:secret:admin`).                                              *
 ******************************************************************************************"""
-
-
-async def _domain_error(request: Request, error: JupyCellError) -> JSONResponse:
-    body = {"detail": str(error)}
-    if request.url.path.startswith("/api/"):  # Jupyter's error body: jupyter_server shows message and reason
-        body |= {"message": str(error), "reason": HTTPStatus(error.status_code).phrase}
-    return JSONResponse(body, status_code=error.status_code)
-
-
-async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-    """422 with one readable sentence (``detail``) and pydantic's itemised ``errors``."""
-    problems = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"] if part not in ("body", "query", "path"))
-        problems.append(f"{where}: {item['msg']}" if where else item["msg"])
-    errors = [{k: v for k, v in item.items() if k in ("loc", "msg", "type")} for item in error.errors()]
-    return JSONResponse({"detail": "Invalid request: " + "; ".join(problems), "errors": errors}, status_code=422)
-
-
-app = create_app()

@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     idle_timeout: float = Field(0, ge=0, description="Shut down kernels idle this many seconds (0: never).")
     max_lifetime: float = Field(0, ge=0, description="Shut down kernels this many seconds after start (0: never).")
     cull_interval: float = Field(30.0, gt=0, description="Seconds between checks for idle or expired kernels.")
+    dead_kernel_ttl: float = Field(
+        86400.0,
+        ge=0,
+        description="Seconds a dead kernel's record (and cells, for export) is kept before it is removed (0: kept "
+        "until restarted or shut down). Dead kernels never count against the kernel limits.",
+    )
 
     # --- files --------------------------------------------------------------------------------------------
     max_file_mb: float = Field(64, gt=0, description="Largest file uploaded to or downloaded from a kernel.")
@@ -175,6 +181,14 @@ class Settings(BaseSettings):
     def jupyter_env_names(self) -> frozenset[str]:
         """The environment variable names a Jupyter client may set (``jupyter_allowed_env``)."""
         return frozenset(name.strip() for name in self.jupyter_allowed_env.split(",") if name.strip())
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 2**20)
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.max_message_mb * 2**20
 
     @property
     def instance_dir(self) -> Path:

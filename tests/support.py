@@ -88,7 +88,7 @@ def _libpq(url: Any) -> str:
 
 
 class GatewayProcess:
-    """``uvicorn gateway.main:app`` in a subprocess, configured by JUPYCELL_* variables.
+    """``uvicorn --factory gateway.main:create_app`` in a subprocess, configured by JUPYCELL_* variables.
 
     Each gateway gets its own data directory (SQLite file) next to its kernels directory unless ``data_dir`` or
     ``database_url`` is given; pass the same ``instance``, ``kernels_dir`` and ``data_dir`` to start the same
@@ -118,7 +118,17 @@ class GatewayProcess:
     def start(self, timeout: float = 60) -> GatewayProcess:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "gateway.main:app", "--host", "127.0.0.1", "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "gateway.main:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
             cwd=ROOT,
             env=self.env,
             stdout=log,

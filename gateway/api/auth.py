@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 
 from gateway.errors import KernelNotFound
 from gateway.kernels.kernel import Kernel
-from gateway.kernels.manager import KernelManager
+from gateway.kernels.service import KernelService
 from gateway.security.audit import code_fields
 from gateway.security.keys import Caller
 from gateway.security.middleware import AUDIT_STATE, CALLER_STATE
@@ -34,17 +34,17 @@ async def _caller(request: Request) -> Caller:
 CallerDep = Annotated[Caller, Depends(_caller)]
 
 
-def owned_kernel(manager: KernelManager, caller: Caller, kernel_id: int) -> Kernel:
-    """The kernel if the caller may reach it; KernelNotFound (404) otherwise."""
-    kernel = manager.get(kernel_id)
+def owned_kernel(service: KernelService, caller: Caller, kernel_id: int | str) -> Kernel:
+    """The kernel (by seed API id, or a string: either id) if the caller may reach it; KernelNotFound otherwise."""
+    kernel = service.get(kernel_id) if isinstance(kernel_id, int) else service.find(kernel_id)
     if not caller.owns(kernel.owner):
         raise KernelNotFound(kernel_id)
     return kernel
 
 
-def visible_kernels(manager: KernelManager, caller: Caller) -> list[Kernel]:
+def visible_kernels(service: KernelService, caller: Caller) -> list[Kernel]:
     """The kernels a listing shows this caller: its own, or all for an admin (or an open API)."""
-    return [k for k in manager.kernels.values() if caller.owns(k.owner)]
+    return service.kernels_visible_to(caller.owns)
 
 
 def audit_note(request: Request, *, code: str | None = None, **fields: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Request
 
 from gateway.api.auth import CallerDep, audit_note, owned_kernel
-from gateway.api.deps import ManagerDep, SettingsDep
+from gateway.api.deps import ServiceDep, SettingsDep
 from gateway.api.encoding import EncodedJSON, encoded
 from gateway.api.schemas import (
     AddCell,
@@ -34,11 +34,11 @@ router = APIRouter(tags=["notebook"])
 
 @router.post("/start", response_model=StartResponse)
 async def start_kernel(
-    manager: ManagerDep, caller: CallerDep, request: Request, body: Annotated[StartRequest | None, Body()] = None
+    service: ServiceDep, caller: CallerDep, request: Request, body: Annotated[StartRequest | None, Body()] = None
 ) -> EncodedJSON:
     """Start a kernel in a new sandbox container; returns once it answers. The body is optional."""
     runtime = body.runtime if body is not None else None
-    kernel = await manager.start(owner=caller.key_id, runtime=runtime)
+    kernel = await service.start(owner=caller.key_id, runtime=runtime)
     audit_note(request, kernel=kernel.id, runtime=kernel.runtime)
     return encoded(StartResponse(kernel_id=kernel.id))
 
@@ -46,7 +46,7 @@ async def start_kernel(
 @router.post("/cell", response_model=StatusResponse | RunResponse | RunAllResponse)
 async def cell_action(
     request: Annotated[CellRequest, Body()],
-    manager: ManagerDep,
+    service: ServiceDep,
     caller: CallerDep,
     settings: SettingsDep,
     http: Request,
@@ -61,35 +61,35 @@ async def cell_action(
         audit_note(http, code=code)
         if (size := len(code.encode(errors="surrogatepass"))) > settings.max_code_bytes:
             raise CodeTooLarge(size, settings.max_code_bytes)
-    kernel = owned_kernel(manager, caller, request.kernel_id)
+    kernel = owned_kernel(service, caller, request.kernel_id)
     match request:
         case AddCell():
-            await manager.add_cell(kernel, request.cell_number, request.code)
+            await service.add_cell(kernel, request.cell_number, request.code)
             return encoded(StatusResponse(status=f"Cell {request.cell_number} added."))
         case EditCell():
-            await manager.edit_cell(kernel, request.cell_number, request.code)
+            await service.edit_cell(kernel, request.cell_number, request.code)
             return encoded(StatusResponse(status=f"Cell {request.cell_number} updated."))
         case DeleteCell():
-            await manager.delete_cell(kernel, request.cell_number)
+            await service.delete_cell(kernel, request.cell_number)
             return encoded(StatusResponse(status=f"Cell {request.cell_number} deleted."))
         case RunCell() if request.with_dependencies:
             audit_note(http, code=kernel.notebook.get(request.cell_number).code)
-            results = await manager.run_with_dependencies(
+            results = await service.run_with_dependencies(
                 kernel, request.cell_number, request.timeout, wait=request.wait
             )
             audit_note(http, outcome=results[-1].status if results else "ok", cells_run=len(results))
             return encoded(run_with_dependencies_response(results, request.cell_number, request.strip_ansi))
         case RunCell():
             audit_note(http, code=kernel.notebook.get(request.cell_number).code)
-            result = await manager.run_cell(kernel, request.cell_number, request.timeout, wait=request.wait)
+            result = await service.run_cell(kernel, request.cell_number, request.timeout, wait=request.wait)
             audit_note(http, outcome=result.status)
             return encoded(RunResponse(**run_view(result, request.strip_ansi)))
         case RunAll():
-            results = await manager.run_all(kernel, request.timeout, wait=request.wait)
+            results = await service.run_all(kernel, request.timeout, wait=request.wait)
             audit_note(http, outcome=results[-1].status if results else "ok", cells_run=len(results))
             return encoded(run_all_response(results, request.strip_ansi))
         case RunStale():
-            results = await manager.run_stale(kernel, request.timeout, wait=request.wait)
+            results = await service.run_stale(kernel, request.timeout, wait=request.wait)
             audit_note(http, outcome=results[-1].status if results else "ok", cells_run=len(results))
             return encoded(run_all_response(results, request.strip_ansi))
 
@@ -122,12 +122,12 @@ def run_with_dependencies_response(results: list[RunResult], number: int, withou
 async def cell_outputs(
     kernel_id: Annotated[int, Query()],
     cell_number: Annotated[int, Query()],
-    manager: ManagerDep,
+    service: ServiceDep,
     caller: CallerDep,
     http: Request,
     strip_ansi: Annotated[bool, Query(description="Remove ANSI colour codes from tracebacks and streams.")] = False,
 ) -> CellOutputsResponse:
     """The outputs of the cell's last run (empty if it never ran), its status and run record."""
     audit_note(http, kernel=kernel_id, cell=cell_number)
-    cell = owned_kernel(manager, caller, kernel_id).notebook.get(cell_number)
+    cell = owned_kernel(service, caller, kernel_id).notebook.get(cell_number)
     return CellOutputsResponse(outputs=shown_outputs(cell.outputs, strip_ansi), status=cell.status, **run_record(cell))

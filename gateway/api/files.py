@@ -6,8 +6,7 @@ import mimetypes
 
 from fastapi import APIRouter, Request, Response
 
-from gateway.api.auth import CallerDep, owned_kernel
-from gateway.api.deps import ManagerDep
+from gateway.api.deps import OwnedKernel, ServiceDep, SettingsDep
 from gateway.errors import FileTooLarge
 
 router = APIRouter(prefix="/kernels", tags=["files"])
@@ -28,18 +27,17 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 @router.put("/{kernel_id}/files/{path:path}")
 async def upload_file(
-    kernel_id: int, path: str, request: Request, manager: ManagerDep, caller: CallerDep
+    kernel: OwnedKernel, path: str, request: Request, service: ServiceDep, settings: SettingsDep
 ) -> dict[str, object]:
     """Store the request body as ``/work/{path}`` in the kernel (parent directories created, replaced whole)."""
-    kernel = owned_kernel(manager, caller, kernel_id)
-    data = await read_body(request, int(manager.settings.max_file_mb * 2**20))
-    size = await manager.upload(kernel, path, data)
+    data = await read_body(request, settings.max_file_bytes)
+    size = await service.upload(kernel, path, data)
     return {"path": path, "size": size}
 
 
 @router.get("/{kernel_id}/files/{path:path}", response_class=Response)
-async def download_file(kernel_id: int, path: str, manager: ManagerDep, caller: CallerDep) -> Response:
+async def download_file(kernel: OwnedKernel, path: str, service: ServiceDep) -> Response:
     """The bytes of ``/work/{path}`` in the kernel."""
-    data = await manager.download(owned_kernel(manager, caller, kernel_id), path)
+    data = await service.download(kernel, path)
     media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     return Response(data, media_type=media_type)

@@ -1,15 +1,14 @@
-"""``GET /health``: the gateway answers and the Docker engine is reachable."""
+"""``GET /health``: the gateway answers and the container engine is reachable."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.api.deps import ManagerDep
+from gateway.api.deps import ServiceDep
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health")
-async def health(manager: ManagerDep) -> dict[str, object]:
-    await manager.sandbox.ping()  # SandboxUnavailable -> 503
-    return {"status": "ok", "docker": "ok", "kernels": len(manager.kernels)}
+async def health(service: ServiceDep) -> dict[str, object]:
+    return await service.health()  # SandboxUnavailable -> 503

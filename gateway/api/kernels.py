@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from gateway.api.auth import CallerDep, owned_kernel, visible_kernels
-from gateway.api.deps import ManagerDep
+from gateway.api.auth import CallerDep, visible_kernels
+from gateway.api.deps import OwnedKernel, ServiceDep
 from gateway.api.views import cell_view
 from gateway.kernels.kernel import Kernel
 
@@ -36,45 +35,38 @@ def kernel_model(kernel: Kernel, limits: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("")
-async def list_kernels(manager: ManagerDep, caller: CallerDep) -> dict[str, Any]:
+async def list_kernels(service: ServiceDep, caller: CallerDep) -> dict[str, Any]:
     """The caller's kernels (every kernel for an admin key)."""
-    limits = asdict(manager.sandbox.spec)
-    return {"kernels": [kernel_model(k, limits) for k in visible_kernels(manager, caller)]}
+    return {"kernels": [kernel_model(k, service.limits) for k in visible_kernels(service, caller)]}
 
 
 @router.get("/{kernel_id}")
-async def get_kernel(kernel_id: int, manager: ManagerDep, caller: CallerDep) -> dict[str, Any]:
-    return kernel_model(owned_kernel(manager, caller, kernel_id), asdict(manager.sandbox.spec))
+async def get_kernel(kernel: OwnedKernel, service: ServiceDep) -> dict[str, Any]:
+    return kernel_model(kernel, service.limits)
 
 
 @router.delete("/{kernel_id}")
-async def shutdown_kernel(kernel_id: int, manager: ManagerDep, caller: CallerDep) -> dict[str, str]:
+async def shutdown_kernel(kernel: OwnedKernel, service: ServiceDep) -> dict[str, str]:
     """Shut the kernel down and remove its container; its cells are gone."""
-    kernel = owned_kernel(manager, caller, kernel_id)
-    await manager.shutdown(kernel.id)
-    return {"status": f"Kernel {kernel_id} shut down."}
+    await service.shutdown(kernel.id)
+    return {"status": f"Kernel {kernel.id} shut down."}
 
 
 @router.post("/{kernel_id}/interrupt")
-async def interrupt_kernel(kernel_id: int, manager: ManagerDep, caller: CallerDep) -> dict[str, str]:
-    kernel = owned_kernel(manager, caller, kernel_id)
-    if kernel.client is not None:
-        await kernel.client.interrupt()
-    return {"status": f"Kernel {kernel_id} interrupted."}
+async def interrupt_kernel(kernel: OwnedKernel, service: ServiceDep) -> dict[str, str]:
+    await service.interrupt(kernel)
+    return {"status": f"Kernel {kernel.id} interrupted."}
 
 
 @router.post("/{kernel_id}/restart")
-async def restart_kernel(kernel_id: int, manager: ManagerDep, caller: CallerDep) -> dict[str, str]:
+async def restart_kernel(kernel: OwnedKernel, service: ServiceDep) -> dict[str, str]:
     """Replace the kernel's container with a fresh one; cells are kept and marked as not run."""
-    kernel = owned_kernel(manager, caller, kernel_id)
-    await manager.restart(kernel)
-    return {"status": f"Kernel {kernel_id} restarted."}
+    await service.restart(kernel)
+    return {"status": f"Kernel {kernel.id} restarted."}
 
 
 @router.get("/{kernel_id}/cells")
-async def list_cells(
-    kernel_id: int, manager: ManagerDep, caller: CallerDep, strip_ansi: Annotated[bool, Query()] = False
-) -> dict[str, Any]:
+async def list_cells(kernel: OwnedKernel, strip_ansi: Annotated[bool, Query()] = False) -> dict[str, Any]:
     """Every cell in run order: code, outputs, status, run record (execution count, times, duration, stale)."""
-    cells = owned_kernel(manager, caller, kernel_id).notebook.in_order()
+    cells = kernel.notebook.in_order()
     return {"cells": [cell_view(cell, strip_ansi) for cell in cells]}

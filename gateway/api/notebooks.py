@@ -7,8 +7,7 @@ import json
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from gateway.api.auth import CallerDep, owned_kernel
-from gateway.api.deps import ManagerDep, SettingsDep
+from gateway.api.deps import OwnedKernel, ServiceDep, SettingsDep
 from gateway.api.files import read_body
 from gateway.errors import CodeTooLarge, InvalidNotebook
 from gateway.notebook.ipynb import from_ipynb, to_ipynb
@@ -17,9 +16,10 @@ router = APIRouter(prefix="/kernels", tags=["notebooks"])
 
 
 @router.get("/{kernel_id}/notebook")
-async def export_notebook(kernel_id: int, manager: ManagerDep, caller: CallerDep) -> JSONResponse:
+async def export_notebook(kernel: OwnedKernel) -> JSONResponse:
     """The kernel's cells, outputs and execution counts as an nbformat v4 ``.ipynb`` document."""
-    document = to_ipynb(owned_kernel(manager, caller, kernel_id).notebook, kernel_id)
+    kernel_id = kernel.id
+    document = to_ipynb(kernel.notebook, kernel_id)
     return JSONResponse(
         document,
         media_type="application/x-ipynb+json",
@@ -29,12 +29,11 @@ async def export_notebook(kernel_id: int, manager: ManagerDep, caller: CallerDep
 
 @router.post("/{kernel_id}/notebook")
 async def import_notebook(
-    kernel_id: int, request: Request, manager: ManagerDep, caller: CallerDep, settings: SettingsDep
+    kernel: OwnedKernel, request: Request, service: ServiceDep, settings: SettingsDep
 ) -> dict[str, object]:
     """Add the code cells of the ``.ipynb`` in the body (numbers from JupyCell metadata, else after the last)."""
-    kernel = owned_kernel(manager, caller, kernel_id)
     notebook = kernel.notebook
-    body = await read_body(request, int(manager.settings.max_file_mb * 2**20))
+    body = await read_body(request, settings.max_file_bytes)
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -44,6 +43,6 @@ async def import_notebook(
         if (size := len(code.encode(errors="surrogatepass"))) > settings.max_code_bytes:
             raise CodeTooLarge(size, settings.max_code_bytes)
     for number, code in imported.cells:
-        await manager.add_cell(kernel, number, code)
+        await service.add_cell(kernel, number, code)
     numbers = [number for number, _ in imported.cells]
     return {"status": f"Imported {len(numbers)} cells.", "cells": numbers, "skipped": imported.skipped}

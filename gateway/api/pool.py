@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from gateway.api.deps import ManagerDep
+from gateway.api.deps import ServiceDep
 
 router = APIRouter(tags=["kernels"])
 
 
 @router.get("/pool")
-async def pool_status(manager: ManagerDep) -> dict[str, Any]:
+async def pool_status(service: ServiceDep) -> dict[str, Any]:
     """Kernels kept ready for ``POST /start``: a hit claims one in milliseconds, a miss starts one cold."""
-    return manager.pool.status()
+    return service.pool_status()

@@ -24,7 +24,8 @@ from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
 
 from gateway.api.auth import CallerDep, audit_note, owned_kernel
 from gateway.api.cells import run_with_dependencies_response
-from gateway.api.deps import ManagerDep
+from gateway.api.deps import ServiceDep
+from gateway.api.errors import status_of
 from gateway.api.schemas import RunCell, RunResponse
 from gateway.api.views import run_view, shown_outputs
 from gateway.errors import JupyCellError
@@ -51,13 +52,13 @@ def _event(kind: str, data: Any) -> bytes:
     responses={200: {"content": {"text/event-stream": {}}, "description": "output events, then done or error"}},
 )
 async def stream_cell(
-    request: Annotated[StreamRun, Body()], manager: ManagerDep, caller: CallerDep, http: Request
+    request: Annotated[StreamRun, Body()], service: ServiceDep, caller: CallerDep, http: Request
 ) -> EventSourceResponse:
     """Run a cell (optionally with its dependencies) and stream each output as it happens, then the result."""
     audit_note(http, action="cell.run.stream", kernel=request.kernel_id, cell=request.cell_number)
-    kernel = owned_kernel(manager, caller, request.kernel_id)
+    kernel = owned_kernel(service, caller, request.kernel_id)
     audit_note(http, code=kernel.notebook.get(request.cell_number).code)
-    manager.claim(kernel, request.wait)
+    service.refuse_if_busy(kernel, request.wait)
 
     events: asyncio.Queue[tuple[int, Output] | None] = asyncio.Queue()
 
@@ -65,12 +66,12 @@ async def stream_cell(
         events.put_nowait((cell_number, output))
 
     if request.with_dependencies:
-        run = manager.run_with_dependencies(
+        run = service.run_with_dependencies(
             kernel, request.cell_number, request.timeout, wait=request.wait, on_output=on_output
         )
     else:
-        run = manager.run_cell(kernel, request.cell_number, request.timeout, wait=request.wait, on_output=on_output)
-    task = manager.start_in_background(run)
+        run = service.run_cell(kernel, request.cell_number, request.timeout, wait=request.wait, on_output=on_output)
+    task = service.start_in_background(run)
     task.add_done_callback(lambda _: events.put_nowait(None))
 
     async def stream() -> AsyncIterator[bytes]:
@@ -88,7 +89,7 @@ async def stream_cell(
         try:
             result = task.result()
         except JupyCellError as error:
-            yield _event("error", {"status_code": error.status_code, "detail": str(error)})
+            yield _event("error", {"status_code": status_of(error), "detail": str(error)})
             return
         if request.with_dependencies:
             response = run_with_dependencies_response(result, request.cell_number, request.strip_ansi)

@@ -12,9 +12,25 @@ from __future__ import annotations
 import ast
 import base64
 import posixpath
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-from gateway.errors import FileMissing, FileTooLarge, FileTransferFailed, InvalidFilePath
-from gateway.kernels.client import KernelClient, KernelCodeError
+from gateway.errors import (
+    FileMissing,
+    FileTooLarge,
+    FileTransferFailed,
+    InvalidFilePath,
+    KernelCodeError,
+    KernelDead,
+    KernelGone,
+    KernelUnresponsive,
+)
+from gateway.kernels.kernel import Kernel
+from gateway.kernels.lifecycle import KernelLifecycle
+from gateway.kernels.ports import KernelConnection
+from gateway.kernels.supervisor import DeathSupervisor
+
+T = TypeVar("T")
 
 WORK_DIR = "/work"
 CHUNK_BYTES = 1 << 20  # raw bytes per request (about 1.4 MB of base64)
@@ -82,7 +98,7 @@ class KernelFiles:
     """File transfer through one kernel's client. The caller holds the kernel's lock (the shell channel is shared
     with runs)."""
 
-    def __init__(self, client: KernelClient, max_bytes: int) -> None:
+    def __init__(self, client: KernelConnection, max_bytes: int) -> None:
         self._client = client
         self._max_bytes = max_bytes
 
@@ -129,3 +145,41 @@ class KernelFiles:
                 break  # the file shrank meanwhile
             data += decoded
         return bytes(data)
+
+
+class FileTransfer:
+    """Uploads and downloads, queued with the kernel's runs (its lock); a kernel lost meanwhile goes through the
+    one death policy."""
+
+    def __init__(self, lifecycle: KernelLifecycle, supervisor: DeathSupervisor, max_bytes: int) -> None:
+        self.lifecycle = lifecycle
+        self.supervisor = supervisor
+        self.max_bytes = max_bytes
+
+    async def upload(self, kernel: Kernel, path: str, data: bytes) -> int:
+        """Write ``data`` to ``path`` under the kernel's working directory (after work queued before it)."""
+        return await self._transfer(kernel, lambda files: files.upload(path, data))
+
+    async def download(self, kernel: Kernel, path: str) -> bytes:
+        """The bytes of ``path`` under the kernel's working directory (after work queued before it)."""
+        return await self._transfer(kernel, lambda files: files.download(path))
+
+    async def _transfer(self, kernel: Kernel, operation: Callable[[KernelFiles], Awaitable[T]]) -> T:
+        async with kernel.lock:
+            await self.lifecycle.settled(kernel)
+            client = kernel.client
+            if not kernel.alive or client is None:
+                raise KernelDead(kernel.id, kernel.last_death)
+            kernel.touch()
+            try:
+                return await operation(KernelFiles(client, self.max_bytes))
+            except KernelUnresponsive as error:
+                raise FileTransferFailed(f"The kernel did not answer the file transfer: {error}.") from None
+            except KernelGone:
+                if kernel not in self.lifecycle.registry:
+                    raise FileTransferFailed(f"The kernel was {kernel.last_death} during the file transfer.") from None
+                cause = f"{await self.lifecycle.death_cause(kernel.id)} during a file transfer"
+                await self.supervisor.on_lost(kernel, cause)
+                raise FileTransferFailed(f"The kernel died ({cause}); it is restarted fresh.") from None
+            finally:
+                kernel.touch()

@@ -113,3 +113,13 @@ class Notebook:
             cell = self.cells[number]
             if cell.status is not None:  # a cell that never ran has nothing out of date to show
                 cell.stale = True
+
+
+def stale_flags(notebook: Notebook) -> dict[int, bool]:
+    """A snapshot of every cell's ``stale`` flag (see ``stale_changes``)."""
+    return {number: cell.stale for number, cell in notebook.cells.items()}
+
+
+def stale_changes(notebook: Notebook, before: dict[int, bool]) -> dict[int, bool]:
+    """Cells whose ``stale`` flag changed since ``before`` (a snapshot of ``stale_flags``)."""
+    return {n: c.stale for n, c in notebook.cells.items() if n in before and before[n] != c.stale}

@@ -1,46 +1,20 @@
-"""Request validation and error mapping of the HTTP layer, with a fake kernel manager (no Docker)."""
+"""Request validation and error mapping of the HTTP layer, on the core with fake adapters (no Docker)."""
 
 from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.errors import KernelNotFound
 from gateway.main import create_app
-from gateway.notebook import Notebook
 from gateway.settings import Settings
-
-
-class FakeKernel:
-    def __init__(self, kernel_id: int) -> None:
-        self.id = kernel_id
-        self.owner = None
-        self.notebook = Notebook()
-
-
-class FakeManager:
-    def __init__(self) -> None:
-        self.kernels = {7: FakeKernel(7)}
-
-    def get(self, kernel_id: int) -> FakeKernel:
-        if kernel_id not in self.kernels:
-            raise KernelNotFound(kernel_id)
-        return self.kernels[kernel_id]
-
-    async def add_cell(self, kernel: FakeKernel, number: int, code: str) -> None:
-        kernel.notebook.add(number, code)
-
-    async def edit_cell(self, kernel: FakeKernel, number: int, code: str) -> None:
-        kernel.notebook.edit(number, code)
-
-    async def delete_cell(self, kernel: FakeKernel, number: int) -> None:
-        kernel.notebook.delete(number)
+from tests.fakes import fake_service, kernel_at
 
 
 @pytest.fixture
 def client() -> TestClient:
     app = create_app(Settings())
-    app.state.manager = FakeManager()
+    app.state.service = service = fake_service(Settings())
+    kernel_at(service, 7)
     return TestClient(app)  # no lifespan: no Docker
 
 
@@ -72,14 +46,14 @@ def test_bad_requests(client: TestClient, body: dict, status: int, fragment: str
     response = client.post("/cell", json=body)
     assert response.status_code == status, response.text
     assert fragment in response.json()["detail"]
-    assert client.app.state.manager.kernels[7].notebook.cells == {}
+    assert client.app.state.service.get(7).notebook.cells == {}
 
 
 def test_duplicate_add_is_409(client: TestClient) -> None:
     post(client, kernel_id=7, cell_number=1, code="a", action="add")
     response = post(client, kernel_id=7, cell_number=1, code="b", action="add")
     assert response.status_code == 409
-    assert client.app.state.manager.kernels[7].notebook.get(1).code == "a"
+    assert client.app.state.service.get(7).notebook.get(1).code == "a"
 
 
 def test_non_json_body_is_422(client: TestClient) -> None:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from gateway.kernels.culling import due_for_culling
 from gateway.kernels.kernel import Kernel
 
 
 def kernel(kernel_id: int, created: float, last_activity: float, state: str = "idle") -> Kernel:
-    return Kernel(
-        id=kernel_id, socket_dir=Path("/nonexistent"), created=created, last_activity=last_activity, state=state
-    )
+    return Kernel(id=kernel_id, created=created, last_activity=last_activity, state=state)
 
 
 def test_idle_and_expired_kernels_are_picked_with_a_reason() -> None:

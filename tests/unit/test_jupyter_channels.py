@@ -11,7 +11,7 @@ import zmq
 import zmq.asyncio
 from jupyter_client.session import Session
 
-from gateway.jupyter.channels import KernelChannels
+from gateway.protocol.channels import KernelChannels
 
 KEY = "k" * 64
 PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}

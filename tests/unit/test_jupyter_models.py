@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from gateway.adapters.docker import SandboxSpec
+from gateway.api.jupyter import specs
+from gateway.api.jupyter.models import KernelCreate, check_request, kernel_model, timestamp
 from gateway.errors import InvalidKernelRequest, KernelSpecNotFound
-from gateway.jupyter import specs
-from gateway.jupyter.models import KernelCreate, check_request, kernel_model, timestamp
 from gateway.kernels.kernel import Kernel
-from gateway.sandbox.docker_sandbox import SandboxSpec
 from gateway.settings import Settings
 
 
@@ -23,7 +24,7 @@ def _settings(**values: object) -> Settings:
 
 def test_kernelspec_describes_the_sandbox_profile() -> None:
     settings = _settings(runtime="runsc", mem_limit_mb=300, jupyter_allowed_env="B,A")
-    body = specs.kernelspecs(settings, SandboxSpec.from_settings(settings))
+    body = specs.kernelspecs(settings, asdict(SandboxSpec.from_settings(settings)))
     assert body["default"] == "python3"
     spec = body["kernelspecs"]["python3"]
     assert spec["name"] == "python3"
@@ -44,7 +45,7 @@ def test_kernelspec_describes_the_sandbox_profile() -> None:
 def test_unknown_kernelspec() -> None:
     settings = _settings()
     with pytest.raises(KernelSpecNotFound, match="'nope' not found \\(available: python3\\)"):
-        specs.kernelspec("nope", settings, SandboxSpec.from_settings(settings))
+        specs.kernelspec("nope", settings, asdict(SandboxSpec.from_settings(settings)))
     assert specs.resource("nope", "logo-32x32.png", settings) is None
     assert specs.resource("python3", "../etc/passwd", settings) is None
 
@@ -72,19 +73,19 @@ def test_last_activity_always_has_microseconds_and_z() -> None:
 
 def test_one_kernelspec_per_allowed_runtime() -> None:
     settings = _settings(runtime="runc", allowed_runtimes="runsc")
-    body = specs.kernelspecs(settings, SandboxSpec.from_settings(settings))
+    body = specs.kernelspecs(settings, asdict(SandboxSpec.from_settings(settings)))
     assert list(body["kernelspecs"]) == ["python3", "python3-runsc"]
     gvisor = body["kernelspecs"]["python3-runsc"]
     assert gvisor["spec"]["metadata"]["jupycell"]["runtime"] == "runsc"
     assert gvisor["resources"]["logo-64x64"] == "/kernelspecs/python3-runsc/logo-64x64.png"
     assert check_request(KernelCreate(name="python3-runsc"), settings) == ("runsc", {})
     assert check_request(KernelCreate(), settings) == ("runc", {})
-    kernel = Kernel(id=1, socket_dir=Path("/tmp/x"), runtime="runsc")
+    kernel = Kernel(id=1, runtime="runsc")
     assert kernel_model(kernel, 0, settings)["name"] == "python3-runsc"
 
 
 def test_kernel_model() -> None:
-    kernel = Kernel(id=1234567890123, socket_dir=Path("/tmp/x"), state="busy")
+    kernel = Kernel(id=1234567890123, state="busy")
     model = kernel_model(kernel, connections=2, settings=_settings())
     assert model["id"] == kernel.uuid and model["kernel_id"] == 1234567890123
     assert model["name"] == "python3"

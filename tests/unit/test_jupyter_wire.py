@@ -13,7 +13,7 @@ from jupyter_server.services.kernels.connection.base import (
     serialize_msg_to_ws_v1,
 )
 
-from gateway.jupyter.wire import V1_PROTOCOL, BadFrame, decode, encode
+from gateway.protocol.wire import V1_PROTOCOL, BadFrame, decode, encode
 
 
 def _msg(**content: object) -> dict:

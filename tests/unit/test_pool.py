@@ -1,16 +1,15 @@
-"""KernelPool's bookkeeping with the container launch replaced by a fake (no Docker)."""
+"""KernelPool's bookkeeping with a launcher whose launches the test completes (no Docker)."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from gateway.kernels.pool import KernelPool, ReadyKernel
-from gateway.sandbox.docker_sandbox import SandboxSpec
+from gateway.kernels.launcher import Launched
+from gateway.kernels.pool import KernelPool
+from gateway.kernels.ports import SandboxHandle
 from gateway.settings import Settings
 
 
@@ -22,31 +21,45 @@ class FakeClient:
         self.closed = True
 
 
-class FakePool(KernelPool):
-    """Launches are futures the test resolves; disposals are recorded."""
+class ControlledLauncher:
+    """Launches are futures the test resolves; teardowns are recorded."""
 
-    def __init__(self, size: int, parallel: int = 2) -> None:
-        settings = Settings(pool_size=size, pool_parallel_starts=parallel, kernels_dir=Path("/tmp/jc-unit"))
-        sandbox = SimpleNamespace(spec=SandboxSpec.from_settings(settings))
-        super().__init__(settings, sandbox, lambda: 0)  # type: ignore[arg-type]
-        self.launches: list[asyncio.Future[ReadyKernel]] = []
+    def __init__(self) -> None:
+        self.launches: list[asyncio.Future[Launched]] = []
         self.disposed: list[str] = []
         self.count = 0
 
-    async def _launch(self) -> ReadyKernel:
-        future: asyncio.Future[ReadyKernel] = asyncio.get_running_loop().create_future()
+    async def launch(self, kernel_id: int, jupyter_id: str, runtime: str, env: Any = None, *, pooled: bool) -> Launched:
+        assert pooled
+        future: asyncio.Future[Launched] = asyncio.get_running_loop().create_future()
         self.launches.append(future)
         return await future
 
-    def finish(self, index: int) -> ReadyKernel:
-        self.count += 1
-        kernel = ReadyKernel(self.count, f"c{self.count}", Path(f"/tmp/p{self.count}"), FakeClient(), {}, 0.0)  # type: ignore[arg-type]
-        self.launches[index].set_result(kernel)
-        return kernel
+    async def teardown(self, kernel_id: int, client: Any) -> None:
+        client.close()
+        self.disposed.append(f"c{kernel_id}")
 
-    async def _dispose(self, kernel: ReadyKernel) -> None:
-        kernel.client.close()
-        self.disposed.append(kernel.container_id)
+
+class FakePool(KernelPool):
+    def __init__(self, size: int, parallel: int = 2) -> None:
+        self.ids = iter(range(1, 1000))
+        self.control = ControlledLauncher()
+        super().__init__(self.control, lambda: next(self.ids), size=size, parallel=parallel, runtime="runc")  # type: ignore[arg-type]
+
+    @property
+    def launches(self) -> list[asyncio.Future[Launched]]:
+        return self.control.launches
+
+    @property
+    def disposed(self) -> list[str]:
+        return self.control.disposed
+
+    def finish(self, index: int) -> Launched:
+        self.control.count += 1
+        n = self.control.count
+        launched = Launched(SandboxHandle(n, f"c{n}", f"n{n}", {}), FakeClient())  # type: ignore[arg-type]
+        self.launches[index].set_result(launched)
+        return launched
 
 
 async def settle() -> None:
@@ -70,7 +83,8 @@ def test_fills_at_most_parallel_at_a_time_and_claims_oldest_first() -> None:
         pool.finish(1), pool.finish(2)
         await settle()
         assert pool.status()["ready"] == 3 and len(pool.launches) == 3
-        assert pool.claim() is first
+        claimed = pool.claim("runc")
+        assert claimed is not None and claimed.launched is first
         await settle()
         assert len(pool.launches) == 4  # refilling
         assert pool.status()["hits"] == 1 and pool.status()["misses"] == 0
@@ -83,11 +97,11 @@ def test_fills_at_most_parallel_at_a_time_and_claims_oldest_first() -> None:
 def test_empty_pool_is_a_miss_not_an_error_and_size_zero_is_off() -> None:
     async def scenario() -> None:
         pool = FakePool(size=1)
-        assert pool.claim() is None and pool.status()["misses"] == 1
+        assert pool.claim("runc") is None and pool.status()["misses"] == 1
         off = FakePool(size=0)
         off.start()
         await settle()
-        assert off.claim() is None and off.launches == [] and off.status()["misses"] == 0
+        assert off.claim("runc") is None and off.launches == [] and off.status()["misses"] == 0
         await pool.close()
 
     run(scenario())
@@ -100,8 +114,8 @@ def test_a_claimed_kernel_is_never_handed_out_again() -> None:
         await settle()
         pool.finish(0), pool.finish(1)
         await settle()
-        claimed = [pool.claim(), pool.claim()]
-        assert pool.claim() is None
+        claimed = [pool.claim("runc"), pool.claim("runc")]
+        assert pool.claim("runc") is None
         assert len({k.container_id for k in claimed if k}) == 2
         await pool.close()
         assert pool.disposed == []  # claimed kernels are the manager's now, not the pool's
@@ -119,7 +133,7 @@ def test_a_dead_pooled_kernel_is_dropped_and_replaced() -> None:
         pool.discard("c1")
         await settle()
         assert pool.disposed == ["c1"] and pool.status()["ready"] == 0 and len(pool.launches) == 2
-        pool.discard("unknown")  # not the pool's: ignored
+        assert pool.discard("unknown") is False  # not the pool's: ignored
         await pool.close()
 
     run(scenario())

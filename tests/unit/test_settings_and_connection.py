@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from gateway.kernels.connection import host_view, new_connection_info, prepare_socket_dir
-from gateway.kernels.manager import new_kernel_id
-from gateway.sandbox.docker_sandbox import SandboxSpec
+from gateway.adapters.docker import SandboxSpec
+from gateway.adapters.docker.sockets import host_view, new_connection_info, prepare_socket_dir
+from gateway.kernels.registry import new_kernel_id
 from gateway.settings import Settings
 
 

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect
 
+from gateway.adapters.sql import Store
+from gateway.adapters.sql.database import SQLITE_FILE
+from gateway.kernels.ports import KernelRecord
 from gateway.notebook import Cell
 from gateway.settings import Settings
-from gateway.store import KernelRecord, Store
-from gateway.store.database import SQLITE_FILE
 from tests.support import postgres_database, skip_without_postgres
 
 
@@ -45,9 +46,11 @@ def record(kernel_id: int = 1, instance: str = "unit", **changes: Any) -> Kernel
         owner=None,
         runtime="runc",
         env={"LANG": "C.UTF-8"},
-        container_name=f"jupycell-{instance}-{kernel_id}",
-        container_id="c" * 64,
-        connection={"transport": "ipc", "ip": "/run/jupycell/k", "shell_port": 1},
+        sandbox={
+            "name": f"jupycell-{instance}-{kernel_id}",
+            "container_id": "c" * 64,
+            "connection": {"transport": "ipc", "ip": "/run/jupycell/k", "shell_port": 1},
+        },
         hmac_key="secret-key",
         limits={"mem_limit_mb": 512},
         state="idle",
@@ -112,7 +115,8 @@ def test_kernels_and_cells_round_trip(settings: Settings) -> None:
     loaded = sorted(run(scenario()), key=lambda r: r.id)
     assert [r.id for r in loaded] == [1, 2]
     first, second = loaded
-    assert first.connection_info()["key"] == "secret-key" and "key" not in first.connection
+    assert first.hmac_key == "secret-key" and "key" not in first.sandbox["connection"]
+    assert first.sandbox["name"] == "jupycell-unit-1" and first.container_id == "c" * 64
     assert "secret-key" not in repr(first)
     assert [c.number for c in first.cells] == [1, 2]
     one, two = first.cells
@@ -192,7 +196,10 @@ def test_replacing_a_kernel_resets_its_cells_and_deleting_forgets_everything(set
         await store.add_cell(1, cell)
         store.begin_run("r1", 1, cell, 1.0)
         cell.forget_run()
-        await store.kernel_replaced(1, [cell], container_id="d" * 64, hmac_key="new-key", state="idle")
+        await store.kernel_replaced(
+            1, [cell], sandbox={"container_id": "d" * 64, "name": "n", "connection": {}}, hmac_key="new-key",
+            limits={}, state="idle", last_death=None,
+        )  # fmt: skip
         (replaced,) = await store.load_kernels("unit")
         await store.delete_kernel(1)
         remaining = await store.load_kernels("unit")
@@ -208,7 +215,7 @@ def test_replacing_a_kernel_resets_its_cells_and_deleting_forgets_everything(set
 
 
 def test_settings_pick_the_database(tmp_path: Path) -> None:
-    from gateway.store.database import database_url
+    from gateway.adapters.sql.database import database_url
 
     sqlite = database_url(Settings(data_dir=tmp_path, kernels_dir=Path("/tmp/jc-unit")))
     assert sqlite.get_backend_name() == "sqlite" and sqlite.database == str(tmp_path / SQLITE_FILE)

@@ -1,19 +1,16 @@
-"""The HTTP gate with a fake kernel manager (no Docker): keys, ownership, size and rate limits, CORS, audit."""
+"""The HTTP gate on the core with fake adapters (no Docker): keys, ownership, size and rate limits, CORS, audit."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.errors import KernelNotFound
-from gateway.kernels.kernel import Kernel
 from gateway.main import create_app
-from gateway.sandbox.docker_sandbox import SandboxSpec
 from gateway.settings import Settings
+from tests.fakes import fake_service, kernel_at
 
 ALICE = "alice-secret-0123456789"
 BOB = "bob-secret-0123456789xyz"
@@ -21,36 +18,17 @@ ROOT = "root-secret-0123456789ab"
 KEYS = f"alice:{ALICE},bob:{BOB},root:{ROOT}:admin"
 
 
-class FakeManager:
-    def __init__(self) -> None:
-        self.kernels = {
-            7: Kernel(id=7, socket_dir=Path("/nonexistent/7"), owner="alice", state="idle"),
-            8: Kernel(id=8, socket_dir=Path("/nonexistent/8"), owner="bob", state="idle"),
-        }
-        self.sandbox = SimpleNamespace(spec=SandboxSpec.from_settings(Settings()), ping=self._ping)
-
-    async def _ping(self) -> None:
-        return None
-
-    def get(self, kernel_id: int):
-        if kernel_id not in self.kernels:
-            raise KernelNotFound(kernel_id)
-        return self.kernels[kernel_id]
-
-    async def add_cell(self, kernel: Kernel, number: int, code: str) -> None:
-        kernel.notebook.add(number, code)
-
-    async def edit_cell(self, kernel: Kernel, number: int, code: str) -> None:
-        kernel.notebook.edit(number, code)
-
-    async def delete_cell(self, kernel: Kernel, number: int) -> None:
-        kernel.notebook.delete(number)
+def fake_gateway_service():
+    service = fake_service(Settings())
+    kernel_at(service, 7, owner="alice")
+    kernel_at(service, 8, owner="bob")
+    return service
 
 
 def make_client(tmp_path: Path, **settings: object) -> TestClient:
     values = {"api_keys": KEYS, "audit_log": str(tmp_path / "audit.jsonl"), **settings}
     app = create_app(Settings(**values))
-    app.state.manager = FakeManager()
+    app.state.service = fake_gateway_service()
     return TestClient(app)  # no lifespan: no Docker
 
 
@@ -119,7 +97,7 @@ def test_other_keys_kernels_do_not_exist(client: TestClient) -> None:
         assert mine_elsewhere.status_code == never_issued.status_code == 404, (method, path)
         assert mine_elsewhere.json()["detail"] == "Kernel 7 not found."
     assert add(client, 7, BOB, cell=2).status_code == 404
-    assert client.app.state.manager.kernels[7].notebook.cells.keys() == {1}
+    assert client.app.state.service.get(7).notebook.cells.keys() == {1}
 
 
 def test_listing_shows_own_kernels_and_admin_sees_all(client: TestClient) -> None:
@@ -180,7 +158,7 @@ def test_audit_log_has_one_line_per_action_and_no_secrets(tmp_path: Path) -> Non
     add(client, 8, ALICE)
     client.get("/kernels", headers=auth("wrong-secret-0123456789"))
     client.get("/health")
-    client.app.state.manager = None
+    client.app.state.service = None
     client.close()
     text = (tmp_path / "audit.jsonl").read_text()
     for _ in range(50):  # the writer thread may lag a moment behind
@@ -203,7 +181,7 @@ def test_audit_log_has_one_line_per_action_and_no_secrets(tmp_path: Path) -> Non
 
 def test_open_api_without_keys(tmp_path: Path) -> None:
     app = create_app(Settings(audit_log="off"))
-    app.state.manager = FakeManager()
+    app.state.service = fake_gateway_service()
     client = TestClient(app)
     assert add(client, 7, None).status_code == 200
     assert [k["kernel_id"] for k in client.get("/kernels").json()["kernels"]] == [7, 8]

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import asdict
 from functools import lru_cache
 from typing import Any
 
 from gateway.errors import KernelSpecNotFound
-from gateway.sandbox.docker_sandbox import SandboxSpec
 from gateway.settings import Settings
 
 DEFAULT_KERNEL_NAME = "python3"
@@ -44,10 +42,10 @@ def spec_runtime(name: str, settings: Settings) -> str:
     raise KernelSpecNotFound(name, kernel_names(settings))
 
 
-def kernelspec(name: str, settings: Settings, sandbox: SandboxSpec) -> dict[str, Any]:
+def kernelspec(name: str, settings: Settings, profile: dict[str, Any]) -> dict[str, Any]:
     """The kernel spec model (``{"name", "spec", "resources"}``) of profile ``name``."""
     runtime = spec_runtime(name, settings)
-    limits = {k: v for k, v in asdict(sandbox).items() if k not in ("image", "runtime")}
+    limits = {k: v for k, v in profile.items() if k not in ("image", "runtime")}
     return {
         "name": name,
         "spec": {
@@ -59,7 +57,7 @@ def kernelspec(name: str, settings: Settings, sandbox: SandboxSpec) -> dict[str,
             "metadata": {
                 "debugger": False,
                 "jupycell": {
-                    "image": sandbox.image,
+                    "image": profile["image"],
                     "runtime": runtime,
                     "network": "none",
                     "limits": limits,
@@ -72,11 +70,11 @@ def kernelspec(name: str, settings: Settings, sandbox: SandboxSpec) -> dict[str,
     }
 
 
-def kernelspecs(settings: Settings, sandbox: SandboxSpec) -> dict[str, Any]:
+def kernelspecs(settings: Settings, profile: dict[str, Any]) -> dict[str, Any]:
     """The ``GET /api/kernelspecs`` body."""
     return {
         "default": DEFAULT_KERNEL_NAME,
-        "kernelspecs": {name: kernelspec(name, settings, sandbox) for name in kernel_names(settings)},
+        "kernelspecs": {name: kernelspec(name, settings, profile) for name in kernel_names(settings)},
     }
 
 

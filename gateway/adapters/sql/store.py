@@ -12,18 +12,18 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.adapters.sql import database
+from gateway.adapters.sql.schema import cells, kernels, runs
 from gateway.errors import StoreUnavailable
+from gateway.kernels.ports import InterruptedRun, KernelRecord
 from gateway.notebook import Cell
 from gateway.notebook.dependencies import analyse
 from gateway.settings import Settings
-from gateway.store import database
-from gateway.store.schema import cells, kernels, runs
 
 log = logging.getLogger(__name__)
 
@@ -32,39 +32,23 @@ T = TypeVar("T")
 INTERRUPTED = "interrupted"
 
 
-@dataclass
-class KernelRecord:
-    """A kernel as stored. ``connection`` is its connection info *without* the key."""
-
-    id: int
-    uuid: str
-    instance: str
-    owner: str | None
-    runtime: str
-    env: dict[str, str]
-    container_name: str
-    container_id: str
-    connection: dict[str, Any]
-    hmac_key: str = field(repr=False)
-    limits: dict[str, Any]
-    state: str
-    last_death: str | None
-    created_at: float
-    last_activity_at: float
-    cells: list[Cell] = field(default_factory=list)
-
-    def connection_info(self) -> dict[str, Any]:
-        """The full connection info (with the key), as the kernel was started with it."""
-        return {**self.connection, "key": self.hmac_key}
+def _record_from_row(row: Any) -> KernelRecord:
+    values = row._asdict()
+    sandbox = {
+        "container_id": values.pop("container_id"),
+        "name": values.pop("container_name"),
+        "connection": values.pop("connection"),
+    }
+    return KernelRecord(**values, sandbox=sandbox)
 
 
-@dataclass(frozen=True)
-class InterruptedRun:
-    """A run found in flight at start-up: the gateway stopped while it ran."""
-
-    kernel_id: int
-    cell_number: int
-    outputs: list[dict[str, Any]]
+def _sandbox_values(sandbox: dict[str, Any]) -> dict[str, Any]:
+    """The kernels row's columns for a sandbox handle's state."""
+    return {
+        "container_id": sandbox.get("container_id", ""),
+        "container_name": sandbox.get("name", ""),
+        "connection": sandbox.get("connection", {}),
+    }
 
 
 def _cell_values(cell: Cell) -> dict[str, Any]:
@@ -165,7 +149,7 @@ class Store:
         def work(connection: Connection) -> list[KernelRecord]:
             records = {}
             for row in connection.execute(select(kernels).where(kernels.c.instance == instance)):
-                records[row.id] = KernelRecord(**row._asdict())
+                records[row.id] = _record_from_row(row)
             query = (
                 select(cells)
                 .join(kernels, cells.c.kernel_id == kernels.c.id)
@@ -179,7 +163,8 @@ class Store:
         return await self._do(work)
 
     async def add_kernel(self, record: KernelRecord) -> None:
-        values = {name: getattr(record, name) for name in kernels.c.keys()}
+        values = {name: getattr(record, name) for name in kernels.c.keys() if hasattr(record, name)}
+        values.update(_sandbox_values(record.sandbox))
         await self._do(lambda c: c.execute(insert(kernels).values(**values)))
 
     async def update_kernel(self, kernel_id: int, **values: Any) -> None:
@@ -228,9 +213,22 @@ class Store:
 
         await self._do(work)
 
-    async def kernel_replaced(self, kernel_id: int, notebook: list[Cell], **values: Any) -> None:
-        """The kernel got a fresh container (``values``: its new row values); ``notebook``: its cells, whose run
+    async def kernel_replaced(
+        self,
+        kernel_id: int,
+        notebook: list[Cell],
+        *,
+        sandbox: dict[str, Any],
+        hmac_key: str,
+        limits: dict[str, Any],
+        state: str,
+        last_death: str | None,
+    ) -> None:
+        """The kernel got a fresh container (``sandbox``: its handle's state); ``notebook``: its cells, whose run
         record (count, status, staleness) the fresh memory reset."""
+        values = {
+            **_sandbox_values(sandbox), "hmac_key": hmac_key, "limits": limits, "state": state, "last_death": last_death,
+        }  # fmt: skip
         rows = [{"n": c.number, "count": c.execution_count, "status": c.status, "stale": c.stale} for c in notebook]
         query = (
             update(cells)

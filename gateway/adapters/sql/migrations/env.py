@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from gateway.store.schema import metadata
+from gateway.adapters.sql.schema import metadata
 
 
 def run_migrations(connection) -> None:  # noqa: ANN001
@@ -18,8 +18,8 @@ connection = context.config.attributes.get("connection")
 if connection is not None:
     run_migrations(connection)
 else:
+    from gateway.adapters.sql.database import create_database_engine
     from gateway.settings import Settings
-    from gateway.store.database import create_database_engine
 
     engine = create_database_engine(Settings())
     with engine.begin() as connection:

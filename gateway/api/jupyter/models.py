@@ -1,4 +1,4 @@
-"""Jupyter's view of JupyCell's kernels: the kernel model, finding a kernel by either id, the env policy."""
+"""Jupyter's view of JupyCell's kernels: the kernel model, the create request and its env policy."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.errors import InvalidKernelRequest, KernelNotFound, KernelSpecNotFound
-from gateway.jupyter.specs import spec_name, spec_runtime
+from gateway.api.jupyter.specs import spec_name, spec_runtime
+from gateway.errors import InvalidKernelRequest, KernelSpecNotFound
 from gateway.kernels.kernel import Kernel
-from gateway.kernels.manager import KernelManager
-from gateway.security.keys import Caller
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,17 +52,6 @@ def kernel_model(kernel: Kernel, connections: int, settings: Settings) -> dict[s
         "connections": connections,
         "kernel_id": kernel.id,
     }
-
-
-def find_kernel(manager: KernelManager, caller: Caller, kernel_id: str) -> Kernel:
-    """The kernel with this Jupyter id (UUID) or seed API id (integer), if the caller may reach it; else
-    KernelNotFound, as for an id never issued."""
-    kernel = manager.kernels.get(int(kernel_id)) if kernel_id.isdigit() else None
-    if kernel is None:
-        kernel = next((k for k in manager.kernels.values() if k.uuid == kernel_id), None)
-    if kernel is None or not caller.owns(kernel.owner):
-        raise KernelNotFound(kernel_id)
-    return kernel
 
 
 def check_request(request: KernelCreate, settings: Settings) -> tuple[str, dict[str, str]]:

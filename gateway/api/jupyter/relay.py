@@ -3,10 +3,15 @@
 A relay owns its own ``KernelChannels`` to the kernel and copies messages both ways: the client's frames are
 decoded, checked and signed by the gateway; the kernel's messages are verified and framed for the client.
 
-It follows the kernel's container: when the container is replaced (restart, recovery after a death) the client
-gets an IOPub ``status: restarting`` and the relay reconnects to the new container; when the kernel is shut down
-the client gets ``status: dead`` and the websocket is closed. Kernel-wide status messages keep the kernel's
-``execution_state`` and ``last_activity`` current.
+It follows the kernel's container: when the container is replaced the relay reconnects to the new one, and when
+that replacement is a recovery (the kernel died, or ignored an interrupt at a deadline) the client first gets an
+IOPub ``status: restarting``, as jupyter_server sends it (not for a restart the user asked for: Jupyter clients
+read ``restarting`` as a crash). When the kernel is shut down the client gets ``status: dead`` and the websocket is
+closed. Kernel-wide status messages keep the kernel's ``execution_state`` and ``last_activity`` current.
+
+Executions share the kernel's queue with the seed API: an ``execute_request`` is forwarded when no seed API run
+or file transfer holds the kernel, and is tracked until its reply (or idle) comes, so seed API runs wait for it,
+culling sees the kernel busy, and a seed API deadline never interrupts a websocket's code.
 """
 
 from __future__ import annotations
@@ -18,13 +23,13 @@ import uuid
 from typing import Any
 
 import zmq
+import zmq.asyncio
 from jupyter_client.session import msg_header
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from gateway.jupyter.channels import KernelChannels
-from gateway.jupyter.wire import BadFrame, decode, encode
-from gateway.kernels.client import shared_context
-from gateway.kernels.kernel import Kernel
+from gateway.kernels.kernel import Kernel, KernelEvent
+from gateway.protocol.channels import KernelChannels
+from gateway.protocol.wire import BadFrame, decode, encode
 from gateway.security.audit import AuditLog, code_fields
 from gateway.security.keys import Caller
 from gateway.settings import Settings
@@ -39,10 +44,10 @@ _CLOSE_TOO_BIG = 1009  # websocket close code: message too big (code past max_co
 class Relays:
     """The open kernel websockets of this gateway, by kernel (for the models' ``connections``)."""
 
-    def __init__(self, settings: Settings, audit: AuditLog | None = None) -> None:
+    def __init__(self, settings: Settings, context: zmq.asyncio.Context, audit: AuditLog | None = None) -> None:
         self.settings = settings
         self.audit = audit  # execute requests get an audit line each, as seed API runs do
-        self.context = shared_context(settings.max_message_mb * 2**20)  # the kernel clients' I/O thread
+        self.context = context  # the kernel connections' context: one I/O thread
         self._open: dict[int, set[ChannelsRelay]] = {}
 
     def connections(self, kernel: Kernel) -> int:
@@ -78,6 +83,8 @@ class ChannelsRelay:
         self._outgoing: asyncio.Queue[str | bytes] = asyncio.Queue(_OUTGOING_FRAMES)
         self._kernel_gone = asyncio.get_running_loop().create_future()
         self._session_id = uuid.uuid4().hex  # the session of the gateway's own status messages
+        self._executing: set[str] = set()  # this websocket's execute requests the kernel has not finished
+        self._told_restarting = False
 
     async def run(self) -> None:
         """Serve the websocket (already accepted) until either side ends it."""
@@ -123,8 +130,11 @@ class ChannelsRelay:
             if channel == "iopub" or (channel == "stdin" and not self.settings.jupyter_allow_stdin):
                 log.debug("kernel %d websocket: dropped a client message on %s", self.kernel.id, channel)
                 continue
-            if msg["header"]["msg_type"] == "execute_request" and (refusal := self._check_execute(msg)):
-                return refusal
+            if msg["header"]["msg_type"] == "execute_request":
+                if refusal := self._check_execute(msg):
+                    return refusal
+                await self._execute(msg)
+                continue
             await self._to_kernel(channel, msg)
 
     def _check_execute(self, msg: dict[str, Any]) -> tuple[int, str] | None:
@@ -145,6 +155,28 @@ class ChannelsRelay:
             )  # fmt: skip
         return None
 
+    async def _execute(self, msg: dict[str, Any]) -> None:
+        """Forward an execute request in the kernel's queue: once no seed API work holds the kernel."""
+        while True:
+            await self._attached.wait()  # never wait for the lock while a recovery (which takes it) is pending
+            async with self.kernel.lock:
+                if not self._attached.is_set():
+                    continue
+                msg_id = msg["header"]["msg_id"]
+                self._executing.add(msg_id)
+                self.kernel.begin_external(msg_id)
+                await self._to_kernel("shell", msg)
+                return
+
+    def _finished(self, msg_id: Any) -> None:
+        if msg_id in self._executing:
+            self._executing.discard(msg_id)
+            self.kernel.end_external(msg_id)
+
+    def _forget_executing(self) -> None:
+        for msg_id in list(self._executing):
+            self._finished(msg_id)
+
     async def _to_kernel(self, channel: str, msg: dict[str, Any]) -> None:
         await self._attached.wait()  # while the kernel restarts, the client's frames wait here
         channels = self._channels
@@ -161,13 +193,14 @@ class ChannelsRelay:
     async def _pump(self, channels: KernelChannels) -> None:
         async for channel, msg in channels.messages():
             if channel == "iopub" and msg["msg_type"] == "status":
-                self._track(msg["content"].get("execution_state"))
+                state = msg["content"].get("execution_state")
+                self.kernel.observe_execution_state(state)
+                if state == "idle":
+                    self._finished(msg["parent_header"].get("msg_id"))
+            elif channel == "shell" and msg["msg_type"] == "execute_reply":
+                self._finished(msg["parent_header"].get("msg_id"))
             self.kernel.touch()
             await self._outgoing.put(encode(channel, msg, self.protocol))
-
-    def _track(self, execution_state: Any) -> None:
-        if execution_state in ("busy", "idle") and self.kernel.state in ("busy", "idle"):
-            self.kernel.state = execution_state
 
     async def _write_client(self) -> None:
         while True:
@@ -197,16 +230,20 @@ class ChannelsRelay:
 
     # --- following the kernel's container ---------------------------------------------------------------------
 
-    def _on_kernel_event(self, kernel: Kernel, event: str) -> None:
-        """Called by the kernel manager, on the loop: ``started``, ``stopped`` or ``shut down``."""
-        if event == "started":
+    def _on_kernel_event(self, kernel: Kernel, event: KernelEvent) -> None:
+        """Called by the core, on the loop, as the kernel's container comes and goes."""
+        if event is KernelEvent.STARTED:
             self._detach()
+            self._told_restarting = False
             self._start_attach()
-        elif event == "stopped":
+        elif event is KernelEvent.STOPPED:
             self._detach()
-            if kernel.state != "dead":  # dead: being shut down, "shut down" follows; else a new container follows
+        elif event is KernelEvent.DIED:
+            self._detach()
+            if not self._told_restarting:
+                self._told_restarting = True
                 self._send_status("restarting")
-        elif event == "shut down" and not self._kernel_gone.done():
+        elif event is KernelEvent.SHUT_DOWN and not self._kernel_gone.done():
             self._detach()
             self._send_status("dead")
             self._kernel_gone.set_result(None)
@@ -222,7 +259,7 @@ class ChannelsRelay:
             self.relays.context,
             info,
             stdin=self.settings.jupyter_allow_stdin,
-            max_message_bytes=self.settings.max_message_mb * 2**20,
+            max_message_bytes=self.settings.max_message_bytes,
         )
         self._channels = channels
         if not await channels.wait_iopub(self.settings.kernel_start_timeout):
@@ -232,6 +269,7 @@ class ChannelsRelay:
 
     def _detach(self) -> None:
         self._attached.clear()
+        self._forget_executing()
         for task in (self._attach_task, self._pump_task):
             if task is not None:
                 task.cancel()

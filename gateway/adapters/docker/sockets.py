@@ -10,16 +10,18 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any
 
-from gateway.sandbox.docker_sandbox import CONTAINER_SOCKET_DIR
+from gateway.kernels.ports import ConnectionInfo
+
+#: Where a kernel's socket directory appears inside its container (see sandbox_image/jupycell-kernel).
+CONTAINER_SOCKET_DIR = "/run/jupycell"
 
 CONNECTION_FILE = "kernel.json"
 SOCKET_PREFIX = "k"
 PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
 
 
-def new_connection_info() -> dict[str, Any]:
+def new_connection_info() -> ConnectionInfo:
     """Connection info with a fresh 256-bit key, in the kernel's (container's) view."""
     return {
         **PORTS,
@@ -31,12 +33,12 @@ def new_connection_info() -> dict[str, Any]:
     }
 
 
-def host_view(info: dict[str, Any], socket_dir: Path) -> dict[str, Any]:
+def host_view(info: ConnectionInfo, socket_dir: Path) -> ConnectionInfo:
     """The same connection info as the gateway must use it: socket paths on the host."""
     return {**info, "ip": str(socket_dir / SOCKET_PREFIX)}
 
 
-def prepare_socket_dir(socket_dir: Path, info: dict[str, Any], kernel_uid: int) -> None:
+def prepare_socket_dir(socket_dir: Path, info: ConnectionInfo, kernel_uid: int) -> None:
     """Create the kernel's socket directory and write its connection file (blocking: call off the loop).
 
     The directory is the kernel's only view of the host. It is made writable for the kernel's uid (which

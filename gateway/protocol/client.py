@@ -1,7 +1,10 @@
-"""One ZMQ client per kernel: readiness, execution with a deadline, interrupt.
+"""One ZMQ connection per kernel: readiness, execution with a deadline, interrupt.
 
 Built on jupyter_client's ``AsyncKernelClient``. Everything the kernel sends is treated as untrusted: messages
 are signature-checked by the session, capped in size on the socket, and matched to requests by ``msg_id``.
+A run ends when IOPub reports the kernel ``idle`` for it, or, should that message be lost (dropped past a size cap
+or a high-water mark during a flood), once the shell ``execute_reply`` has come and IOPub has been quiet for a
+moment.
 """
 
 from __future__ import annotations
@@ -17,28 +20,20 @@ import zmq
 import zmq.asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 
-from gateway.notebook.outputs import OutputCollector, output_from_message
+from gateway.errors import KernelCodeError, KernelGone, KernelUnresponsive
+from gateway.kernels.ports import ConnectionInfo
+from gateway.notebook.outputs import Output, OutputCollector, output_from_message
 
 log = logging.getLogger(__name__)
 
 #: Messages read in a row before giving other tasks a turn: a kernel flooding its sockets cannot stall the loop.
 _FAIRNESS_BATCH = 64
+#: After the execute_reply, how long IOPub may stay quiet before the run counts as finished without its idle.
+_DRAIN_QUIET = 0.5
+#: After an interrupt request at the deadline, how long before a SIGINT goes through the engine.
+_ESCALATE_AFTER = 0.5
 
-
-class KernelUnresponsive(Exception):
-    """The kernel did not answer in time (not started, or stuck even after an interrupt)."""
-
-
-class KernelGone(Exception):
-    """The kernel's container died while we waited for it."""
-
-
-class KernelCodeError(Exception):
-    """Code the gateway itself sent to the kernel raised ``ename: evalue``."""
-
-    def __init__(self, ename: str, evalue: str) -> None:
-        super().__init__(f"{ename}: {evalue}")
-        self.ename, self.evalue = ename, evalue
+__all__ = ["Execution", "KernelClient", "KernelCodeError", "KernelGone", "KernelUnresponsive", "ZmqConnector"]
 
 
 @dataclass
@@ -47,30 +42,33 @@ class Execution:
 
     status: str  # "ok" | "error" | "timeout" (interrupted at the deadline, kernel state kept)
     execution_count: int | None
-    outputs: list[dict[str, Any]]
+    outputs: list[Output]
     truncated: bool = False
 
 
-_contexts: dict[int, zmq.asyncio.Context] = {}
+class ZmqConnector:
+    """Makes ``KernelClient`` connections; owns the one ZMQ context (so one I/O thread) they all share."""
 
+    def __init__(self, max_message_bytes: int) -> None:
+        self.max_message_bytes = max_message_bytes
+        self.context = zmq.asyncio.Context()
+        self.context.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # a kernel cannot make the gateway buffer more
+        self.context.setsockopt(zmq.LINGER, 0)
+        self.context.setsockopt(zmq.RECONNECT_IVL, 20)  # find a just-started kernel's sockets quickly
 
-def shared_context(max_message_bytes: int) -> zmq.asyncio.Context:
-    """One ZMQ context (so one I/O thread) for every kernel; its options apply to every socket made from it."""
-    context = _contexts.get(max_message_bytes)
-    if context is None or context.closed:
-        context = _contexts[max_message_bytes] = zmq.asyncio.Context()
-        context.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # a kernel cannot make the gateway buffer more
-        context.setsockopt(zmq.LINGER, 0)
-        context.setsockopt(zmq.RECONNECT_IVL, 20)  # find a just-started kernel's sockets quickly
-    return context
+    def connect(self, connection_info: ConnectionInfo) -> KernelClient:
+        return KernelClient(connection_info, self.context)
+
+    def close(self) -> None:
+        self.context.destroy(linger=0)
 
 
 class KernelClient:
     """A connection to one kernel's shell, IOPub and control channels (no stdin: ``input()`` fails at once)."""
 
-    def __init__(self, connection_info: dict[str, Any], *, max_message_bytes: int) -> None:
-        self._client = AsyncKernelClient(context=shared_context(max_message_bytes))
-        self._client.load_connection_info(connection_info)
+    def __init__(self, connection_info: ConnectionInfo, context: zmq.asyncio.Context) -> None:
+        self._client = AsyncKernelClient(context=context)
+        self._client.load_connection_info(dict(connection_info))
         self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
         self.died: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.dropped = 0  # messages from the kernel that were not valid and were ignored
@@ -86,8 +84,14 @@ class KernelClient:
 
     # --- receiving ----------------------------------------------------------------------------------------
 
-    async def _next(self, getter: Callable[..., Awaitable[dict[str, Any]]], timeout: float) -> dict[str, Any] | None:
-        """The next well-formed message from a channel, or None after ``timeout`` seconds; raises KernelGone.
+    async def _next(
+        self,
+        getter: Callable[..., Awaitable[dict[str, Any]]],
+        timeout: float,
+        wake: asyncio.Future[Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """The next well-formed message from a channel, or None after ``timeout`` seconds or once ``wake`` is done;
+        raises KernelGone.
 
         Whatever the kernel sends is untrusted: frames that do not decode (garbage, bad signature, not JSON,
         nested too deep) or that decode to the wrong shapes are dropped and counted in ``dropped``.
@@ -99,7 +103,7 @@ class KernelClient:
             if self._received % _FAIRNESS_BATCH == 0:
                 await asyncio.sleep(0)
             try:
-                msg = await self._receive(getter, deadline - loop.time())
+                msg = await self._receive(getter, deadline - loop.time(), wake)
             except (KernelGone, asyncio.CancelledError):
                 raise
             except Exception as error:  # anything a hostile message can make the decoder raise
@@ -114,7 +118,12 @@ class KernelClient:
         if self.dropped in (1, 10, 100, 1000) or self.dropped % 10000 == 0:
             log.warning("dropped %d bad messages from a kernel so far (latest: %s)", self.dropped, why)
 
-    async def _receive(self, getter: Callable[..., Awaitable[dict[str, Any]]], timeout: float) -> dict[str, Any] | None:
+    async def _receive(
+        self,
+        getter: Callable[..., Awaitable[dict[str, Any]]],
+        timeout: float,
+        wake: asyncio.Future[Any] | None = None,
+    ) -> dict[str, Any] | None:
         try:
             return await getter(timeout=0)  # fast path: a message is already waiting
         except queue.Empty:
@@ -124,7 +133,13 @@ class KernelClient:
         if timeout <= 0:
             return None
         receive = asyncio.ensure_future(getter(timeout=timeout))
-        await asyncio.wait((receive, self.died), return_when=asyncio.FIRST_COMPLETED)
+        waiting = {receive, self.died} if wake is None else {receive, self.died, wake}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if not receive.done():  # woken (death or ``wake``) before a message came
+            receive.cancel()
+            if self.died.done():
+                raise KernelGone(self.died.result())
+            return None
         if self.died.done():  # death wins: the channels may be closing under the receive
             if receive.done():
                 receive.exception()
@@ -147,17 +162,35 @@ class KernelClient:
                 return msg
 
     async def _until_idle(
-        self, msg_id: str | set[str], deadline: float, collector: OutputCollector | None
+        self,
+        msg_id: str | set[str],
+        deadline: float,
+        collector: OutputCollector | None,
+        reply: asyncio.Future[dict[str, Any] | None] | None = None,
     ) -> tuple[bool, int | None]:
         """Read IOPub until the kernel reports idle for ``msg_id`` (or any of a set of ids); collect outputs.
-        Returns (idle, count)."""
+
+        With ``reply`` (the shell reply being awaited): once it has come, the run also ends when IOPub stays quiet
+        for ``_DRAIN_QUIET`` seconds (its idle was lost). Returns (finished, execution count)."""
         loop = asyncio.get_running_loop()
         wanted = {msg_id} if isinstance(msg_id, str) else msg_id
         execution_count = None
+        quiet_until: float | None = None  # set once the reply has come
         while True:
-            msg = await self._next(self._client.get_iopub_msg, deadline - loop.time())
+            if quiet_until is None and reply is not None and reply.done():
+                quiet_until = loop.time() + _DRAIN_QUIET
+            end = deadline if quiet_until is None else min(deadline, quiet_until)
+            wake = reply if quiet_until is None else None
+            msg = await self._next(self._client.get_iopub_msg, end - loop.time(), wake)
             if msg is None:
+                if quiet_until is None and reply is not None and reply.done() and loop.time() < deadline:
+                    continue  # the reply woke us: start the quiet period
+                if quiet_until is not None and loop.time() >= quiet_until:
+                    log.info("a run ended on its execute_reply: its IOPub idle was lost")
+                    return True, execution_count
                 return False, execution_count
+            if quiet_until is not None:
+                quiet_until = loop.time() + _DRAIN_QUIET  # IOPub still delivers: keep reading
             if msg["parent_header"].get("msg_id") not in wanted:
                 continue
             msg_type, content = msg["msg_type"], msg["content"]
@@ -195,25 +228,48 @@ class KernelClient:
                 return
         raise KernelUnresponsive(f"kernel did not answer within {timeout:g} s")
 
-    async def execute(self, code: str, timeout: float, collector: OutputCollector, interrupt_grace: float) -> Execution:
-        """Run ``code``; at the deadline interrupt it and give it ``interrupt_grace`` seconds to stop.
+    async def execute(
+        self,
+        code: str,
+        timeout: float,
+        collector: OutputCollector,
+        interrupt_grace: float,
+        escalate: Callable[[], Awaitable[Any]] | None = None,
+    ) -> Execution:
+        """Run ``code``. At the deadline: an interrupt request; if the kernel is still busy shortly after,
+        ``escalate()`` (a SIGINT through the engine); then ``interrupt_grace`` seconds for it to stop.
 
         Raises KernelUnresponsive if it is still busy after that (the caller replaces the kernel), and
         KernelGone if its container dies meanwhile.
         """
         loop = asyncio.get_running_loop()
         msg_id = self._client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
-        idle, count = await self._until_idle(msg_id, loop.time() + timeout, collector)
-        if not idle:
-            await self.interrupt()
-            idle, count_after = await self._until_idle(msg_id, loop.time() + interrupt_grace, collector)
-            if not idle:
-                raise KernelUnresponsive(f"still busy {interrupt_grace:g} s after an interrupt")
-            return Execution("timeout", count or count_after, collector.outputs(), collector.truncated)
-        reply = await self._reply(msg_id, interrupt_grace)
-        status = "ok" if reply is not None and reply["content"].get("status") == "ok" else "error"
-        if reply is not None:
-            count = _count(reply["content"].get("execution_count")) or count
+        reply = asyncio.ensure_future(self._reply(msg_id, timeout + _ESCALATE_AFTER + interrupt_grace))
+        try:
+            finished, count = await self._until_idle(msg_id, loop.time() + timeout, collector, reply)
+            if not finished:
+                await self.interrupt()
+                finished, later = await self._until_idle(
+                    msg_id, loop.time() + min(_ESCALATE_AFTER, interrupt_grace), collector, reply
+                )
+                if not finished and escalate is not None:
+                    log.info("kernel still busy after an interrupt request: sending SIGINT")
+                    await escalate()
+                    finished, later = await self._until_idle(msg_id, loop.time() + interrupt_grace, collector, reply)
+                if not finished:
+                    raise KernelUnresponsive(f"still busy {interrupt_grace:g} s after an interrupt")
+                return Execution("timeout", count or later, collector.outputs(), collector.truncated)
+            answer = await asyncio.wait_for(asyncio.shield(reply), interrupt_grace)
+        except TimeoutError:
+            answer = None
+        finally:
+            if not reply.done():
+                reply.cancel()
+            elif not reply.cancelled():
+                reply.exception()  # retrieved: a death is reported through the IOPub side
+        status = "ok" if answer is not None and answer["content"].get("status") == "ok" else "error"
+        if answer is not None:
+            count = _count(answer["content"].get("execution_count")) or count
         return Execution(status, count, collector.outputs(), collector.truncated)
 
     async def evaluate(self, expression: str, timeout: float) -> str:

@@ -1,23 +1,25 @@
-"""Kernel containers on a Docker engine: create them hardened and limited, watch them die, remove them.
+"""The ``local`` sandbox backend: kernel containers on one Docker engine, hardened and limited, each with its
+sockets in its own directory on this host; watched for deaths, removed idempotently.
 
 Every docker-py call runs in this module's own thread pool, never on the event loop. Containers carry labels
-(``jupycell.managed``, ``jupycell.instance``, ``jupycell.kernel_id``) so a gateway finds what is its own, and
-removal is idempotent (a container that is already gone counts as removed).
+(``jupycell.managed``, ``jupycell.instance``, ``jupycell.kernel_id``, ``jupycell.jupyter_id``) so a gateway finds
+what is its own and an operator finds a notebook's container; removal is idempotent (already gone counts as
+removed).
 
-Warm-pool containers (``gateway.kernels.pool``) are made exactly like a kernel's, for the kernel id they will have
-once claimed, plus the ``jupycell.pool`` label: a claimed one needs no change, and everything that finds a kernel's
-container by its name, labels or socket directory finds it too.
+Warm-pool containers (``gateway.kernels.pool``) are made exactly like a kernel's, for the ids they will have once
+claimed, plus the ``jupycell.pool`` label: a claimed one needs no change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +28,15 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import LogConfig, Ulimit
 
+from gateway.adapters.docker.sockets import (
+    CONTAINER_SOCKET_DIR,
+    host_view,
+    new_connection_info,
+    prepare_socket_dir,
+    seal_socket_dir,
+)
 from gateway.errors import KernelStartFailed, SandboxUnavailable
+from gateway.kernels.ports import ConnectionInfo, ContainerExit, DeathCallback, OwnContainer, SandboxHandle
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,10 +46,9 @@ T = TypeVar("T")
 LABEL_MANAGED = "jupycell.managed"
 LABEL_INSTANCE = "jupycell.instance"
 LABEL_KERNEL_ID = "jupycell.kernel_id"
+LABEL_JUPYTER_ID = "jupycell.jupyter_id"  # the kernel's UUID in Jupyter's API
 LABEL_POOL = "jupycell.pool"  # started ahead of time for the warm pool (kept after it is claimed)
 
-#: Where a kernel's socket directory appears inside its container (see sandbox_image/jupycell-kernel).
-CONTAINER_SOCKET_DIR = "/run/jupycell"
 CONTAINER_WORK_DIR = "/work"
 
 
@@ -109,43 +118,14 @@ class SandboxSpec:
         )
 
 
-@dataclass(frozen=True)
-class ContainerExit:
-    """How a kernel container ended, as the engine tells it."""
-
-    exit_code: int | None
-    oom_killed: bool
-
-    def describe(self, mem_limit_mb: int) -> str:
-        if self.oom_killed:
-            return f"out of memory (limit {mem_limit_mb} MiB)"
-        if self.exit_code is None:
-            return "its container was removed"
-        if self.exit_code >= 128:
-            return f"killed by signal {self.exit_code - 128} (exit code {self.exit_code})"
-        return f"exited with code {self.exit_code}"
-
-
-@dataclass(frozen=True)
-class OwnContainer:
-    """A container of this gateway instance as the engine lists it."""
-
-    name: str
-    container_id: str
-    kernel_id: int | None  # None: the label is missing or not a number
-    exit: ContainerExit | None  # None while it runs
-
-
-DeathCallback = Callable[[int, str], None]
-
-
 class DockerSandbox:
-    """Creates, watches and removes the kernel containers of one gateway instance."""
+    """Creates, watches and removes the kernel containers of one gateway instance (a ``SandboxBackend``)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.instance = settings.instance
-        self.spec = SandboxSpec.from_settings(settings)
-        self._docker_host = settings.docker_host
+    def __init__(self, spec: SandboxSpec, *, instance: str, instance_dir: Path, docker_host: str | None) -> None:
+        self.instance = instance
+        self.instance_dir = instance_dir
+        self.spec = spec
+        self._docker_host = docker_host
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="docker")
         self._client: docker.DockerClient | None = None
         self._events: Any = None
@@ -179,8 +159,27 @@ class DockerSandbox:
     def container_name(self, kernel_id: int) -> str:
         return f"jupycell-{self.instance}-{kernel_id}"
 
-    def _labels(self, kernel_id: int) -> dict[str, str]:
-        return {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_KERNEL_ID: str(kernel_id)}
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DockerSandbox:
+        return cls(
+            SandboxSpec.from_settings(settings),
+            instance=settings.instance,
+            instance_dir=settings.instance_dir,
+            docker_host=settings.docker_host,
+        )
+
+    @property
+    def limits(self) -> dict[str, Any]:
+        return asdict(self.spec)
+
+    def socket_dir(self, kernel_id: int) -> Path:
+        return self.instance_dir / str(kernel_id)
+
+    def _labels(self, kernel_id: int, jupyter_id: str | None = None) -> dict[str, str]:
+        labels = {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_KERNEL_ID: str(kernel_id)}
+        if jupyter_id:
+            labels[LABEL_JUPYTER_ID] = jupyter_id
+        return labels
 
     def _own_filter(self) -> dict[str, Any]:
         return {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_INSTANCE}={self.instance}"]}
@@ -210,17 +209,42 @@ class DockerSandbox:
                 )
 
     async def start(
-        self, kernel_id: int, socket_dir: Path, runtime: str | None = None, env: dict[str, str] | None = None
-    ) -> str:
-        """Create and start the kernel's container with its socket directory mounted; return the container id.
+        self, kernel_id: int, jupyter_id: str, runtime: str, env: dict[str, str], *, pooled: bool = False
+    ) -> SandboxHandle:
+        """Write fresh connection info into a new socket directory, then create and start the kernel's container
+        with that directory mounted. ``runtime`` was checked by the caller; ``env`` adds to the environment."""
+        info = new_connection_info()
+        socket_dir = self.socket_dir(kernel_id)
+        await asyncio.to_thread(prepare_socket_dir, socket_dir, info, self.spec.uid)
+        labels = self._labels(kernel_id, jupyter_id)
+        if pooled:
+            labels[LABEL_POOL] = "true"
+        container_id = await self._run(kernel_id, socket_dir, runtime, labels, env)
+        return SandboxHandle(kernel_id, container_id, self.container_name(kernel_id), host_view(info, socket_dir))
 
-        ``runtime`` overrides the deployment's runtime for this kernel (the caller checked it is allowed);
-        ``env`` adds to (and may override) the container's environment."""
-        return await self._run(kernel_id, socket_dir, runtime, self._labels(kernel_id), env)
+    async def seal(self, handle: SandboxHandle) -> None:
+        await asyncio.to_thread(seal_socket_dir, self.socket_dir(handle.kernel_id))
 
-    async def start_pooled(self, kernel_id: int, socket_dir: Path) -> str:
-        """``start`` for a warm-pool kernel (the deployment's profile), labelled ``jupycell.pool``."""
-        return await self._run(kernel_id, socket_dir, None, {**self._labels(kernel_id), LABEL_POOL: "true"}, None)
+    def restore(self, kernel_id: int, state: dict[str, Any], key: str) -> SandboxHandle:
+        connection: ConnectionInfo = {**state.get("connection", {}), "key": key}  # type: ignore[typeddict-item]
+        return SandboxHandle(
+            kernel_id,
+            str(state.get("container_id", "")),
+            str(state.get("name", self.container_name(kernel_id))),
+            host_view(connection, self.socket_dir(kernel_id)),
+        )
+
+    async def signal(self, kernel_id: int, signal: str) -> None:
+        def kill() -> None:
+            try:
+                self.client.api.kill(self.container_name(kernel_id), signal=signal)
+            except NotFound:
+                pass
+            except APIError as error:
+                if error.status_code != 409:  # 409: not running
+                    raise
+
+        await self._call(kill)
 
     async def _run(
         self,
@@ -269,13 +293,26 @@ class DockerSandbox:
             return ""
         return raw.decode(errors="replace")
 
-    async def remove_container(self, container_id: str) -> None:
-        """Kill and remove a container by id. Already gone is fine."""
-        await self._remove_by_name(container_id)
+    async def remove_container(self, name: str) -> None:
+        """Kill and remove a container by name or id. Already gone is fine."""
+        await self._remove_by_name(name)
 
     async def remove(self, kernel_id: int) -> None:
-        """Kill and remove the kernel's container. Already gone is fine."""
+        """Kill and remove the kernel's container and its socket directory. Already gone is fine."""
         await self._remove_by_name(self.container_name(kernel_id))
+        await asyncio.to_thread(shutil.rmtree, self.socket_dir(kernel_id), True)
+
+    async def remove_leftovers(self, keep: set[int]) -> None:
+        """Remove the socket directories of every kernel id not in ``keep``."""
+
+        def remove() -> None:
+            if not self.instance_dir.is_dir():
+                return
+            for entry in self.instance_dir.iterdir():
+                if entry.name not in {str(k) for k in keep}:
+                    shutil.rmtree(entry, ignore_errors=True)
+
+        await asyncio.to_thread(remove)
 
     async def _remove_by_name(self, name: str) -> None:
         def remove() -> None:

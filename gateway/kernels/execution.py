@@ -1,0 +1,231 @@
+"""Running cells: one run at a time per kernel, in arrival order, each recorded in the store before its caller sees it.
+
+A run's deadline is enforced with escalation: at the deadline the kernel gets an interrupt request, shortly after
+a SIGINT through the engine if it is still busy, then ``interrupt_grace`` seconds; a kernel still busy after that
+is replaced (its state is lost, the run says so). A kernel lost during a run goes through the one death policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.errors import CellNotFound, KernelBusy, KernelDead, KernelGone, KernelUnresponsive
+from gateway.kernels.kernel import Kernel, KernelState, RunResult, RunStatus
+from gateway.kernels.lifecycle import KernelLifecycle
+from gateway.kernels.ports import KernelStore
+from gateway.kernels.supervisor import DeathSupervisor
+from gateway.notebook import Cell
+from gateway.notebook.model import stale_changes, stale_flags
+from gateway.notebook.outputs import Output, OutputCollector
+
+# Called with (cell number, output) as each output of a run arrives (see OutputCollector's on_output).
+OnOutput = Callable[[int, Output], None]
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Deadlines and output caps of runs (from the settings)."""
+
+    run_timeout: float
+    interrupt_grace: float
+    max_output_bytes: int
+    max_outputs: int
+    max_image_bytes: int
+    output_flush_interval: float
+
+
+class CellRunner:
+    """Runs cells of kernels. Every run waits for the kernel's earlier work (its lock), unless ``wait`` is False:
+    then a kernel that is already busy raises KernelBusy at once."""
+
+    def __init__(
+        self, limits: RunLimits, store: KernelStore, lifecycle: KernelLifecycle, supervisor: DeathSupervisor
+    ) -> None:
+        self.limits = limits
+        self.store = store
+        self.lifecycle = lifecycle
+        self.supervisor = supervisor
+
+    @staticmethod
+    def refuse_if_busy(kernel: Kernel, wait: bool) -> None:
+        """Raise KernelBusy if the caller does not want to wait and other work holds the kernel."""
+        if not wait and kernel.busy:
+            raise KernelBusy(kernel.id)
+
+    async def run_cell(
+        self, kernel: Kernel, number: int, timeout: float | None = None, *, wait: bool = True,
+        on_output: OnOutput | None = None,
+    ) -> RunResult:  # fmt: skip
+        """Run one cell."""
+        self.refuse_if_busy(kernel, wait)
+        async with kernel.lock:
+            cell = kernel.notebook.get(number)
+            return await self._run(kernel, cell, timeout, on_output)
+
+    async def run_all(self, kernel: Kernel, timeout: float | None = None, *, wait: bool = True) -> list[RunResult]:
+        """Run every cell in ascending number; stop after the first that does not end ``ok``."""
+        self.refuse_if_busy(kernel, wait)
+        async with kernel.lock:
+            return await self._run_in_order(kernel, [c.number for c in kernel.notebook.in_order()], timeout)
+
+    async def run_with_dependencies(
+        self, kernel: Kernel, number: int, timeout: float | None = None, *, wait: bool = True,
+        on_output: OnOutput | None = None,
+    ) -> list[RunResult]:  # fmt: skip
+        """Re-run, in order, the cells ``number`` depends on that are not up to date, then ``number`` itself.
+
+        Stops at the first run that does not end ``ok``; the last result is the cell's own when all went well.
+        """
+        self.refuse_if_busy(kernel, wait)
+        async with kernel.lock:
+            kernel.notebook.get(number)
+            order = [c.number for c in kernel.notebook.dependencies(number)]
+            results = await self._run_in_order(kernel, order, timeout, on_output, only_outdated=True, then=number)
+            if not results:  # deleted while this run waited for the kernel
+                raise CellNotFound(number)
+            return results
+
+    async def run_stale(self, kernel: Kernel, timeout: float | None = None, *, wait: bool = True) -> list[RunResult]:
+        """Bring the notebook up to date: run, in order, every cell that is stale or has not run since the kernel
+        started (a run makes the cells after it that depend on it stale, so they run too)."""
+        self.refuse_if_busy(kernel, wait)
+        async with kernel.lock:
+            order = [c.number for c in kernel.notebook.in_order()]
+            return await self._run_in_order(kernel, order, timeout, only_outdated=True)
+
+    async def _run_in_order(
+        self, kernel: Kernel, numbers: list[int], timeout: float | None, on_output: OnOutput | None = None, *,
+        only_outdated: bool = False, then: int | None = None,
+    ) -> list[RunResult]:  # fmt: skip
+        """Run the cells ``numbers`` (skipping deleted ones, and up-to-date ones if ``only_outdated``), then
+        ``then``; stop after the first run that does not end ``ok``. Caller holds the kernel's lock."""
+        results: list[RunResult] = []
+        for number in [*numbers, *([then] if then is not None else [])]:
+            cell = kernel.notebook.cells.get(number)
+            if cell is None or (only_outdated and number != then and cell.up_to_date):
+                continue  # up-to-date is checked as we go: each run can make later cells stale
+            result = await self._run(kernel, cell, timeout, on_output)
+            results.append(result)
+            if result.status != "ok":
+                break
+        return results
+
+    async def _run(
+        self, kernel: Kernel, cell: Cell, timeout: float | None, on_output: OnOutput | None = None
+    ) -> RunResult:
+        """Run the cell, recorded in the store: in flight (outputs so far, in batches), then its outcome and the
+        cell's new outputs in one transaction, committed before the caller sees them."""
+        await self.lifecycle.settled(kernel)
+        await kernel.external_finished()  # websocket executions sent before this run
+        if not kernel.alive or kernel.client is None:
+            raise KernelDead(kernel.id, kernel.last_death)
+        limits = self.limits
+        collector = OutputCollector(
+            limits.max_output_bytes,
+            limits.max_outputs,
+            max_image_bytes=limits.max_image_bytes,
+            on_output=None if on_output is None else (lambda output: on_output(cell.number, output)),
+        )
+        run_id, started_at = uuid.uuid4().hex, time.time()
+        stale_before = stale_flags(kernel.notebook)
+        flusher = asyncio.create_task(self._record_in_flight(run_id, kernel, cell, collector, started_at))
+        try:
+            result = await self._execute(kernel, cell, timeout, collector)
+        except Exception as error:
+            self.store.abandon_run(run_id, f"the run failed: {error}")
+            raise
+        finally:
+            flusher.cancel()
+        await self.store.finish_run(
+            run_id,
+            kernel.id,
+            cell,
+            truncated=result.truncated,
+            detail=result.detail,
+            last_activity=kernel.last_activity,
+            started_at=started_at,
+            stale=stale_changes(kernel.notebook, stale_before),
+        )
+        return result
+
+    async def _execute(
+        self, kernel: Kernel, cell: Cell, timeout: float | None, collector: OutputCollector
+    ) -> RunResult:
+        client = kernel.client
+        assert client is not None
+        timeout = self.limits.run_timeout if timeout is None else timeout
+        kernel.set_state(KernelState.BUSY)
+        kernel.touch()
+        started = time.time()
+
+        async def escalate() -> None:
+            await self.lifecycle.launcher.backend.signal(kernel.id, "SIGINT")
+
+        try:
+            execution = await client.execute(cell.code, timeout, collector, self.limits.interrupt_grace, escalate)
+            status: RunStatus = "ok" if execution.status == "ok" else "error"
+            if execution.status == "timeout":
+                status = "timeout"
+            result = RunResult(cell, status, execution.execution_count, execution.outputs, execution.truncated)
+            if status == "timeout":
+                result.detail = f"deadline of {timeout:g} s passed; the kernel was interrupted"
+        except KernelUnresponsive as error:
+            result = _lost_run(
+                cell, "timeout",
+                f"deadline of {timeout:g} s passed and the kernel was {error}; it is replaced by a fresh one",
+                collector,
+            )  # fmt: skip
+            self.lifecycle.replace_soon(kernel, died=True)
+        except KernelGone:
+            if kernel not in self.lifecycle.registry:  # shut down under the run: nothing to restart
+                detail = f"the kernel was {kernel.last_death} while running cell {cell.number}"
+                return _finish(kernel, cell, started, _lost_run(cell, "died", detail, collector))
+            cause = await self.lifecycle.death_cause(kernel.id)
+            result = _lost_run(
+                cell, "died", f"the kernel died: {cause} while running cell {cell.number}; it is restarted fresh",
+                collector,
+            )  # fmt: skip
+            await self.supervisor.on_lost(kernel, f"{cause} while running cell {cell.number}")
+        finally:
+            kernel.touch()
+            if kernel.state == KernelState.BUSY:
+                kernel.set_state(KernelState.IDLE)
+        return _finish(kernel, cell, started, result)
+
+    async def _record_in_flight(
+        self, run_id: str, kernel: Kernel, cell: Cell, collector: OutputCollector, started_at: float
+    ) -> None:
+        """A run still going after ``output_flush_interval`` is recorded as in flight, and from then on its outputs
+        so far are written at that interval (when there are new ones). Shorter runs (most) cost no write but the
+        one at their end."""
+        interval = self.limits.output_flush_interval
+        await asyncio.sleep(interval)
+        self.store.begin_run(run_id, kernel.id, cell, started_at)
+        written = 0
+        while True:
+            if collector.changes != written:
+                written = collector.changes
+                self.store.save_partial_outputs(run_id, collector.outputs(), collector.truncated)
+            await asyncio.sleep(interval)
+
+
+def _finish(kernel: Kernel, cell: Cell, started: float, result: RunResult) -> RunResult:
+    """Keep the run's outputs and record on the cell; mark what depends on it stale."""
+    cell.outputs, cell.execution_count, cell.status = result.outputs, result.execution_count, result.status
+    cell.started, cell.ended = started, time.time()
+    kernel.notebook.ran(cell)
+    return result
+
+
+def _lost_run(cell: Cell, status: RunStatus, detail: str, collector: OutputCollector) -> RunResult:
+    """A run whose kernel was lost or replaced: its outputs so far and an error output saying what happened."""
+    outputs = collector.outputs()
+    outputs.append(
+        {"output_type": "error", "ename": "KernelDied" if status == "died" else "Timeout", "evalue": detail,
+         "traceback": []}
+    )  # fmt: skip
+    return RunResult(cell, status, None, outputs, collector.truncated, detail, state_kept=False)

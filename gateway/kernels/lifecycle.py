@@ -1,0 +1,249 @@
+"""A kernel's container over its life: start (warm pool or cold), restart, replace, mark dead, shut down.
+
+Every container comes from ``KernelLauncher``. A replacement runs either under the kernel's lock (``replace``) or
+in a background task that everyone who uses the kernel next waits for (``replace_soon`` / ``settled``), so a run
+that lost its kernel answers at once. Every state change a caller can observe is written to the store first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from gateway.errors import KernelGone, KernelUnresponsive, RuntimeNotAllowed
+from gateway.kernels.kernel import Kernel, KernelEvent, KernelState
+from gateway.kernels.launcher import KernelLauncher, Launched
+from gateway.kernels.pool import KernelPool
+from gateway.kernels.ports import KernelRecord, KernelStore, SandboxHandle
+from gateway.kernels.registry import KernelRegistry, new_kernel_id
+from gateway.kernels.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+
+class KernelLifecycle:
+    """Starts, replaces and stops kernels' containers; keeps the registry and the store in step."""
+
+    def __init__(
+        self,
+        *,
+        instance: str,
+        runtimes: tuple[str, ...],
+        default_runtime: str,
+        registry: KernelRegistry,
+        launcher: KernelLauncher,
+        store: KernelStore,
+        pool: KernelPool,
+        tasks: TaskSet,
+        mem_limit_mb: int,
+    ) -> None:
+        self.instance = instance
+        self.mem_limit_mb = mem_limit_mb
+        self.runtimes = runtimes
+        self.default_runtime = default_runtime
+        self.registry = registry
+        self.launcher = launcher
+        self.store = store
+        self.pool = pool
+        self.tasks = tasks
+
+    @property
+    def limits(self) -> dict[str, object]:
+        return self.launcher.backend.limits
+
+    def record(self, kernel: Kernel) -> KernelRecord:
+        """The kernel as the store keeps it."""
+        handle = kernel.handle
+        return KernelRecord(
+            id=kernel.id,
+            uuid=kernel.uuid,
+            instance=self.instance,
+            owner=kernel.owner,
+            runtime=kernel.runtime,
+            env=kernel.env,
+            sandbox=handle.to_state() if handle is not None else {},
+            hmac_key=handle.key if handle is not None else "",
+            limits=self.limits,
+            state=kernel.state.value,
+            last_death=kernel.last_death,
+            created_at=kernel.created,
+            last_activity_at=kernel.last_activity,
+        )
+
+    # --- start ----------------------------------------------------------------------------------------------
+
+    async def start(self, owner: str | None, runtime: str | None, env: dict[str, str] | None) -> Kernel:
+        """A new kernel for ``owner``, answering, registered and stored. From the warm pool when it holds one of
+        this runtime and no environment of its own is asked for; cold otherwise. Raises TooManyKernels,
+        RuntimeNotAllowed, KernelStartFailed."""
+        runtime = runtime or self.default_runtime
+        if runtime not in self.runtimes:
+            raise RuntimeNotAllowed(runtime, self.runtimes)
+        self.registry.admit(owner)
+        try:
+            ready = self.pool.claim(runtime) if not env else None
+            if ready is not None:
+                kernel = Kernel(id=ready.kernel_id, uuid=ready.jupyter_id, owner=owner, runtime=runtime)
+                launched = ready.launched
+            else:
+                kernel = Kernel(id=new_kernel_id(), owner=owner, runtime=runtime, env=dict(env or {}))
+                launched = await self.launcher.launch(kernel.id, kernel.uuid, runtime, env)
+            self._attach(kernel, launched)
+            try:
+                await self.store.add_kernel(self.record(kernel))
+            except BaseException:
+                await asyncio.shield(self.launcher.teardown(kernel.id, kernel.client))
+                raise
+            self.registry.add(kernel)
+        finally:
+            self.registry.release(owner)
+        kernel.notify(KernelEvent.STARTED)
+        return kernel
+
+    @staticmethod
+    def _attach(kernel: Kernel, launched: Launched) -> None:
+        kernel.handle, kernel.client = launched.handle, launched.client
+        kernel.set_state(KernelState.IDLE)
+        kernel.touch()
+
+    # --- replace --------------------------------------------------------------------------------------------
+
+    async def restart(self, kernel: Kernel) -> None:
+        """The restart a user asked for: a fresh container (empty memory); cells kept, marked as not run."""
+        async with kernel.lock:
+            await self.settled(kernel)
+            await self.replace(kernel, died=False)
+
+    async def replace(self, kernel: Kernel, *, died: bool, forget: bool = True) -> None:
+        """Swap in a fresh container. ``died``: the old one was lost (websockets are told the kernel is
+        restarting), not stopped on request. Caller holds the kernel's lock, or is ``replace_soon``'s task."""
+        kernel.set_state(KernelState.STARTING)
+        if forget:
+            _forget_runs(kernel)
+        await self._teardown(kernel, KernelEvent.DIED if died else KernelEvent.STOPPED)
+        try:
+            launched = await self.launcher.launch(kernel.id, kernel.uuid, kernel.runtime, kernel.env)
+        except BaseException as error:
+            await asyncio.shield(self.mark_dead(kernel, f"could not be restarted: {error}"))
+            raise
+        self._attach(kernel, launched)
+        record = self.record(kernel)
+        await self.store.kernel_replaced(
+            kernel.id,
+            kernel.notebook.in_order(),
+            sandbox=record.sandbox,
+            hmac_key=record.hmac_key,
+            limits=record.limits,
+            state=record.state,
+            last_death=kernel.last_death,
+        )
+        kernel.notify(KernelEvent.STARTED)
+
+    def replace_soon(self, kernel: Kernel, *, died: bool) -> None:
+        """Start replacing the container and return at once; whoever uses the kernel next waits for it
+        (``settled``). A failure leaves the kernel dead, with the reason."""
+        _forget_runs(kernel)
+        kernel.set_state(KernelState.STARTING)
+        task = self.tasks.spawn(self.replace(kernel, died=died, forget=False), name=f"replace-{kernel.id}")
+        kernel.replacing = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            if kernel.replacing is task:
+                kernel.replacing = None
+
+        task.add_done_callback(done)
+
+    @staticmethod
+    async def settled(kernel: Kernel) -> None:
+        """Wait for a pending replacement of the kernel's container to end (failed or not)."""
+        if kernel.replacing is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(kernel.replacing)
+
+    # --- death and shut down --------------------------------------------------------------------------------
+
+    async def mark_dead(self, kernel: Kernel, cause: str) -> None:
+        """The kernel has no working container any more: dead with ``cause``, in memory and in the store."""
+        kernel.set_state(KernelState.DEAD)
+        kernel.last_death = cause
+        kernel.touch()
+        log.warning("kernel %d is dead: %s", kernel.id, cause)
+        await self.store.update_kernel(
+            kernel.id, state=KernelState.DEAD.value, last_death=cause, container_id="",
+            last_activity_at=kernel.last_activity,
+        )  # fmt: skip
+
+    async def shutdown(self, kernel_id: int, reason: str | None = None) -> None:
+        """Stop a kernel for good and remove its container; its cells are gone with it. Raises KernelNotFound."""
+        kernel = self.registry.get(kernel_id)
+        self.registry.remove(kernel_id, reason)
+        kernel.set_state(KernelState.DEAD)
+        kernel.last_death = f"shut down because {reason}" if reason else "shut down"
+        if kernel.client is not None:
+            kernel.client.mark_dead(kernel.last_death)  # a run in progress ends now, as "died"
+        await self.settled(kernel)  # a container being created must exist before it can be removed
+        await self._teardown(kernel, None)
+        kernel.notify(KernelEvent.SHUT_DOWN)
+        await self.store.delete_kernel(kernel_id)
+
+    async def forget(self, kernel: Kernel, reason: str) -> None:
+        """Remove a dead kernel's record (retention expired)."""
+        self.registry.remove(kernel.id, reason)
+        kernel.notify(KernelEvent.SHUT_DOWN)
+        await self.store.delete_kernel(kernel.id)
+
+    async def stop_for_good(self, kernel: Kernel) -> None:
+        """The gateway stops with ``on_stop=shutdown``: remove the container; the record stays, marked dead."""
+        was_alive = kernel.alive
+        await self._teardown(kernel, None)
+        if was_alive:
+            await self.mark_dead(kernel, "the gateway was stopped (on_stop=shutdown)")
+
+    async def death_cause(self, kernel_id: int) -> str:
+        """Why the kernel's container stopped, as its engine tells it."""
+        ended = await self.launcher.backend.exit_status(kernel_id)
+        return "its container stopped answering" if ended is None else ended.describe(self.mem_limit_mb)
+
+    def let_go(self, kernel: Kernel) -> None:
+        """The gateway stops with ``on_stop=keep``: close the connection, leave the container running."""
+        if kernel.client is not None:
+            kernel.client.close()
+            kernel.client = None
+
+    async def _teardown(self, kernel: Kernel, event: KernelEvent | None) -> None:
+        client, kernel.client = kernel.client, None
+        if kernel.handle is not None:
+            kernel.handle = None
+            if event is not None:
+                kernel.notify(event)
+        await self.launcher.teardown(kernel.id, client)
+
+    # --- recovery -------------------------------------------------------------------------------------------
+
+    async def reattach(self, kernel: Kernel, handle: SandboxHandle, *, interrupt: bool, timeout: float) -> str | None:
+        """Connect to a running kernel left by an earlier run of this gateway (same sockets, key and memory).
+        Returns None on success, else why it could not be reached (the caller marks it dead)."""
+        backend = self.launcher.backend
+        client = self.launcher.connector.connect(handle.connection_info)
+        try:
+            if interrupt:
+                await client.interrupt()
+            await client.wait_ready(timeout)
+        except (KernelUnresponsive, KernelGone) as error:
+            client.close()
+            ended = await backend.exit_status(kernel.id)
+            await backend.remove(kernel.id)
+            if ended is None:
+                return f"it did not answer when the gateway restarted ({error})"
+            return f"{ended.describe(self.mem_limit_mb)} while the gateway restarted"
+        kernel.handle, kernel.client = handle, client
+        kernel.set_state(KernelState.IDLE)
+        kernel.notify(KernelEvent.STARTED)
+        log.info("re-attached kernel %d", kernel.id)
+        return None
+
+
+def _forget_runs(kernel: Kernel) -> None:
+    for cell in kernel.notebook.in_order():
+        cell.forget_run()

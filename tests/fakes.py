@@ -1,0 +1,392 @@
+"""In-memory adapters for the core's ports: a sandbox backend, a kernel connector and a store, no Docker, no ZMQ.
+
+``FakeSandbox`` keeps "containers" in a dict and lets a test kill one (``die``) as the engine would report it.
+``FakeConnector`` makes connections that run code with ``exec`` in a namespace per container (so memory is lost
+when the container is replaced), with a few directives for the behaviours only a real kernel shows:
+
+- ``# hang``: run until interrupted (an interrupt request ends it with KeyboardInterrupt);
+- ``# hang-hard``: ignore interrupt requests; only the engine's SIGINT (``signal``) ends it;
+- ``# forever``: ignore everything (the kernel must be replaced).
+
+``FakeStore`` records what is written and can be told to fail the next write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import KernelGone, KernelStartFailed, KernelUnresponsive, StoreUnavailable
+from gateway.kernels.kernel import Kernel, KernelState
+from gateway.kernels.ports import (
+    ConnectionInfo,
+    ContainerExit,
+    DeathCallback,
+    InterruptedRun,
+    KernelRecord,
+    OwnContainer,
+    SandboxHandle,
+)
+from gateway.kernels.service import KernelService
+from gateway.notebook import Cell
+from gateway.notebook.outputs import Output, OutputCollector
+from gateway.settings import Settings
+
+
+@dataclass
+class FakeContainer:
+    kernel_id: int
+    container_id: str
+    name: str
+    runtime: str
+    env: dict[str, str]
+    pooled: bool
+    jupyter_id: str
+    namespace: dict[str, Any] = field(default_factory=dict)
+    exit: ContainerExit | None = None
+    sealed: bool = False
+    signals: list[str] = field(default_factory=list)
+    interrupted: asyncio.Event = field(default_factory=asyncio.Event)
+    sigint: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class FakeSandbox:
+    """A ``SandboxBackend`` in memory."""
+
+    def __init__(self, *, fail_starts: int = 0, start_delay: float = 0.0) -> None:
+        self.containers: dict[str, FakeContainer] = {}  # by container id
+        self.removed: list[int] = []
+        self.fail_starts = fail_starts
+        self.start_delay = start_delay
+        self.started = 0
+        self._on_death: DeathCallback | None = None
+        self._counter = 0
+
+    @property
+    def limits(self) -> dict[str, Any]:
+        return {"image": "fake", "runtime": "runc", "mem_limit_mb": 64}
+
+    async def check_ready(self, runtimes: tuple[str, ...]) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    def by_kernel(self, kernel_id: int) -> FakeContainer | None:
+        return next((c for c in self.containers.values() if c.kernel_id == kernel_id), None)
+
+    async def start(
+        self, kernel_id: int, jupyter_id: str, runtime: str, env: dict[str, str], *, pooled: bool = False
+    ) -> SandboxHandle:
+        if self.start_delay:
+            await asyncio.sleep(self.start_delay)
+        if self.fail_starts:
+            self.fail_starts -= 1
+            raise KernelStartFailed("the fake engine refused to start it")
+        self._counter += 1
+        self.started += 1
+        container_id = f"c{self._counter:06d}"
+        name = f"fake-{kernel_id}"
+        self.containers[container_id] = FakeContainer(kernel_id, container_id, name, runtime, env, pooled, jupyter_id)
+        info: ConnectionInfo = {"transport": "fake", "ip": container_id, "key": f"key-{self._counter}"}
+        return SandboxHandle(kernel_id, container_id, name, info)
+
+    async def seal(self, handle: SandboxHandle) -> None:
+        self.containers[handle.container_id].sealed = True
+
+    def restore(self, kernel_id: int, state: dict[str, Any], key: str) -> SandboxHandle:
+        info: ConnectionInfo = {**state["connection"], "key": key}  # type: ignore[typeddict-item]
+        return SandboxHandle(kernel_id, state["container_id"], state["name"], info)
+
+    async def signal(self, kernel_id: int, signal: str) -> None:
+        container = self.by_kernel(kernel_id)
+        if container is not None:
+            container.signals.append(signal)
+            if signal == "SIGINT":
+                container.sigint.set()
+
+    async def exit_status(self, kernel_id: int) -> ContainerExit | None:
+        container = self.by_kernel(kernel_id)
+        return ContainerExit(None, False) if container is None else container.exit
+
+    async def logs(self, kernel_id: int, tail: int = 40) -> str:
+        return "fake log"
+
+    async def remove(self, kernel_id: int) -> None:
+        for container in [c for c in self.containers.values() if c.kernel_id == kernel_id]:
+            del self.containers[container.container_id]
+        self.removed.append(kernel_id)
+
+    async def remove_container(self, name: str) -> None:
+        for container in [c for c in self.containers.values() if name in (c.name, c.container_id)]:
+            del self.containers[container.container_id]
+
+    async def list_own(self) -> list[OwnContainer]:
+        return [OwnContainer(c.name, c.container_id, c.kernel_id, c.exit) for c in self.containers.values()]
+
+    async def remove_leftovers(self, keep: set[int]) -> None:
+        return None
+
+    async def remove_all(self) -> int:
+        count = len(self.containers)
+        self.containers.clear()
+        return count
+
+    def watch_deaths(
+        self, loop: asyncio.AbstractEventLoop, on_death: DeathCallback, on_resumed: Callable[[], None]
+    ) -> None:
+        self._on_death = on_death
+
+    def close(self) -> None:
+        return None
+
+    # --- what tests do to it ------------------------------------------------------------------------------
+
+    def die(self, kernel_id: int, *, oom: bool = False, exit_code: int = 137, event: bool = True) -> FakeContainer:
+        """The kernel's container dies (``event``: and the engine reports it)."""
+        container = self.by_kernel(kernel_id)
+        assert container is not None, f"kernel {kernel_id} has no container"
+        container.exit = ContainerExit(exit_code, oom)
+        if event and self._on_death is not None:
+            self._on_death(kernel_id, container.container_id)
+        return container
+
+
+@dataclass
+class FakeExecution:
+    status: str
+    execution_count: int | None
+    outputs: list[Output]
+    truncated: bool = False
+
+
+class FakeConnection:
+    """A ``KernelConnection`` that runs code with ``exec`` in its container's namespace."""
+
+    _open: dict[str, set[FakeConnection]] = {}
+
+    def __init__(self, sandbox: FakeSandbox, info: ConnectionInfo, *, ready: bool = True) -> None:
+        self.sandbox = sandbox
+        self.container_id = str(info["ip"])
+        self.died: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.ready = ready
+        self.closed = False
+        self.count = 0
+        FakeConnection._open.setdefault(self.container_id, set()).add(self)
+
+    @classmethod
+    def open_to(cls, container_id: str) -> list[FakeConnection]:
+        return list(cls._open.get(container_id, ()))
+
+    @property
+    def container(self) -> FakeContainer | None:
+        return self.sandbox.containers.get(self.container_id)
+
+    async def wait_ready(self, timeout: float) -> None:
+        if not self.ready or self.container is None:
+            raise KernelUnresponsive(f"kernel did not answer within {timeout:g} s")
+
+    async def execute(
+        self,
+        code: str,
+        timeout: float,
+        collector: OutputCollector,
+        interrupt_grace: float,
+        escalate: Callable[[], Any] | None = None,
+    ) -> FakeExecution:
+        container = self.container
+        if container is None or self.died.done() or container.exit is not None:
+            raise KernelGone(self.died.result() if self.died.done() else "container gone")
+        container.interrupted.clear()
+        container.sigint.clear()
+        self.count += 1
+        count = container.namespace.setdefault("__count__", 0) + 1
+        container.namespace["__count__"] = count
+        if "# hang" in code or "# forever" in code:
+            return await self._hang(code, container, timeout, collector, interrupt_grace, escalate, count)
+        stdout = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(stdout):
+                exec(compile(code, "<cell>", "exec"), container.namespace)  # noqa: S102 (test double)
+            status = "ok"
+        except Exception as error:
+            status = "error"
+            if stdout.getvalue():
+                collector.add({"output_type": "stream", "name": "stdout", "text": stdout.getvalue()})
+            collector.add(
+                {"output_type": "error", "ename": type(error).__name__, "evalue": str(error),
+                 "traceback": traceback.format_exception_only(error)}
+            )  # fmt: skip
+            return FakeExecution(status, count, collector.outputs(), collector.truncated)
+        if stdout.getvalue():
+            collector.add({"output_type": "stream", "name": "stdout", "text": stdout.getvalue()})
+        await asyncio.sleep(0)
+        return FakeExecution(status, count, collector.outputs(), collector.truncated)
+
+    async def _hang(
+        self, code: str, container: FakeContainer, timeout: float, collector: OutputCollector,
+        grace: float, escalate: Callable[[], Any] | None, count: int,
+    ) -> FakeExecution:  # fmt: skip
+        """Wait for an interrupt the code honours (or the deadline's escalation), or death."""
+
+        async def stopped() -> None:
+            waits = [asyncio.ensure_future(asyncio.shield(self.died))]
+            if "# hang-hard" in code:
+                waits.append(asyncio.ensure_future(container.sigint.wait()))
+            elif "# hang" in code and "# forever" not in code:
+                waits.append(asyncio.ensure_future(container.interrupted.wait()))
+                waits.append(asyncio.ensure_future(container.sigint.wait()))
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+            if self.died.done():
+                raise KernelGone(self.died.result())
+
+        try:
+            await asyncio.wait_for(stopped(), timeout)
+            interrupted = False
+        except TimeoutError:
+            interrupted = True
+            await self.interrupt()
+            try:
+                await asyncio.wait_for(stopped(), 0.05)
+            except TimeoutError:
+                if escalate is not None:
+                    await escalate()
+                try:
+                    await asyncio.wait_for(stopped(), grace)
+                except TimeoutError:
+                    raise KernelUnresponsive(f"still busy {grace:g} s after an interrupt") from None
+        collector.add({"output_type": "error", "ename": "KeyboardInterrupt", "evalue": "", "traceback": []})
+        return FakeExecution("timeout" if interrupted else "error", count, collector.outputs(), collector.truncated)
+
+    async def evaluate(self, expression: str, timeout: float) -> str:
+        container = self.container
+        if container is None or self.died.done():
+            raise KernelGone("container gone")
+        return repr(eval(expression, dict(container.namespace)))  # noqa: S307 (test double)
+
+    async def interrupt(self) -> None:
+        container = self.container
+        if container is not None:
+            container.interrupted.set()
+
+    def mark_dead(self, cause: str) -> None:
+        if not self.died.done():
+            self.died.set_result(cause)
+
+    def close(self) -> None:
+        self.closed = True
+        FakeConnection._open.get(self.container_id, set()).discard(self)
+
+
+class FakeConnector:
+    """A ``KernelConnector`` making ``FakeConnection``s; ``unready`` makes the next N connections never ready."""
+
+    def __init__(self, sandbox: FakeSandbox) -> None:
+        self.sandbox = sandbox
+        self.unready = 0
+        self.connections: list[FakeConnection] = []
+
+    def connect(self, connection_info: ConnectionInfo) -> FakeConnection:
+        ready = self.unready <= 0
+        self.unready -= 1
+        connection = FakeConnection(self.sandbox, connection_info, ready=ready)
+        self.connections.append(connection)
+        return connection
+
+
+class FakeStore:
+    """A ``KernelStore`` in memory: kernel records, cells by kernel, runs; ``fail_next`` makes the next write fail."""
+
+    def __init__(self) -> None:
+        self.kernels: dict[int, KernelRecord] = {}
+        self.cells: dict[int, dict[int, Cell]] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.interrupted: list[InterruptedRun] = []
+        self.fail_next = False
+
+    def _write(self) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise StoreUnavailable("the fake database refused the write")
+
+    async def load_kernels(self, instance: str) -> list[KernelRecord]:
+        return [r for r in self.kernels.values() if r.instance == instance]
+
+    async def add_kernel(self, record: KernelRecord) -> None:
+        self._write()
+        self.kernels[record.id] = record
+        self.cells[record.id] = {}
+
+    async def update_kernel(self, kernel_id: int, **values: Any) -> None:
+        self._write()
+        record = self.kernels.get(kernel_id)
+        if record is not None:
+            for name, value in values.items():
+                if name == "container_id":
+                    record.sandbox = {**record.sandbox, "container_id": value}
+                else:
+                    setattr(record, name, value)
+
+    async def delete_kernel(self, kernel_id: int) -> None:
+        self._write()
+        self.kernels.pop(kernel_id, None)
+        self.cells.pop(kernel_id, None)
+
+    async def add_cell(self, kernel_id: int, cell: Cell, *, stale: dict[int, bool] | None = None) -> None:
+        self._write()
+        self.cells.setdefault(kernel_id, {})[cell.number] = cell
+
+    async def save_cell(self, kernel_id: int, cell: Cell, *, stale: dict[int, bool] | None = None) -> None:
+        self._write()
+        self.cells.setdefault(kernel_id, {})[cell.number] = cell
+
+    async def delete_cell(self, kernel_id: int, number: int, *, stale: dict[int, bool] | None = None) -> None:
+        self._write()
+        self.cells.get(kernel_id, {}).pop(number, None)
+
+    async def kernel_replaced(self, kernel_id: int, notebook: list[Cell], **values: Any) -> None:
+        self._write()
+        record = self.kernels.get(kernel_id)
+        if record is not None:
+            record.sandbox, record.hmac_key, record.state = values["sandbox"], values["hmac_key"], values["state"]
+
+    def begin_run(self, run_id: str, kernel_id: int, cell: Cell, started_at: float) -> None:
+        self.runs[run_id] = {"kernel_id": kernel_id, "cell": cell.number, "state": "running"}
+
+    def save_partial_outputs(self, run_id: str, outputs: list[Output], truncated: bool) -> None:
+        self.runs.setdefault(run_id, {})["outputs"] = outputs
+
+    async def finish_run(self, run_id: str, kernel_id: int, cell: Cell, **values: Any) -> None:
+        self._write()
+        self.runs[run_id] = {"kernel_id": kernel_id, "cell": cell.number, "state": cell.status, **values}
+
+    def abandon_run(self, run_id: str, detail: str) -> None:
+        self.runs.setdefault(run_id, {})["state"] = "abandoned"
+
+    async def interrupt_open_runs(self, instance: str, detail: str) -> list[InterruptedRun]:
+        interrupted, self.interrupted = self.interrupted, []
+        return interrupted
+
+
+def fake_service(settings: Settings | None = None, **sandbox: Any) -> KernelService:
+    """A real ``KernelService`` on fake adapters (call ``await service.start_up()`` on a loop)."""
+    backend = FakeSandbox(**sandbox)
+    settings = settings or Settings(interrupt_grace=0.2, output_flush_interval=0.05)
+    return KernelService(settings, backend, FakeConnector(backend), FakeStore())
+
+
+def kernel_at(service: KernelService, kernel_id: int, owner: str | None = None) -> Kernel:
+    """Register a kernel with a given id and no container (for HTTP tests that never run code)."""
+    kernel = Kernel(id=kernel_id, owner=owner, state=KernelState.IDLE, created=time.time())
+    service.registry.add(kernel)
+    return kernel
