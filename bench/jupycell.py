@@ -16,7 +16,7 @@ from tests.support import GatewayProcess, remove_instance_containers
 
 
 class Gateway:
-    """``uvicorn --factory gateway.main:create_app`` on loopback (the same command as the gateway image), its own instance label."""
+    """``uvicorn --factory gateway.main:create_app`` on loopback (the gateway image's command), its own instance."""
 
     def __init__(self, root: Path, name: str, **settings: Any) -> None:
         root.mkdir(parents=True, exist_ok=True)

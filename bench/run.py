@@ -44,11 +44,27 @@ class Plan:
     @classmethod
     def of(cls, args: argparse.Namespace) -> Plan:
         plan = (
-            cls(starts=4, warm_starts=6, first_results=3, run_rounds=3, run_batch=40, idle_kernels=30, clients=20,
-                duration=10)
+            cls(
+                starts=4,
+                warm_starts=6,
+                first_results=3,
+                run_rounds=3,
+                run_batch=40,
+                idle_kernels=30,
+                clients=20,
+                duration=10,
+            )
             if args.quick
-            else cls(starts=10, warm_starts=20, first_results=10, run_rounds=6, run_batch=100, idle_kernels=100,
-                     clients=50, duration=60)
+            else cls(
+                starts=10,
+                warm_starts=20,
+                first_results=10,
+                run_rounds=6,
+                run_batch=100,
+                idle_kernels=100,
+                clients=50,
+                duration=60,
+            )
         )
         if args.clients:
             plan.clients = args.clients
@@ -84,8 +100,12 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
             await jc.shutdown(cold_conn, kernel_id)
         floor = p50(raw_starts)
         table.add(
-            "`POST /start`, pool off (cold), p50", ms(p50(cold_starts)), f"raw docker run + ready {ms(floor)}",
-            ratio(p50(cold_starts), floor), "<= 1.30x", p50(cold_starts) <= 1.3 * floor,
+            "`POST /start`, pool off (cold), p50",
+            ms(p50(cold_starts)),
+            f"raw docker run + ready {ms(floor)}",
+            ratio(p50(cold_starts), floor),
+            "<= 1.30x",
+            p50(cold_starts) <= 1.3 * floor,
         )
 
         # --- warm starts: each from a full pool ---------------------------------------------------------------
@@ -100,8 +120,12 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
         _, after = await warm_conn.request("GET", "/pool")
         hits = after["hits"] - before["hits"]
         table.add(
-            "`POST /start`, warm pool, p50", ms(p50(warm_starts)), f"raw docker run + ready {ms(floor)}",
-            ratio(p50(warm_starts), floor), "<= 20 ms (peers claim 90-150 ms)", p50(warm_starts) <= 0.020,
+            "`POST /start`, warm pool, p50",
+            ms(p50(warm_starts)),
+            f"raw docker run + ready {ms(floor)}",
+            ratio(p50(warm_starts), floor),
+            "<= 20 ms (peers claim 90-150 ms)",
+            p50(warm_starts) <= 0.020,
         )
         table.notes.append(
             f"warm starts: {hits} of {plan.warm_starts} were pool hits; p99 {ms(percentile(warm_starts, 99))}"
@@ -123,7 +147,8 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
                 jkg_firsts.append(seconds)
                 kernel.shutdown()
         table.add(
-            "start + first `1+1` result (warm), p50", ms(p50(firsts)),
+            "start + first `1+1` result (warm), p50",
+            ms(p50(firsts)),
             f"JKG POST /api/kernels + ws {ms(p50(jkg_firsts))}" if jkg_firsts else "—",
             ratio(p50(firsts), p50(jkg_firsts)) if jkg_firsts else "—",
         )
@@ -167,17 +192,26 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
             jkg_kernel.shutdown()
         raw_p50 = p50(raw_runs)
         table.add(
-            "`POST /cell` run `1+1`, p50", ms(p50(http_runs)), f"raw jupyter_client over IPC {ms(raw_p50)}",
-            ratio(p50(http_runs), raw_p50), "<= 1.30x", p50(http_runs) <= 1.3 * raw_p50,
+            "`POST /cell` run `1+1`, p50",
+            ms(p50(http_runs)),
+            f"raw jupyter_client over IPC {ms(raw_p50)}",
+            ratio(p50(http_runs), raw_p50),
+            "<= 1.30x",
+            p50(http_runs) <= 1.3 * raw_p50,
         )
         if jkg_runs:
             speedup = p50(jkg_runs) / p50(http_runs)
             table.add(
-                "`POST /cell` run `1+1`, p50 vs JKG", ms(p50(http_runs)), f"JKG websocket {ms(p50(jkg_runs))}",
-                f"{speedup:.1f}x faster", ">= 10x faster", speedup >= 10,
+                "`POST /cell` run `1+1`, p50 vs JKG",
+                ms(p50(http_runs)),
+                f"JKG websocket {ms(p50(jkg_runs))}",
+                f"{speedup:.1f}x faster",
+                ">= 10x faster",
+                speedup >= 10,
             )
         table.add(
-            "`POST /cell` run `1+1`, p99", ms(percentile(http_runs, 99)),
+            "`POST /cell` run `1+1`, p99",
+            ms(percentile(http_runs, 99)),
             f"raw jupyter_client {ms(percentile(raw_runs, 99))}",
             ratio(percentile(http_runs, 99), percentile(raw_runs, 99)),
         )
@@ -206,12 +240,15 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
         rss_at = warm.rss_mb()
         table.add("live idle kernels", str(live), "—", "—", f"{plan.idle_kernels}", live >= plan.idle_kernels)
         table.add(
-            "memory per idle kernel (container, p50)", f"{p50(memory):.0f} MiB",
+            "memory per idle kernel (container, p50)",
+            f"{p50(memory):.0f} MiB",
             f"raw kernel container {raw_memory:.0f} MiB" if raw_memory else "—",
             ratio(p50(memory), raw_memory) if raw_memory else "—",
         )
         table.add(
-            f"gateway RSS at {live} kernels", f"{rss_at:.0f} MiB", f"at 0 kernels {rss_before:.0f} MiB",
+            f"gateway RSS at {live} kernels",
+            f"{rss_at:.0f} MiB",
+            f"at 0 kernels {rss_before:.0f} MiB",
             f"+{(rss_at - rss_before) / max(live, 1):.2f} MiB/kernel",
         )
         table.notes.append(

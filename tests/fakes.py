@@ -320,7 +320,10 @@ class FakeStore:
             raise StoreUnavailable("the fake database refused the write")
 
     async def load_kernels(self, instance: str) -> list[KernelRecord]:
-        return [r for r in self.kernels.values() if r.instance == instance]
+        records = [r for r in self.kernels.values() if r.instance == instance]
+        for record in records:
+            record.cells = [self.cells[record.id][n] for n in sorted(self.cells.get(record.id, {}))]
+        return records
 
     async def add_kernel(self, record: KernelRecord) -> None:
         self._write()

@@ -226,9 +226,8 @@ class Store:
     ) -> None:
         """The kernel got a fresh container (``sandbox``: its handle's state); ``notebook``: its cells, whose run
         record (count, status, staleness) the fresh memory reset."""
-        values = {
-            **_sandbox_values(sandbox), "hmac_key": hmac_key, "limits": limits, "state": state, "last_death": last_death,
-        }  # fmt: skip
+        values = _sandbox_values(sandbox) | {"hmac_key": hmac_key, "limits": limits}
+        values |= {"state": state, "last_death": last_death}
         rows = [{"n": c.number, "count": c.execution_count, "status": c.status, "stale": c.stale} for c in notebook]
         query = (
             update(cells)
