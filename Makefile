@@ -4,6 +4,7 @@
 #   make deps     install Python dependencies for development and tests
 #   make postgres ensure a throwaway PostgreSQL for the persistence tests; run
 #                 them on it with JUPYCELL_TEST_POSTGRES_URL=$$(scripts/ensure-postgres.sh)
+#   make check    static checks: ruff, mypy (strict on the core and the notebook model), the import rules
 #   make test     all of the above, then the test suite (runc), then integration + security again under gVisor
 #   make test-runsc       only the integration and security suites, kernels under gVisor (runsc)
 #   make up       run the gateway with docker compose
@@ -25,7 +26,7 @@ BENCH_VENV := bench/.venv
 # tests clean up by label instead.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: engine images deps postgres test test-runsc up clean bench bench-deadlines bench-jupyter bench-runtimes
+.PHONY: engine images deps postgres check test test-runsc up clean bench bench-deadlines bench-jupyter bench-runtimes
 
 engine:
 	scripts/ensure-docker.sh
@@ -39,7 +40,12 @@ deps:
 postgres:
 	scripts/ensure-postgres.sh
 
-test: engine images deps
+check: deps
+	$(PYTHON) -m ruff check gateway tests bench
+	$(PYTHON) -m mypy
+	$(PYTHON) -c 'from importlinter.cli import lint_imports_command; lint_imports_command()'
+
+test: engine images deps check
 	$(PYTHON) -m pytest $(PYTEST_ARGS) tests
 	$(MAKE) --no-print-directory test-runsc
 

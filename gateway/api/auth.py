@@ -21,7 +21,7 @@ from gateway.security.middleware import AUDIT_STATE, CALLER_STATE
 
 def get_caller(request: Request) -> Caller:
     caller = request.scope.get("state", {}).get(CALLER_STATE)
-    if caller is None:  # only reachable if a public path used this dependency: fail closed
+    if not isinstance(caller, Caller):  # only reachable if a public path used this dependency: fail closed
         raise RuntimeError("no authenticated caller on this request")
     return caller
 

@@ -50,7 +50,7 @@ async def cell_action(
     caller: CallerDep,
     settings: SettingsDep,
     http: Request,
-):
+) -> EncodedJSON:
     """Add, edit, run or delete a cell; run all cells in order, or only the stale and never-run ones
     (``run_stale``); both stop at the first failure. (Responses are encoded once: see ``gateway.api.encoding``.)"""
     audit_note(

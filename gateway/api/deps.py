@@ -14,14 +14,16 @@ from gateway.settings import Settings
 
 async def get_service(request: Request) -> KernelService:
     """``async`` on purpose: a plain ``def`` dependency would cost every request a hop to the thread pool."""
-    return request.app.state.service
+    service: KernelService = request.app.state.service
+    return service
 
 
 ServiceDep = Annotated[KernelService, Depends(get_service)]
 
 
 async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

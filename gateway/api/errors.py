@@ -37,7 +37,7 @@ def status_of(error: errors.JupyCellError) -> int:
     """The HTTP status of a domain error (the nearest class in the table; 500 for none)."""
     for cls in type(error).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 

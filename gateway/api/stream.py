@@ -66,12 +66,15 @@ async def stream_cell(
         events.put_nowait((cell_number, output))
 
     if request.with_dependencies:
-        run = service.run_with_dependencies(
-            kernel, request.cell_number, request.timeout, wait=request.wait, on_output=on_output
+        task = service.start_in_background(
+            service.run_with_dependencies(
+                kernel, request.cell_number, request.timeout, wait=request.wait, on_output=on_output
+            )
         )
     else:
-        run = service.run_cell(kernel, request.cell_number, request.timeout, wait=request.wait, on_output=on_output)
-    task = service.start_in_background(run)
+        task = service.start_in_background(
+            service.run_cell(kernel, request.cell_number, request.timeout, wait=request.wait, on_output=on_output)
+        )
     task.add_done_callback(lambda _: events.put_nowait(None))
 
     async def stream() -> AsyncIterator[bytes]:

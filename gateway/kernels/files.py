@@ -123,7 +123,9 @@ class KernelFiles:
         chunks = [data[i : i + CHUNK_BYTES] for i in range(0, len(data), CHUNK_BYTES)] or [b""]
         for index, chunk in enumerate(chunks):
             encoded = base64.b64encode(chunk).decode()
-            size = int(await self._call("write", path, encoded, index == 0, index == len(chunks) - 1))
+            written = await self._call("write", path, encoded, index == 0, index == len(chunks) - 1)
+            assert isinstance(written, int)
+            size = written
         return size
 
     async def download(self, path: str) -> bytes:

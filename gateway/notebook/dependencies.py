@@ -125,7 +125,7 @@ class _ModuleWalker:
             self.store(target.value)
         elif isinstance(target, (ast.Attribute, ast.Subscript)):
             self.read(target)  # the object, and any index expression
-            base = target
+            base: ast.expr = target
             while isinstance(base, (ast.Attribute, ast.Subscript)):
                 base = base.value
             if isinstance(base, ast.Name):
@@ -185,7 +185,7 @@ class _ModuleWalker:
                 if item.optional_vars is not None:
                     self.store(item.optional_vars)
             self.block(node.body)
-        elif isinstance(node, (ast.Try, getattr(ast, "TryStar", ast.Try))):
+        elif isinstance(node, ast.Try | ast.TryStar):
             self.block(node.body)
             for handler in node.handlers:
                 self.read(handler.type)

@@ -18,11 +18,13 @@ import zmq
 import zmq.asyncio
 from jupyter_client.session import Session
 
+from gateway.kernels.ports import ConnectionInfo
+
 log = logging.getLogger(__name__)
 
 
-def _url(info: dict[str, Any], channel: str) -> str:
-    port = info[f"{channel}_port"]
+def _url(info: ConnectionInfo, channel: str) -> str:
+    port = dict(info)[f"{channel}_port"]
     if info["transport"] == "tcp":
         return f"tcp://{info['ip']}:{port}"
     return f"{info['transport']}://{info['ip']}-{port}"
@@ -32,7 +34,7 @@ class KernelChannels:
     """Connected on creation; ``close()`` when done. ``info`` is the connection info as the gateway sees it."""
 
     def __init__(
-        self, context: zmq.asyncio.Context, info: dict[str, Any], *, stdin: bool, max_message_bytes: int
+        self, context: zmq.asyncio.Context, info: ConnectionInfo, *, stdin: bool, max_message_bytes: int
     ) -> None:
         self.session = Session(key=info["key"].encode(), signature_scheme=info["signature_scheme"], check_pid=False)
         identity = f"jupycell-ws-{secrets.token_hex(8)}".encode()  # shell and stdin must share it (input_request)

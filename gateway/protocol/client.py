@@ -18,7 +18,7 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
-from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.asynchronous.client import AsyncKernelClient
 
 from gateway.errors import KernelCodeError, KernelGone, KernelUnresponsive
 from gateway.kernels.ports import ConnectionInfo
@@ -68,7 +68,7 @@ class KernelClient:
 
     def __init__(self, connection_info: ConnectionInfo, context: zmq.asyncio.Context) -> None:
         self._client = AsyncKernelClient(context=context)
-        self._client.load_connection_info(dict(connection_info))
+        self._client.load_connection_info(connection_info)  # type: ignore[arg-type]
         self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
         self.died: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.dropped = 0  # messages from the kernel that were not valid and were ignored
@@ -133,7 +133,7 @@ class KernelClient:
         if timeout <= 0:
             return None
         receive = asyncio.ensure_future(getter(timeout=timeout))
-        waiting = {receive, self.died} if wake is None else {receive, self.died, wake}
+        waiting: set[asyncio.Future[Any]] = {receive, self.died} if wake is None else {receive, self.died, wake}
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if not receive.done():  # woken (death or ``wake``) before a message came
             receive.cancel()

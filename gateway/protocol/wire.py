@@ -39,7 +39,9 @@ def _loads(data: bytes | str, what: str) -> Any:
         raise BadFrame(f"{what} is not valid JSON: {error}") from None
 
 
-def _message(channel: Any, header: Any, parent: Any, metadata: Any, content: Any, buffers: list[bytes]):
+def _message(
+    channel: Any, header: Any, parent: Any, metadata: Any, content: Any, buffers: list[bytes]
+) -> tuple[str, dict[str, Any]]:
     """Check the parts of a client's message and build the message dict."""
     if channel not in CHANNELS:
         raise BadFrame(f"unknown channel {channel!r} (expected one of {', '.join(sorted(CHANNELS))})")
@@ -116,11 +118,14 @@ def _decode_v1(frame: bytes) -> tuple[str, dict[str, Any]]:
         channel = channel_bytes.decode()
     except UnicodeDecodeError:
         raise BadFrame("channel name is not UTF-8") from None
-    loaded = [
-        _loads(part, name)
-        for part, name in ((header, "header"), (parent, "parent_header"), (metadata, "metadata"), (content, "content"))
-    ]
-    return _message(channel, *loaded, buffers)
+    return _message(
+        channel,
+        _loads(header, "header"),
+        _loads(parent, "parent_header"),
+        _loads(metadata, "metadata"),
+        _loads(content, "content"),
+        buffers,
+    )
 
 
 # --- gateway -> client ------------------------------------------------------------------------------------------

@@ -272,7 +272,7 @@ class DockerSandbox:
         except SandboxUnavailable as error:
             await self.remove(kernel_id)
             raise KernelStartFailed(f"Could not start the kernel container: {error}") from error
-        return container.id
+        return str(container.id)
 
     async def exit_status(self, kernel_id: int) -> ContainerExit | None:
         """None while the container runs; how it ended otherwise (exit_code None if it is gone)."""
@@ -291,7 +291,7 @@ class DockerSandbox:
             raw = await self._call(container.logs, tail=tail)
         except (NotFound, SandboxUnavailable):
             return ""
-        return raw.decode(errors="replace")
+        return bytes(raw).decode(errors="replace")
 
     async def remove_container(self, name: str) -> None:
         """Kill and remove a container by name or id. Already gone is fine."""

@@ -18,7 +18,7 @@ CONTAINER_SOCKET_DIR = "/run/jupycell"
 
 CONNECTION_FILE = "kernel.json"
 SOCKET_PREFIX = "k"
-PORTS = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
+PORTS: ConnectionInfo = {"shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5}
 
 
 def new_connection_info() -> ConnectionInfo:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 from pathlib import Path
 
 from alembic import command
@@ -42,7 +43,7 @@ def prepare_sqlite_file(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
-def _tune_sqlite(dbapi_connection, connection_record) -> None:  # noqa: ANN001 (SQLAlchemy event signature)
+def _tune_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
     """Per connection: write-ahead log (a commit is one append), fsync only at checkpoints (a commit survives a
     crash of the gateway, though not necessarily of the machine), foreign keys on, wait on a locked file."""
     cursor = dbapi_connection.cursor()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Update, bindparam, delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.adapters.sql import database
@@ -347,5 +347,5 @@ class Store:
         return await self._do(work)
 
 
-def _update_cell(kernel_id: int, number: int):  # noqa: ANN202 (an Update statement)
+def _update_cell(kernel_id: int, number: int) -> Update:
     return update(cells).where(cells.c.kernel_id == kernel_id, cells.c.number == number)

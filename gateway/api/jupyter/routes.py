@@ -30,7 +30,8 @@ router = APIRouter(tags=["jupyter"])
 
 
 async def get_relays(request: Request) -> Relays:
-    return request.app.state.relays
+    relays: Relays = request.app.state.relays
+    return relays
 
 
 RelaysDep = Annotated[Relays, Depends(get_relays)]
