@@ -45,8 +45,14 @@ try {
   await kernel.interrupt();
   assert.deepEqual(await looping, ['error', 'ERROR KeyboardInterrupt']);
   assert.deepEqual(await run(kernel, 'print(x)'), ['ok', '42\n']);
+  // A restart the user asks for must not look like a crash: JupyterLab shows its blocking "the kernel appears to
+  // have died" dialog when the kernel's status becomes 'autorestarting' (an IOPub `status: restarting`).
+  const statuses = [];
+  kernel.statusChanged.connect((_, status) => statuses.push(status));
   await kernel.restart();
   assert.deepEqual(await run(kernel, 'print(x)'), ['error', 'ERROR NameError']);
+  assert.ok(!statuses.includes('autorestarting'), `statuses after a requested restart: ${statuses.join(', ')}`);
+  console.log('statuses around the requested restart:', statuses.join(', '));
   const completion = await kernel.requestComplete({ code: 'impo', cursor_pos: 4 });
   assert.ok(completion.content.matches.includes('import'));
   console.log('execute, interrupt, restart, complete: ok');

@@ -124,6 +124,8 @@ class GatewayProcess:
                 "uvicorn",
                 "--factory",
                 "gateway.main:create_app",
+                "--ws",
+                "gateway.api.websocket_protocol:WebSocketProtocol",
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -132,7 +132,9 @@ class CellRunner:
         )
         run_id, started_at = uuid.uuid4().hex, time.time()
         stale_before = stale_flags(kernel.notebook)
-        flusher = asyncio.create_task(self._record_in_flight(run_id, kernel, cell, collector, started_at))
+        flusher = self.lifecycle.tasks.spawn(
+            self._record_in_flight(run_id, kernel, cell, collector, started_at), name=f"in-flight-{run_id}"
+        )
         try:
             result = await self._execute(kernel, cell, timeout, collector)
         except Exception as error:

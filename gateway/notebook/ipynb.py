@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.errors import CellNumbersTaken, InvalidNotebook
 from gateway.notebook.model import Notebook
+from gateway.notebook.outputs import Output
 
 NBFORMAT = 4
 NBFORMAT_MINOR = 5
@@ -44,7 +45,7 @@ def to_ipynb(notebook: Notebook, kernel_id: int) -> dict[str, Any]:
     }
 
 
-def _nbformat_output(output: dict[str, Any]) -> dict[str, Any]:
+def _nbformat_output(output: Output) -> dict[str, Any]:
     """An output with exactly the keys nbformat allows for its type."""
     kind = output.get("output_type")
     if kind == "stream":
@@ -56,7 +57,11 @@ def _nbformat_output(output: dict[str, Any]) -> dict[str, Any]:
             "evalue": output.get("evalue", ""),
             "traceback": list(output.get("traceback", [])),
         }
-    shaped = {"output_type": kind, "data": dict(output.get("data", {})), "metadata": dict(output.get("metadata", {}))}
+    shaped: dict[str, Any] = {
+        "output_type": kind,
+        "data": dict(output.get("data", {})),
+        "metadata": dict(output.get("metadata", {})),
+    }
     if kind == "execute_result":
         shaped["execution_count"] = output.get("execution_count")
     return shaped

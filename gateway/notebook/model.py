@@ -7,12 +7,10 @@ The notebook also keeps the dependency graph between its cells (``gateway.notebo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from gateway.errors import CellExists, CellNotFound
 from gateway.notebook.dependencies import CellNames, analyse, dependency_graph, downstream, upstream
-
-Output = dict[str, Any]
+from gateway.notebook.outputs import Output
 
 
 @dataclass

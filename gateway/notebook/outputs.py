@@ -10,9 +10,23 @@ import json
 import re
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
-Output = dict[str, Any]
+
+class Output(TypedDict, total=False):
+    """One nbformat v4 output; which keys it has depends on ``output_type``."""
+
+    output_type: str  # "stream" | "display_data" | "execute_result" | "error"
+    name: str  # stream: "stdout" | "stderr"
+    text: str  # stream
+    data: dict[str, Any]  # display_data, execute_result: the mime bundle
+    metadata: dict[str, Any]
+    execution_count: int | None  # execute_result
+    ename: str  # error
+    evalue: str
+    traceback: list[str]
+
+
 OutputCallback = Callable[[Output], None]
 
 # CSI sequences (colours, cursor moves), OSC sequences (titles, links) and two-byte escapes.
@@ -59,8 +73,8 @@ def strip_ansi_text(text: str) -> str:
 def strip_ansi(outputs: list[Output]) -> list[Output]:
     """Copies of ``outputs`` with ANSI escape codes removed from tracebacks, error values and stream text."""
     cleaned = []
-    for output in outputs:
-        output = dict(output)
+    for original in outputs:
+        output = original.copy()
         if output.get("output_type") == "error":
             output["traceback"] = [strip_ansi_text(line) for line in output.get("traceback", [])]
             output["evalue"] = strip_ansi_text(output.get("evalue", ""))
@@ -180,14 +194,14 @@ class OutputCollector:
 
     def outputs(self) -> list[Output]:
         """The kept outputs, with a truncation marker between head and tail when anything was dropped."""
-        result = [dict(o) for o in self._head]
+        result = [o.copy() for o in self._head]
         if self.truncated:
             result.append(self.marker())
         for output in self._tail:
             if result and _is_stream(output) and _is_stream(result[-1], output["name"]) and not self.truncated:
                 result[-1]["text"] += output["text"]
             else:
-                result.append(dict(output))
+                result.append(output.copy())
         return result
 
     def marker(self) -> Output:
@@ -204,7 +218,7 @@ class OutputCollector:
 
     def _notify(self, output: Output) -> None:
         if self._on_output is not None:
-            self._on_output(dict(output))
+            self._on_output(output.copy())
 
     def _fits_head(self, output: Output, size: int) -> bool:
         if self._head_bytes + size > self._head_bytes_budget:

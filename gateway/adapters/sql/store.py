@@ -23,6 +23,7 @@ from gateway.errors import StoreUnavailable
 from gateway.kernels.ports import InterruptedRun, KernelRecord
 from gateway.notebook import Cell
 from gateway.notebook.dependencies import analyse
+from gateway.notebook.outputs import Output
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -258,7 +259,7 @@ class Store:
         }
         self._queue(lambda c: c.execute(insert(runs).values(**values)), "recording a run's start")
 
-    def save_partial_outputs(self, run_id: str, outputs: list[dict[str, Any]], truncated: bool) -> None:
+    def save_partial_outputs(self, run_id: str, outputs: list[Output], truncated: bool) -> None:
         """Keep the outputs a running cell has produced so far (not awaited)."""
         query = update(runs).where(runs.c.id == run_id, runs.c.state == "running")
         self._queue(lambda c: c.execute(query.values(outputs=outputs, truncated=truncated)), "saving partial outputs")
