@@ -2,9 +2,11 @@
 
 Built on jupyter_client's ``AsyncKernelClient``. Everything the kernel sends is treated as untrusted: messages
 are signature-checked by the session, capped in size on the socket, and matched to requests by ``msg_id``.
-A run ends when IOPub reports the kernel ``idle`` for it, or, should that message be lost (dropped past a size cap
-or a high-water mark during a flood), once the shell ``execute_reply`` has come and IOPub has been quiet for a
-moment.
+A run ends when IOPub reports the kernel ``idle`` for it. Should that message be lost (dropped past a size cap or
+a high-water mark during a flood), the run still ends without waiting for its deadline: once its shell
+``execute_reply`` has come, a ``kernel_info`` request is sent as a sentinel. The kernel handles shell requests in
+order and publishes on IOPub in order, so IOPub news of the sentinel means everything the run published that was
+going to arrive has arrived. No timing is involved: a busy machine only makes it slower.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ log = logging.getLogger(__name__)
 
 #: Messages read in a row before giving other tasks a turn: a kernel flooding its sockets cannot stall the loop.
 _FAIRNESS_BATCH = 64
-#: After the execute_reply, how long IOPub may stay quiet before the run counts as finished without its idle.
-_DRAIN_QUIET = 0.5
+#: After the execute_reply, how long to wait for the run's idle before sending the sentinel (most runs need none).
+_SENTINEL_AFTER = 0.05
 #: After an interrupt request at the deadline, how long before a SIGINT goes through the engine.
 _ESCALATE_AFTER = 0.5
 
@@ -170,28 +172,31 @@ class KernelClient:
     ) -> tuple[bool, int | None]:
         """Read IOPub until the kernel reports idle for ``msg_id`` (or any of a set of ids); collect outputs.
 
-        With ``reply`` (the shell reply being awaited): once it has come, the run also ends when IOPub stays quiet
-        for ``_DRAIN_QUIET`` seconds (its idle was lost). Returns (finished, execution count)."""
+        With ``reply`` (the shell reply being awaited): once it has come and the idle has not, a ``kernel_info``
+        sentinel is sent; IOPub news of the sentinel ends the run too (its idle was lost).
+        Returns (finished, execution count)."""
         loop = asyncio.get_running_loop()
         wanted = {msg_id} if isinstance(msg_id, str) else msg_id
         execution_count = None
-        quiet_until: float | None = None  # set once the reply has come
+        sentinel_at: float | None = None  # when to send the sentinel, once the reply has come
+        sentinel: str | None = None
         while True:
-            if quiet_until is None and reply is not None and reply.done():
-                quiet_until = loop.time() + _DRAIN_QUIET
-            end = deadline if quiet_until is None else min(deadline, quiet_until)
-            wake = reply if quiet_until is None else None
+            if sentinel_at is None and _answered(reply):
+                sentinel_at = loop.time() + _SENTINEL_AFTER
+            if sentinel is None and sentinel_at is not None and loop.time() >= sentinel_at:
+                sentinel = self._client.kernel_info()
+            end = deadline if sentinel_at is None or sentinel is not None else min(deadline, sentinel_at)
+            wake = reply if reply is not None and not reply.done() else None
             msg = await self._next(self._client.get_iopub_msg, end - loop.time(), wake)
             if msg is None:
-                if quiet_until is None and reply is not None and reply.done() and loop.time() < deadline:
-                    continue  # the reply woke us: start the quiet period
-                if quiet_until is not None and loop.time() >= quiet_until:
-                    log.info("a run ended on its execute_reply: its IOPub idle was lost")
-                    return True, execution_count
+                if loop.time() < deadline:
+                    continue  # woken by the reply, or time to send the sentinel
                 return False, execution_count
-            if quiet_until is not None:
-                quiet_until = loop.time() + _DRAIN_QUIET  # IOPub still delivers: keep reading
-            if msg["parent_header"].get("msg_id") not in wanted:
+            parent = msg["parent_header"].get("msg_id")
+            if sentinel is not None and parent == sentinel:
+                log.info("a run ended on its execute_reply and a sentinel: its IOPub idle was lost")
+                return True, execution_count
+            if parent not in wanted:
                 continue
             msg_type, content = msg["msg_type"], msg["content"]
             if msg_type == "status":
@@ -294,6 +299,17 @@ class KernelClient:
         """Ask the kernel to raise KeyboardInterrupt in the running code (control channel, no Docker call)."""
         msg = self._client.session.msg("interrupt_request", {})
         self._client.control_channel.send(msg)
+
+
+def _answered(reply: asyncio.Future[dict[str, Any] | None] | None) -> bool:
+    """The shell reply has come (not: timed out, failed or cancelled)."""
+    return (
+        reply is not None
+        and reply.done()
+        and not reply.cancelled()
+        and reply.exception() is None
+        and reply.result() is not None
+    )
 
 
 def _well_formed(msg: Any) -> bool:

@@ -18,10 +18,10 @@ from typing import Any
 import docker
 import httpx
 import pytest
-from gateway.store.database import SQLITE_FILE
-from gateway.store.schema import runs
 from sqlalchemy import create_engine, select
 
+from gateway.adapters.sql.database import SQLITE_FILE
+from gateway.adapters.sql.schema import runs
 from tests.support import (
     Api,
     GatewayProcess,
