@@ -11,6 +11,9 @@
 #   make bench-deadlines  how long after a run's deadline the response comes (timeout, SIGINT ignored)
 #   make bench-jupyter    `1+1` over the kernel websocket, direct and through jupyter server --gateway-url
 #   make bench-runtimes   kernel start and `1+1` latency under runc and runsc
+#   make bench-agent      `1+1` through the node agent's Curve relay vs direct ipc; the agent's footprint
+#   make swarm-up   a two-node Swarm of docker-in-docker nodes on this machine, the stack deployed (docs/swarm.md)
+#   make swarm-down remove everything swarm-up made
 #   make clean    remove kernel containers left behind (label jupycell.managed=true)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -25,7 +28,8 @@ BENCH_VENV := bench/.venv
 # tests clean up by label instead.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: engine images deps postgres test test-runsc up clean bench bench-deadlines bench-jupyter bench-runtimes
+.PHONY: engine images deps postgres test test-runsc up clean bench bench-deadlines bench-jupyter bench-runtimes \
+	bench-agent swarm-up swarm-down
 
 engine:
 	scripts/ensure-docker.sh
@@ -67,3 +71,13 @@ bench-jupyter:
 
 bench-runtimes:
 	$(PYTHON) bench/runtimes.py
+
+bench-agent:
+	$(PYTHON) bench/agent_relay.py
+
+swarm-up: engine images
+	scripts/swarm-up.sh
+	scripts/swarm-check.sh
+
+swarm-down:
+	scripts/swarm-down.sh
