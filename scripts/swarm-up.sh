@@ -119,7 +119,7 @@ in_node node1 docker secret inspect jupycell_database_url >/dev/null 2>&1 ||
 say "deploying the stack"
 in_node node1 sh -c 'cat > /root/stack.yml' <deploy/swarm/stack.yml
 docker exec -e JUPYCELL_GATEWAY_IMAGE="$GATEWAY_IMAGE" -e JUPYCELL_SANDBOX_IMAGE="$SANDBOX_IMAGE" \
-    -e JUPYCELL_PORT=8000 "$PREFIX-node1" docker stack deploy -c /root/stack.yml jupycell >/dev/null
+    -e JUPYCELL_PORT=8000 "$PREFIX-node1" docker stack deploy --resolve-image never -c /root/stack.yml jupycell >/dev/null
 
 agents_on_every_node() {
     local running
