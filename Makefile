@@ -13,6 +13,7 @@
 #   make bench-runtimes   kernel start and `1+1` latency under runc and runsc
 #   make bench-agent      `1+1` through the node agent's Curve relay vs direct ipc; the agent's footprint
 #   make swarm-up   a two-node Swarm of docker-in-docker nodes on this machine, the stack deployed (docs/swarm.md)
+#   make swarm-check    probe the agents again, and restart them all under running kernels
 #   make swarm-down remove everything swarm-up made
 #   make clean    remove kernel containers left behind (label jupycell.managed=true)
 SHELL := /bin/bash
@@ -29,7 +30,7 @@ BENCH_VENV := bench/.venv
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
 .PHONY: engine images deps postgres test test-runsc up clean bench bench-deadlines bench-jupyter bench-runtimes \
-	bench-agent swarm-up swarm-down
+	bench-agent swarm-up swarm-check swarm-down
 
 engine:
 	scripts/ensure-docker.sh
@@ -75,9 +76,15 @@ bench-runtimes:
 bench-agent:
 	$(PYTHON) bench/agent_relay.py
 
-swarm-up: engine images
+# Uses the images `make images` built (or JUPYCELL_GATEWAY_IMAGE / JUPYCELL_SANDBOX_IMAGE from the environment).
+swarm-up: engine
 	scripts/swarm-up.sh
 	scripts/swarm-check.sh
+
+# On a running swarm-up: the probe again, then kernels surviving a forced update of the agent service.
+swarm-check:
+	scripts/swarm-check.sh
+	scripts/swarm-check.sh --agent-restart
 
 swarm-down:
 	scripts/swarm-down.sh
