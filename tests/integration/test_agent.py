@@ -209,11 +209,31 @@ def test_agent_killed_and_restarted_keeps_kernel_memory_and_relays(agent, kernel
     kernel_id, key, started = kernel
     boot_before = run(lambda c: c.ping(), agent)
     client = relayed_kernel(agent, key, started.ports)
+    resyncs: list[float] = []
+
+    async def restart_while_watching() -> None:
+        events = AgentEvents(
+            "127.0.0.1", agent.events_port, agent.keys.gateway, on_death=lambda d: None,
+            on_resync=lambda: resyncs.append(time.monotonic()),
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not resyncs and time.monotonic() < deadline:  # the first heartbeat counts as one
+                await asyncio.sleep(0.1)
+            seen = len(resyncs)
+            await asyncio.to_thread(agent.kill)
+            await asyncio.to_thread(agent.start)
+            deadline = time.monotonic() + 30
+            while len(resyncs) == seen and time.monotonic() < deadline:  # a new boot id: list again
+                await asyncio.sleep(0.1)
+            assert len(resyncs) > seen
+        finally:
+            events.close()
+
     try:
         assert wait_ready(client, 60)
         assert evaluate(client, "memory = 'kept'\nmemory") == "'kept'"
-        agent.kill()
-        agent.start()
+        asyncio.run(restart_while_watching())
         assert run(lambda c: c.ping(), agent) != boot_before
         assert wait_ready(client, 60), agent.log()  # the same client: its sockets reconnected by themselves
         assert evaluate(client, "memory") == "'kept'"
