@@ -166,6 +166,10 @@ class AgentClient:
         )
         return StartedKernel(str(body["container_id"]), {c: int(body["ports"][c]) for c in CHANNELS})
 
+    async def signal(self, kernel_id: int, signal: str) -> None:
+        """Signal the kernel's process (SIGINT, SIGTERM, SIGKILL, ...); a kernel not running is fine."""
+        await self.request("signal", kernel_id=kernel_id, signal=signal)
+
     async def seal(self, kernel_id: int) -> None:
         await self.request("seal", kernel_id=kernel_id)
 

@@ -51,6 +51,14 @@ class KernelRequest(_Request):
     kernel_id: KernelId
 
 
+class SignalRequest(_Request):
+    """Send a signal to the kernel's process through the engine (interrupt escalation)."""
+
+    op: Literal["signal"]
+    kernel_id: KernelId
+    signal: Literal["SIGINT", "SIGTERM", "SIGKILL", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"]
+
+
 class LogsRequest(_Request):
     op: Literal["logs"]
     kernel_id: KernelId
@@ -61,7 +69,8 @@ class NodeRequest(_Request):
     op: Literal["list", "capacity", "ping"]
 
 
-Request = Annotated[StartRequest | KernelRequest | LogsRequest | NodeRequest, Field(discriminator="op")]
+AnyRequest = StartRequest | KernelRequest | SignalRequest | LogsRequest | NodeRequest
+Request = Annotated[AnyRequest, Field(discriminator="op")]
 _request_adapter: TypeAdapter[Request] = TypeAdapter(Request)
 
 
@@ -73,7 +82,7 @@ class BadRequest(Exception):
         self.request_id = request_id
 
 
-def parse_request(frame: bytes) -> StartRequest | KernelRequest | LogsRequest | NodeRequest:
+def parse_request(frame: bytes) -> AnyRequest:
     """The request in one frame, or BadRequest saying what is wrong with it."""
     if len(frame) > MAX_REQUEST_BYTES:
         raise BadRequest(f"request of {len(frame)} bytes is larger than {MAX_REQUEST_BYTES}", None)

@@ -23,6 +23,7 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
+from docker.errors import APIError, NotFound
 from zmq.auth.thread import ThreadAuthenticator
 
 from gateway.agent.keys import Keypair, load_allowed_keys, load_keypair
@@ -30,11 +31,12 @@ from gateway.agent.protocol import (
     MAX_REQUEST_BYTES,
     PROTOCOL_VERSION,
     ZAP_DOMAIN,
+    AnyRequest,
     BadRequest,
     ErrorType,
     KernelRequest,
     LogsRequest,
-    NodeRequest,
+    SignalRequest,
     StartRequest,
     error_reply,
     ok_reply,
@@ -168,6 +170,10 @@ class Agent:
         for path in await asyncio.to_thread(lambda: list(self._relay_dir.glob("*.json"))):
             if path.stem.isdigit() and int(path.stem) not in known:
                 await asyncio.to_thread(path.unlink, True)
+        instance_dir = self.sandbox_settings.instance_dir
+        for path in await asyncio.to_thread(lambda: list(instance_dir.iterdir()) if instance_dir.is_dir() else []):
+            if path.name.isdigit() and int(path.name) not in known:  # a socket directory without its container
+                await asyncio.to_thread(shutil.rmtree, path, True)
 
     # --- control requests ---------------------------------------------------------------------------------
 
@@ -213,9 +219,12 @@ class Agent:
         except zmq.ZMQError as error:  # the client is gone or not reading: drop the reply
             log.debug("control reply dropped: %s", error)
 
-    async def _handle(self, request: StartRequest | KernelRequest | LogsRequest | NodeRequest) -> dict[str, Any]:
+    async def _handle(self, request: AnyRequest) -> dict[str, Any]:
         if isinstance(request, StartRequest):
             return await self._start(request)
+        if isinstance(request, SignalRequest):
+            await self._signal(request.kernel_id, request.signal)
+            return {}
         if isinstance(request, LogsRequest):
             logs = await self.sandbox.logs(request.kernel_id, request.tail)
             return {"logs": logs[-_MAX_LOG_BYTES:]}
@@ -265,6 +274,21 @@ class Agent:
             self._starting.discard(kernel_id)
             if made_dir:  # failed after making it: leave nothing behind
                 await asyncio.shield(self._remove(kernel_id))
+
+    async def _signal(self, kernel_id: int, signal: str) -> None:
+        """Signal the kernel's container; gone or not running is fine. (Once DockerSandbox has ``signal`` (the
+        core restructuring adds it), call that instead.)"""
+
+        def kill() -> None:
+            try:
+                self.sandbox.client.api.kill(self.sandbox.container_name(kernel_id), signal=signal)
+            except NotFound:
+                pass
+            except APIError as error:
+                if error.status_code != 409:  # 409: not running
+                    raise
+
+        await self.sandbox._call(kill)
 
     async def _seal(self, kernel_id: int) -> dict[str, Any]:
         try:

@@ -242,3 +242,15 @@ def test_agent_killed_and_restarted_keeps_kernel_memory_and_relays(agent, kernel
         client.stop_channels()
     listed = {k["kernel_id"]: k for k in run(lambda c: c.list(), agent)}
     assert listed[kernel_id]["ports"] == started.ports and listed[kernel_id]["running"] is True
+
+
+def test_a_signal_through_the_agent_reaches_the_kernel_and_its_cause_is_reported(agent, kernel) -> None:
+    kernel_id, _, _ = kernel
+    run(lambda c: c.signal(kernel_id, "SIGKILL"), agent)
+    deadline = time.monotonic() + 30
+    status = run(lambda c: c.status(kernel_id), agent)
+    while status["running"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = run(lambda c: c.status(kernel_id), agent)
+    assert status["running"] is False and status["cause"] == "killed by signal 9 (exit code 137)"
+    run(lambda c: c.signal(kernel_id, "SIGINT"), agent)  # not running any more: fine

@@ -39,6 +39,7 @@ def test_a_start_request_parses_with_its_defaults() -> None:
         (frame(op="start", kernel_id=1, key="ab" * 32, env={"A B": "x"}), "env"),
         (frame(op="start", kernel_id=1, key="ab" * 32, env={"A": "x" * 5000}), "env"),
         (frame(op="logs", kernel_id=1, tail=10**6), "tail"),
+        (frame(op="signal", kernel_id=1, signal="SIGSTOP"), "signal"),
         (json.dumps({"v": 2, "id": "r1", "op": "ping"}).encode(), "v"),
         (b"x" * (MAX_REQUEST_BYTES + 1), "larger"),
     ],
