@@ -61,6 +61,7 @@ for node in "${NODES[@]}"; do
     in_node "$node" mkdir -p /var/lib/jupycell/kernels /var/lib/jupycell/agent
 done
 
+reloaded=0
 for node in "${NODES[@]}"; do
     wanted=("${IMAGES[@]}")
     [ "$node" = node1 ] && wanted+=(jupycell-postgres:latest)
@@ -72,6 +73,7 @@ for node in "${NODES[@]}"; do
     if [ "${#missing[@]}" -gt 0 ]; then
         say "loading ${missing[*]} into $node"
         docker save "${missing[@]}" | in_node "$node" docker load -q >/dev/null
+        reloaded=1
     fi
 done
 
@@ -117,9 +119,17 @@ in_node node1 docker secret inspect jupycell_database_url >/dev/null 2>&1 ||
         in_node node1 docker secret create jupycell_database_url - >/dev/null
 
 say "deploying the stack"
+deployed=$(in_node node1 sh -c "docker stack ls --format '{{.Name}}' 2>/dev/null | grep -cx jupycell || true")
 in_node node1 sh -c 'cat > /root/stack.yml' <deploy/swarm/stack.yml
 docker exec -e JUPYCELL_GATEWAY_IMAGE="$GATEWAY_IMAGE" -e JUPYCELL_SANDBOX_IMAGE="$SANDBOX_IMAGE" \
     -e JUPYCELL_PORT=8000 "$PREFIX-node1" docker stack deploy --resolve-image never -c /root/stack.yml jupycell >/dev/null
+if [ "$deployed" = 1 ] && [ "$reloaded" = 1 ]; then
+    # Same tags, new images: the services' specs did not change, so replace their tasks explicitly.
+    say "new images under the same tags: replacing the running tasks"
+    for service in agent gateway; do
+        in_node node1 docker service update --force jupycell_$service >/dev/null 2>&1
+    done
+fi
 
 agents_on_every_node() {
     local running

@@ -165,8 +165,13 @@ class Agent:
             known.add(own.kernel_id)
             if own.exit is None:
                 ports = await asyncio.to_thread(self._read_ports, own.kernel_id)
-                await asyncio.to_thread(self.relays.open, own.kernel_id, self._ipc_base(own.kernel_id), ports)
-                await asyncio.to_thread(self._write_ports, own.kernel_id, self.relays.ports()[own.kernel_id])
+                try:
+                    opened = await asyncio.to_thread(
+                        self.relays.open, own.kernel_id, self._ipc_base(own.kernel_id), ports
+                    )
+                    await asyncio.to_thread(self._write_ports, own.kernel_id, opened)
+                except Exception:  # e.g. no free port: this kernel stays unreachable, the others are served
+                    log.exception("could not re-open the relay of kernel %d", own.kernel_id)
         for path in await asyncio.to_thread(lambda: list(self._relay_dir.glob("*.json"))):
             if path.stem.isdigit() and int(path.stem) not in known:
                 await asyncio.to_thread(path.unlink, True)
