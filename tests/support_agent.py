@@ -36,7 +36,9 @@ class AgentKeys:
         self.gateway_public_file = paths["gateway_public"]
         self.gateway = CurveKeys(load_public_key(paths["agent_public"]), load_keypair(paths["gateway_secret"]))
         intruder_public, intruder_secret = zmq.curve_keypair()
-        self.intruder = CurveKeys(self.gateway.server_public, type(self.gateway.client)(intruder_public, intruder_secret))
+        self.intruder = CurveKeys(
+            self.gateway.server_public, type(self.gateway.client)(intruder_public, intruder_secret)
+        )
 
 
 class AgentProcess:

@@ -96,7 +96,9 @@ def test_container_is_made_exactly_like_a_local_kernel(agent, kernel) -> None:
     assert config["User"] == "1000:1000"
     assert config["Labels"]["jupycell.instance"] == agent.instance
     assert config["Labels"]["jupycell.kernel_id"] == str(kernel_id)
-    assert [m["Source"] for m in container.attrs["Mounts"]] == [str(agent.kernels_dir / agent.instance / str(kernel_id))]
+    assert [m["Source"] for m in container.attrs["Mounts"]] == [
+        str(agent.kernels_dir / agent.instance / str(kernel_id))
+    ]
 
 
 def test_unknown_curve_key_and_plaintext_clients_get_nothing(agent, kernel) -> None:
@@ -186,7 +188,9 @@ def test_out_of_memory_death_is_reported_with_its_cause(agent, kernel) -> None:
     deaths: list[Death] = []
 
     async def watch_and_kill() -> None:
-        events = AgentEvents("127.0.0.1", agent.events_port, agent.keys.gateway, on_death=deaths.append, on_resync=lambda: None)
+        events = AgentEvents(
+            "127.0.0.1", agent.events_port, agent.keys.gateway, on_death=deaths.append, on_resync=lambda: None
+        )
         try:
             client = relayed_kernel(agent, key, started.ports)
             try:
@@ -219,7 +223,10 @@ def test_agent_killed_and_restarted_keeps_kernel_memory_and_relays(agent, kernel
 
     async def restart_while_watching() -> None:
         events = AgentEvents(
-            "127.0.0.1", agent.events_port, agent.keys.gateway, on_death=lambda d: None,
+            "127.0.0.1",
+            agent.events_port,
+            agent.keys.gateway,
+            on_death=lambda d: None,
             on_resync=lambda: resyncs.append(time.monotonic()),
         )
         try:
