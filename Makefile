@@ -15,6 +15,7 @@
 #   make swarm-up   a two-node Swarm of docker-in-docker nodes on this machine, the stack deployed (docs/swarm.md)
 #   make swarm-check    probe the agents again, and restart them all under running kernels
 #   make swarm-down remove everything swarm-up made
+#   make test-swarm swarm-up, both checks, swarm-down
 #   make clean    remove kernel containers left behind (label jupycell.managed=true)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -30,7 +31,7 @@ BENCH_VENV := bench/.venv
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
 .PHONY: engine images deps postgres test test-runsc up clean bench bench-deadlines bench-jupyter bench-runtimes \
-	bench-agent swarm-up swarm-check swarm-down
+	bench-agent swarm-up swarm-check swarm-down test-swarm
 
 engine:
 	scripts/ensure-docker.sh
@@ -87,4 +88,10 @@ swarm-check:
 	scripts/swarm-check.sh --agent-restart
 
 swarm-down:
+	scripts/swarm-down.sh
+
+# The whole Swarm round trip: up, both checks, down (not part of `make test`: several minutes, two dind engines).
+test-swarm: engine
+	scripts/swarm-up.sh
+	scripts/swarm-check.sh && scripts/swarm-check.sh --agent-restart || { scripts/swarm-down.sh; exit 1; }
 	scripts/swarm-down.sh

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 #: Kernel channel suffixes of the ipc socket files (``<socket dir>/k-<n>``), as gateway.kernels.connection writes.
 _IPC_SUFFIX = {"shell": 1, "iopub": 2, "stdin": 3, "control": 4, "hb": 5}
 _BATCH = 64  # messages moved from one socket before looking at the others
-_HWM = 10_000
+_HWM = 1000  # messages queued per peer before dropping (ZeroMQ's default; the gateway's sockets use it too)
 
 
 @dataclass

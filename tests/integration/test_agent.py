@@ -266,3 +266,23 @@ def test_a_signal_through_the_agent_reaches_the_kernel_and_its_cause_is_reported
         status = run(lambda c: c.status(kernel_id), agent)
     assert status["running"] is False and status["cause"] == "killed by signal 9 (exit code 137)"
     run(lambda c: c.signal(kernel_id, "SIGINT"), agent)  # not running any more: fine
+
+
+def test_a_kernel_flooding_a_client_that_does_not_read_never_stalls_the_other_kernels(agent, kernel) -> None:
+    """All relays share one thread: a full queue must drop messages, never block it."""
+    _, key, started = kernel
+    other_id, other_key, other = start_kernel(agent)
+    flooding = relayed_kernel(agent, key, started.ports)
+    quiet = relayed_kernel(agent, other_key, other.ports)
+    try:
+        assert wait_ready(flooding, 60) and wait_ready(quiet, 60)
+        # 5000 IOPub messages to a client that reads none of them: past every high-water mark on the way
+        flooding.execute("from IPython.display import display\nfor i in range(5000): display(i)")
+        for n in range(3):
+            assert evaluate(quiet, f"{n} + 1", timeout=120) == str(n + 1)
+        assert flooding.get_shell_msg(timeout=300)["content"]["status"] == "ok"  # the flood ended; its kernel answers
+        assert agent.alive()
+    finally:
+        flooding.stop_channels()
+        quiet.stop_channels()
+        run(lambda c: c.remove(other_id), agent)
