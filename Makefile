@@ -92,6 +92,4 @@ swarm-down:
 
 # The whole Swarm round trip: up, both checks, down (not part of `make test`: several minutes, two dind engines).
 test-swarm: engine
-	scripts/swarm-up.sh
-	scripts/swarm-check.sh && scripts/swarm-check.sh --agent-restart || { scripts/swarm-down.sh; exit 1; }
-	scripts/swarm-down.sh
+	trap scripts/swarm-down.sh EXIT; scripts/swarm-up.sh; scripts/swarm-check.sh; scripts/swarm-check.sh --agent-restart
