@@ -140,8 +140,8 @@ class AgentClient:
                 frame = await self._socket.recv()
                 reply = json.loads(frame)
                 future = self._waiting.get(reply.get("id")) if isinstance(reply, dict) else None
-            except zmq.ZMQError as error:
-                if error.errno == zmq.ENOTSOCK:
+            except zmq.ZMQError:
+                if self._socket.closed:
                     return
                 continue
             except ValueError:
@@ -325,6 +325,8 @@ class AgentEvents:
                     _call(self._on_silent, since)
                 continue
             except zmq.ZMQError:
+                if self._socket.closed:
+                    return
                 continue
             event = _event(frames)
             if event is None:

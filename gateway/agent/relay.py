@@ -61,6 +61,7 @@ class Relays:
         self._port_range = port_range
         self._max_message_bytes = max_message_bytes
         self._relays: dict[int, _Relay] = {}
+        self._snapshot: dict[int, dict[str, int]] = {}  # replaced (never changed) by the relay thread: read freely
         self._peer: dict[zmq.Socket[Any], zmq.Socket[Any]] = {}
         self._commands: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
         self._wake_read, self._wake_write = pysocket.socketpair()
@@ -85,8 +86,8 @@ class Relays:
         self._ask(lambda: self._close(kernel_id))
 
     def ports(self) -> dict[int, dict[str, int]]:
-        """The open relays: kernel id to ports."""
-        return self._ask(lambda: {k: dict(r.ports) for k, r in self._relays.items()})
+        """The open relays: kernel id to ports (does not wait for the relay thread: safe on the event loop)."""
+        return self._snapshot
 
     def stop(self) -> None:
         if self._running:
@@ -187,6 +188,7 @@ class Relays:
             self._close_sockets(relay)
             raise
         self._relays[kernel_id] = relay
+        self._take_snapshot()
         return dict(relay.ports)
 
     def _socket(self, kind: int, relay: _Relay) -> zmq.Socket[Any]:
@@ -211,6 +213,10 @@ class Relays:
         relay = self._relays.pop(kernel_id, None)
         if relay is not None:
             self._close_sockets(relay)
+            self._take_snapshot()
+
+    def _take_snapshot(self) -> None:
+        self._snapshot = {k: dict(r.ports) for k, r in self._relays.items()}
 
     def _close_sockets(self, relay: _Relay) -> None:
         for sock in relay.sockets:

@@ -324,7 +324,7 @@ class Agent:
         await asyncio.to_thread((self._relay_dir / f"{kernel_id}.json").unlink, True)
 
     async def _list(self) -> list[dict[str, Any]]:
-        relays = await asyncio.to_thread(self.relays.ports)
+        relays = self.relays.ports()
         return [
             {
                 "kernel_id": own.kernel_id,
