@@ -34,8 +34,12 @@ for image in "${IMAGES[@]}"; do
 done
 docker image inspect jupycell-base:bookworm >/dev/null 2>&1 || scripts/build-base-image.sh
 say "building the node and PostgreSQL images"
-docker build -q -t jupycell-swarm-node:latest -f deploy/swarm/node.Dockerfile deploy/swarm >/dev/null
-docker build -q -t jupycell-postgres:latest -f deploy/swarm/postgres.Dockerfile deploy/swarm >/dev/null
+build() {  # build IMAGE DOCKERFILE: quiet unless it fails
+    local output
+    output=$(docker build -q -t "$1" -f "$2" deploy/swarm 2>&1) || { echo "$output" >&2; exit 1; }
+}
+build jupycell-swarm-node:latest deploy/swarm/node.Dockerfile
+build jupycell-postgres:latest deploy/swarm/postgres.Dockerfile
 
 docker network inspect "$NETWORK" >/dev/null 2>&1 || docker network create --label "$LABEL" "$NETWORK" >/dev/null
 for node in "${NODES[@]}"; do
