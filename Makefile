@@ -76,6 +76,7 @@ bench-runtimes:
 
 bench-agent:
 	$(PYTHON) bench/agent_relay.py
+	$(PYTHON) bench/relay_designs.py
 
 # Uses the images `make images` built (or JUPYCELL_GATEWAY_IMAGE / JUPYCELL_SANDBOX_IMAGE from the environment).
 swarm-up: engine
