@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -24,6 +23,7 @@ import zmq
 from jupyter_client import BlockingKernelClient
 from zmq.auth.thread import ThreadAuthenticator
 
+from bench.agent_relay import round_trips  # noqa: E402
 from gateway.agent.client import CurveBlockingKernelClient, CurveKeys, kernel_client, relay_connection_info
 from gateway.agent.keys import Keypair
 from gateway.agent.protocol import CHANNELS, ZAP_DOMAIN
@@ -94,14 +94,7 @@ cp.start_channels(hb=False)
 for c in (direct, py, cp):
     assert wait_ready(c, 60)
 runs = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-times = {"direct ipc": [], "python poller relay": [], "C zmq.proxy threads": []}
-clients = dict(zip(times, (direct, py, cp), strict=True))
-for i in range(runs + 5):
-    for name, c in clients.items():
-        t0 = time.perf_counter()
-        c.execute_interactive("1+1", timeout=30, output_hook=lambda m: None)
-        if i >= 5:
-            times[name].append((time.perf_counter() - t0) * 1000)
+times = round_trips({"direct ipc": direct, "python poller relay": py, "C zmq.proxy threads": cp}, runs)
 print(f"load {os.getloadavg()[0]:.1f}")
 for name, t in times.items():
     print(f"{name:<22} p50 {statistics.median(t):6.2f} ms  p95 {sorted(t)[int(len(t) * 0.95)]:6.2f} ms")
