@@ -20,7 +20,7 @@ import docker
 import pytest
 import zmq
 
-from gateway.agent.client import AgentClient, AgentEvents, AgentRefused, Death, StartedKernel
+from gateway.agent.client import AgentClient, AgentEvents, AgentRefused, CurveKeys, Death, StartedKernel
 from gateway.errors import SandboxUnavailable
 from tests.support import remove_instance_containers
 from tests.support_agent import AgentKeys, AgentProcess, evaluate, relayed_kernel, run, wait_ready
@@ -105,6 +105,10 @@ def test_unknown_curve_key_and_plaintext_clients_get_nothing(agent, kernel) -> N
     kernel_id, key, started = kernel
     with pytest.raises(SandboxUnavailable, match="did not answer"):
         run(lambda c: c.ping(timeout=2), agent, agent.keys.intruder)
+    # the gateway's own keypair, but expecting another server key (an impostor agent, or a stale key): no session
+    wrong_server = CurveKeys(zmq.curve_keypair()[0], agent.keys.gateway.client)
+    with pytest.raises(SandboxUnavailable, match="did not answer"):
+        run(lambda c: c.ping(timeout=2), agent, wrong_server)
 
     # a plaintext ZMQ client on the control port and on a relay port
     context = zmq.Context()
