@@ -199,7 +199,9 @@ def test_out_of_memory_death_is_reported_with_its_cause(agent, kernel) -> None:
             client = relayed_kernel(agent, key, started.ports)
             try:
                 assert await asyncio.to_thread(wait_ready, client, 60)
-                await asyncio.sleep(1)  # the subscription reaches the agent (PUB drops before it)
+                deadline = time.monotonic() + 30  # subscribed once a heartbeat arrives (PUB drops before that)
+                while events.last_seen is None and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
                 client.execute("blob = bytearray(1024 * 2**20)")
             finally:
                 client.stop_channels()
