@@ -12,6 +12,11 @@
 #   make bench-deadlines  how long after a run's deadline the response comes (timeout, SIGINT ignored)
 #   make bench-jupyter    `1+1` over the kernel websocket, direct and through jupyter server --gateway-url
 #   make bench-runtimes   kernel start and `1+1` latency under runc and runsc
+#   make bench-agent      `1+1` through the node agent's Curve relay vs direct ipc; the agent's footprint
+#   make swarm-up   a two-node Swarm of docker-in-docker nodes on this machine, the stack deployed (docs/swarm.md)
+#   make swarm-check    probe the agents again, and restart them all under running kernels
+#   make swarm-down remove everything swarm-up made
+#   make test-swarm swarm-up, both checks, swarm-down
 #   make clean    remove kernel containers left behind (label jupycell.managed=true)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -26,7 +31,8 @@ BENCH_VENV := bench/.venv
 # tests clean up by label instead.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: engine images deps postgres check test test-runsc up clean bench bench-deadlines bench-jupyter bench-runtimes
+.PHONY: engine images deps postgres check test test-runsc up clean bench bench-deadlines bench-jupyter bench-runtimes \
+	bench-agent swarm-up swarm-check swarm-down test-swarm
 
 engine:
 	scripts/ensure-docker.sh
@@ -73,3 +79,24 @@ bench-jupyter:
 
 bench-runtimes:
 	$(PYTHON) bench/runtimes.py
+
+bench-agent:
+	$(PYTHON) bench/agent_relay.py
+	$(PYTHON) bench/relay_designs.py
+
+# Uses the images `make images` built (or JUPYCELL_GATEWAY_IMAGE / JUPYCELL_SANDBOX_IMAGE from the environment).
+swarm-up: engine
+	scripts/swarm-up.sh
+	scripts/swarm-check.sh
+
+# On a running swarm-up: the probe again, then kernels surviving a forced update of the agent service.
+swarm-check:
+	scripts/swarm-check.sh
+	scripts/swarm-check.sh --agent-restart
+
+swarm-down:
+	scripts/swarm-down.sh
+
+# The whole Swarm round trip: up, both checks, down (not part of `make test`: several minutes, two dind engines).
+test-swarm: engine
+	trap scripts/swarm-down.sh EXIT; scripts/swarm-up.sh; scripts/swarm-check.sh; scripts/swarm-check.sh --agent-restart

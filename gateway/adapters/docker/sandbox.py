@@ -190,6 +190,11 @@ class DockerSandbox:
         """Raise SandboxUnavailable unless the engine answers."""
         await self._call(lambda: self.client.ping())
 
+    async def engine_info(self) -> dict[str, Any]:
+        """The engine's ``docker info``."""
+        info: dict[str, Any] = await self._call(self.client.info)
+        return info
+
     async def check_ready(self, runtimes: tuple[str, ...] = ()) -> None:
         """Start-up check: the engine answers, the image exists and the runtimes are registered."""
         await self.ping()
@@ -216,11 +221,27 @@ class DockerSandbox:
         info = new_connection_info()
         socket_dir = self.socket_dir(kernel_id)
         await asyncio.to_thread(prepare_socket_dir, socket_dir, info, self.spec.uid)
+        container_id = await self.create_container(
+            kernel_id, socket_dir, runtime, env, jupyter_id=jupyter_id, pooled=pooled
+        )
+        return SandboxHandle(kernel_id, container_id, self.container_name(kernel_id), host_view(info, socket_dir))
+
+    async def create_container(
+        self,
+        kernel_id: int,
+        socket_dir: Path,
+        runtime: str | None,
+        env: dict[str, str] | None,
+        *,
+        jupyter_id: str | None = None,
+        pooled: bool = False,
+    ) -> str:
+        """Create and start a kernel container on a socket directory the caller prepared (the node agent does);
+        return its id. Labelled ``jupycell.pool`` when ``pooled``."""
         labels = self._labels(kernel_id, jupyter_id)
         if pooled:
             labels[LABEL_POOL] = "true"
-        container_id = await self._run(kernel_id, socket_dir, runtime, labels, env)
-        return SandboxHandle(kernel_id, container_id, self.container_name(kernel_id), host_view(info, socket_dir))
+        return await self._run(kernel_id, socket_dir, runtime, labels, env)
 
     async def seal(self, handle: SandboxHandle) -> None:
         await asyncio.to_thread(seal_socket_dir, self.socket_dir(handle.kernel_id))
