@@ -64,6 +64,7 @@ async def cell_action(
     kernel = owned_kernel(manager, caller, request.kernel_id)
     match request:
         case AddCell():
+            kernel.notebook.ensure_room(1, settings.max_cells)  # issue 10: JUPYCELL_MAX_CELLS
             await manager.add_cell(kernel, request.cell_number, request.code)
             return encoded(StatusResponse(status=f"Cell {request.cell_number} added."))
         case EditCell():

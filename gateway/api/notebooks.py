@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from gateway.api.auth import CallerDep, owned_kernel
 from gateway.api.deps import ManagerDep, SettingsDep
-from gateway.api.files import read_body
+from gateway.api.json_body import read_json
 from gateway.errors import CodeTooLarge, InvalidNotebook
-from gateway.notebook.ipynb import from_ipynb, to_ipynb
+from gateway.notebook.ipynb import cells_to_ipynb, from_ipynb, schema_warnings
+from gateway.safe_json import NotJSON, TooDeep
 
 router = APIRouter(prefix="/kernels", tags=["notebooks"])
 
@@ -19,7 +20,8 @@ router = APIRouter(prefix="/kernels", tags=["notebooks"])
 @router.get("/{kernel_id}/notebook")
 async def export_notebook(kernel_id: int, manager: ManagerDep, caller: CallerDep) -> JSONResponse:
     """The kernel's cells, outputs and execution counts as an nbformat v4 ``.ipynb`` document."""
-    document = to_ipynb(owned_kernel(manager, caller, kernel_id).notebook, kernel_id)
+    cells = owned_kernel(manager, caller, kernel_id).notebook.in_order()  # taken here: the loop may change the notebook
+    document = await asyncio.to_thread(cells_to_ipynb, cells, kernel_id)
     return JSONResponse(
         document,
         media_type="application/x-ipynb+json",
@@ -31,19 +33,32 @@ async def export_notebook(kernel_id: int, manager: ManagerDep, caller: CallerDep
 async def import_notebook(
     kernel_id: int, request: Request, manager: ManagerDep, caller: CallerDep, settings: SettingsDep
 ) -> dict[str, object]:
-    """Add the code cells of the ``.ipynb`` in the body (numbers from JupyCell metadata, else after the last)."""
+    """Add the code cells of the ``.ipynb`` in the body (numbers from JupyCell metadata, else after the last).
+
+    Checked whole before any cell is added: refused when the body is not a v4 notebook, is nested too deeply,
+    brings a cell number the kernel has, code over ``max_code_bytes`` or more cells than ``max_cells`` leaves room
+    for. ``warnings``: what the nbformat schema finds wrong in the parts an import does not use."""
     kernel = owned_kernel(manager, caller, kernel_id)
     notebook = kernel.notebook
-    body = await read_body(request, int(manager.settings.max_file_mb * 2**20))
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        document = await read_json(request, int(settings.max_file_mb * 2**20))
+    except NotJSON as error:
         raise InvalidNotebook(f"Invalid notebook: the body is not JSON ({error}).") from None
+    except TooDeep as error:
+        raise InvalidNotebook(f"Invalid notebook: the body is JSON {error}.") from None
     imported = from_ipynb(document, set(notebook.cells))
+    notebook.ensure_room(len(imported.cells), settings.max_cells)
     for _, code in imported.cells:
         if (size := len(code.encode(errors="surrogatepass"))) > settings.max_code_bytes:
             raise CodeTooLarge(size, settings.max_code_bytes)
+    warnings = await asyncio.to_thread(schema_warnings, document)
     for number, code in imported.cells:
+        notebook.ensure_room(1, settings.max_cells)  # cells added by other requests while this one ran
         await manager.add_cell(kernel, number, code)
     numbers = [number for number, _ in imported.cells]
-    return {"status": f"Imported {len(numbers)} cells.", "cells": numbers, "skipped": imported.skipped}
+    return {
+        "status": f"Imported {len(numbers)} cells.",
+        "cells": numbers,
+        "skipped": imported.skipped,
+        "warnings": warnings,
+    }

@@ -59,13 +59,15 @@ def _log_failure(task: asyncio.Task[Any]) -> None:
         log.warning("background run ended with %s: %s", type(error).__name__, error)
 
 
-def stale_flags(kernel: Kernel) -> dict[int, bool]:
-    return {number: cell.stale for number, cell in kernel.notebook.cells.items()}
+# issue 10 (docs-notebook): a mark in the notebook's staleness record instead of a copy of every cell's flag, so
+# a cell change or a run costs the cells it affects, not the size of the notebook.
+def stale_flags(kernel: Kernel) -> int:
+    return kernel.notebook.stale_mark()
 
 
-def stale_changes(kernel: Kernel, before: dict[int, bool]) -> dict[int, bool]:
-    """Cells whose ``stale`` flag changed since ``before`` (a snapshot of ``stale_flags``)."""
-    return {n: c.stale for n, c in kernel.notebook.cells.items() if n in before and before[n] != c.stale}
+def stale_changes(kernel: Kernel, before: int) -> dict[int, bool]:
+    """Cells whose ``stale`` flag changed since ``before`` (a ``stale_flags`` mark)."""
+    return kernel.notebook.stale_changes_since(before)
 
 
 def new_kernel_id() -> int:
