@@ -21,8 +21,8 @@ from gateway.notebook.dependencies import CellNames
 
 
 class CellGraph:
-    """Cell number -> names, indexed both ways. ``work`` counts the steps taken (binary searches and cells
-    visited), so tests can check the cost of an operation without timing it."""
+    """Cell number -> names, indexed both ways. ``work`` counts the steps taken (cells looked at, binary searches,
+    cells found), so tests can check the cost of an operation without timing it."""
 
     def __init__(self) -> None:
         self._names: dict[int, CellNames] = {}
@@ -57,6 +57,7 @@ class CellGraph:
     def dependencies(self, number: int) -> set[int]:
         """The cells ``number`` depends on directly: for each name it uses, the latest earlier cell defining it."""
         found: set[int] = set()
+        self.work += 1
         for name in self._names.get(number, CellNames()).uses:
             definers = self._definers.get(name, [])
             self.work += 1
@@ -68,6 +69,7 @@ class CellGraph:
     def dependents(self, number: int) -> set[int]:
         """The cells that depend on ``number`` directly."""
         found: set[int] = set()
+        self.work += 1
         for name in self._names.get(number, CellNames()).defines:
             definers, users = self._definers[name], self._users.get(name, [])
             self.work += 2
