@@ -116,4 +116,3 @@ class CellGraph:
         del numbers[bisect_left(numbers, number)]
         if not numbers:
             del index[name]
-

@@ -15,13 +15,12 @@ what the nbformat schema finds wrong there is reported (``ImportedCells.warnings
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import nbformat
-from nbformat import NotebookNode
-from nbformat.v4 import new_code_cell, new_notebook, new_output
-from nbformat.validator import ValidationError, iter_validate
+from nbformat import NotebookNode, v4, validator
+from nbformat.validator import ValidationError
 
 from gateway.errors import CellNumbersTaken, InvalidNotebook
 from gateway.notebook.model import Cell, Notebook
@@ -32,6 +31,13 @@ NBFORMAT_MINOR = 5
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (JupyCell sandbox)", "language": "python"}
 
 MAX_WARNINGS = 5  # schema problems reported per import
+
+# nbformat has no type annotations: its functions, typed as this module uses them.
+new_notebook: Callable[..., NotebookNode] = v4.new_notebook
+new_code_cell: Callable[..., NotebookNode] = v4.new_code_cell
+new_output: Callable[..., NotebookNode] = v4.new_output
+validate: Callable[..., None] = validator.validate
+iter_validate: Callable[..., Iterator[ValidationError]] = validator.iter_validate
 
 
 def to_ipynb(notebook: Notebook, kernel_id: int) -> NotebookNode:
@@ -49,7 +55,7 @@ def cells_to_ipynb(cells: list[Cell], kernel_id: int) -> NotebookNode:
         },
         cells=[_code_cell(cell) for cell in cells],
     )
-    nbformat.validate(document)
+    validate(document)
     return document
 
 
@@ -100,7 +106,9 @@ def _mime_bundle(data: Any) -> dict[str, Any]:
     """``data`` with every value nbformat requires to be text (all but JSON mime types) made text."""
     if not isinstance(data, dict):
         return {}
-    return {str(mime): value if _json_mime(str(mime)) or _text(value) else _as_text(value) for mime, value in data.items()}
+    return {
+        str(mime): value if _json_mime(str(mime)) or _text(value) else _as_text(value) for mime, value in data.items()
+    }
 
 
 def _json_mime(mime: str) -> bool:

@@ -100,7 +100,8 @@ def client_with(**settings: object) -> TestClient:
 
 def one_line_cells(count: int) -> bytes:
     cells = [
-        {"id": f"c{n}", "cell_type": "code", "source": f"x = x + {n}", "metadata": {}, "outputs": [], "execution_count": None}
+        {"id": f"c{n}", "cell_type": "code", "source": f"x = x + {n}", "metadata": {}, "outputs": []}
+        | {"execution_count": None}
         for n in range(count)
     ]
     return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells}).encode()
