@@ -111,6 +111,17 @@ class InvalidKernelRequest(JupyCellError):
 class StoreUnavailable(JupyCellError):
     """The database cannot be reached or refused a write; nothing was reported as done."""
 
+class TooManyCells(JupyCellError):
+    """A kernel holds as many cells as ``max_cells`` allows (JUPYCELL_MAX_CELLS); delete some first."""
+
+    def __init__(self, cells: int, limit: int, adding: int = 1) -> None:
+        bringing = f" and this request adds {adding}" if adding != 1 else ""
+        super().__init__(
+            f"Too many cells: this kernel has {cells} cells{bringing}, the limit is {limit} (JUPYCELL_MAX_CELLS); "
+            "delete cells or use another kernel."
+        )
+        self.cells, self.limit, self.adding = cells, limit, adding
+
 
 # --- the kernel protocol's own errors (handled by the core) --------------------------------------------------
 

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="A file of API keys, one `id:secret[:admin]` per line.")
     max_request_bytes: int = Field(2 * 2**20, ge=1024, description="Largest HTTP request body accepted (413).")
     max_code_bytes: int = Field(1 * 2**20, ge=16, description="Largest cell code accepted (413).")
+    max_cells: int = Field(
+        1000,
+        ge=1,
+        description="Cells one kernel may hold (409 past it): POST /cell add and notebook imports are refused.",
+    )
     rate_limit_per_second: float = Field(
         20.0,
         ge=0,

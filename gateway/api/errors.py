@@ -19,6 +19,7 @@ STATUS: dict[type[errors.JupyCellError], int] = {
     errors.CellNumbersTaken: 409,
     errors.KernelBusy: 409,
     errors.KernelDead: 409,
+    errors.TooManyCells: 409,
     errors.InvalidFilePath: 400,
     errors.InvalidKernelRequest: 400,
     errors.FileTooLarge: 413,

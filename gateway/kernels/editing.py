@@ -1,7 +1,7 @@
 """Cell edits (add, edit, delete), stored with the staleness they cause before the caller hears of them.
 
 Each edit is applied to the notebook, then written; if the write fails the notebook is put back as it was (cells
-and staleness), so memory and store never disagree.
+and staleness), so memory and store never disagree. An edit costs the cells it affects, not the notebook's size.
 """
 
 from __future__ import annotations
@@ -11,62 +11,62 @@ from collections.abc import Awaitable, Callable
 from gateway.kernels.kernel import Kernel
 from gateway.kernels.ports import KernelStore
 from gateway.notebook import Cell, Notebook
-from gateway.notebook.model import stale_changes, stale_flags
 
-_RUN_RECORD = ("outputs", "execution_count", "status", "started", "ended")
+_RUN_RECORD = ("outputs", "execution_count", "status", "started", "ended", "stale")
 
 
 class CellEditor:
     """Adds, edits and deletes cells of kernels' notebooks."""
 
-    def __init__(self, store: KernelStore) -> None:
+    def __init__(self, store: KernelStore, max_cells: int) -> None:
         self.store = store
+        self.max_cells = max_cells
 
     async def add_cell(self, kernel: Kernel, number: int, code: str) -> Cell:
-        notebook, before = kernel.notebook, stale_flags(kernel.notebook)
+        notebook, mark = kernel.notebook, kernel.notebook.stale_mark()
+        notebook.ensure_room(1, self.max_cells)
         cell = notebook.add(number, code)
+        stale = notebook.stale_changes_since(mark)
         await self._write(
-            lambda: self.store.add_cell(kernel.id, cell, stale=stale_changes(notebook, before)),
-            undo=lambda: notebook.delete(number),
-            notebook=notebook,
-            before=before,
-        )
+            self.store.add_cell(kernel.id, cell, stale=stale), undo=lambda: notebook.delete(number),
+            notebook=notebook, stale=stale,
+        )  # fmt: skip
         return cell
 
     async def edit_cell(self, kernel: Kernel, number: int, code: str) -> Cell:
-        notebook, before = kernel.notebook, stale_flags(kernel.notebook)
+        notebook, mark = kernel.notebook, kernel.notebook.stale_mark()
         old_code = notebook.get(number).code
         cell = notebook.edit(number, code)
+        stale = notebook.stale_changes_since(mark)
         await self._write(
-            lambda: self.store.save_cell(kernel.id, cell, stale=stale_changes(notebook, before)),
-            undo=lambda: notebook.edit(number, old_code),
-            notebook=notebook,
-            before=before,
-        )
+            self.store.save_cell(kernel.id, cell, stale=stale), undo=lambda: notebook.edit(number, old_code),
+            notebook=notebook, stale=stale,
+        )  # fmt: skip
         return cell
 
     async def delete_cell(self, kernel: Kernel, number: int) -> Cell:
-        notebook, before = kernel.notebook, stale_flags(kernel.notebook)
+        notebook, mark = kernel.notebook, kernel.notebook.stale_mark()
         cell = notebook.delete(number)
+        stale = notebook.stale_changes_since(mark)
         await self._write(
-            lambda: self.store.delete_cell(kernel.id, number, stale=stale_changes(notebook, before)),
-            undo=lambda: _put_back(notebook, cell),
-            notebook=notebook,
-            before=before,
-        )
+            self.store.delete_cell(kernel.id, number, stale=stale), undo=lambda: _put_back(notebook, cell),
+            notebook=notebook, stale=stale,
+        )  # fmt: skip
         return cell
 
     @staticmethod
     async def _write(
-        write: Callable[[], Awaitable[None]], *, undo: Callable[[], object], notebook: Notebook, before: dict[int, bool]
+        write: Awaitable[None], *, undo: Callable[[], object], notebook: Notebook, stale: dict[int, bool]
     ) -> None:
+        """Await the store write; on failure undo the edit and the staleness it caused (an edit only ever marks
+        cells stale, so each flag it changed was False before)."""
         try:
-            await write()
+            await write
         except BaseException:
             undo()
-            for number, stale in before.items():
+            for number, flag in stale.items():
                 if (cell := notebook.cells.get(number)) is not None:
-                    cell.stale = stale
+                    cell.stale = not flag
             raise
 
 

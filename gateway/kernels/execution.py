@@ -19,7 +19,6 @@ from gateway.kernels.lifecycle import KernelLifecycle
 from gateway.kernels.ports import KernelStore
 from gateway.kernels.supervisor import DeathSupervisor
 from gateway.notebook import Cell
-from gateway.notebook.model import stale_changes, stale_flags
 from gateway.notebook.outputs import Output, OutputCollector
 
 # Called with (cell number, output) as each output of a run arrives (see OutputCollector's on_output).
@@ -131,7 +130,7 @@ class CellRunner:
             on_output=None if on_output is None else (lambda output: on_output(cell.number, output)),
         )
         run_id, started_at = uuid.uuid4().hex, time.time()
-        stale_before = stale_flags(kernel.notebook)
+        stale_mark = kernel.notebook.stale_mark()
         flusher = self.lifecycle.tasks.spawn(
             self._record_in_flight(run_id, kernel, cell, collector, started_at), name=f"in-flight-{run_id}"
         )
@@ -150,7 +149,7 @@ class CellRunner:
             detail=result.detail,
             last_activity=kernel.last_activity,
             started_at=started_at,
-            stale=stale_changes(kernel.notebook, stale_before),
+            stale=kernel.notebook.stale_changes_since(stale_mark),
         )
         return result
 

@@ -71,7 +71,7 @@ class KernelService:
             self.lifecycle,
             self.supervisor,
         )
-        self.editor = CellEditor(store)
+        self.editor = CellEditor(store, settings.max_cells)
         self.files = FileTransfer(self.lifecycle, self.supervisor, settings.max_file_bytes)
 
     # --- the gateway's own life -----------------------------------------------------------------------------

@@ -44,16 +44,18 @@ def _python_source(code: str) -> str:
 
 
 def analyse(code: str) -> CellNames:
-    """The names ``code`` defines and uses. Code that does not parse defines and uses nothing."""
+    """The names ``code`` defines and uses. Code that does not parse, or is nested too deeply to analyse
+    (``a+a+...+a`` a few thousand terms long: a RecursionError or the parser's MemoryError), defines and uses
+    nothing."""
     source = _python_source(code)
     try:
         tree = ast.parse(source)
         table = symtable.symtable(source, "<cell>", "exec")
-    except (SyntaxError, ValueError):
+        walker = _ModuleWalker()
+        for statement in tree.body:
+            walker.statement(statement)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return CellNames()
-    walker = _ModuleWalker()
-    for statement in tree.body:
-        walker.statement(statement)
     nested_uses, nested_defines = _nested_globals(table)
     defines = walker.defined | nested_defines
     return CellNames(frozenset(defines), frozenset(walker.uses | (nested_uses - defines)))

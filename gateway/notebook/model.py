@@ -1,15 +1,17 @@
 """Cells of one kernel, keyed by the caller's cell number and run in ascending order.
 
-The notebook also keeps the dependency graph between its cells (``gateway.notebook.dependencies``) and marks cells
+The notebook also keeps the dependency graph between its cells (``gateway.notebook.cell_graph``) and marks cells
 *stale* when something they depend on changed after they ran: an edit, a re-run or a deletion of a cell upstream.
+Each change costs time in proportion to the cells it affects, not to the size of the notebook.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.errors import CellExists, CellNotFound
-from gateway.notebook.dependencies import CellNames, analyse, dependency_graph, downstream, upstream
+from gateway.errors import CellExists, CellNotFound, TooManyCells
+from gateway.notebook.cell_graph import CellGraph
+from gateway.notebook.dependencies import CellNames, analyse
 from gateway.notebook.outputs import Output
 
 
@@ -45,15 +47,28 @@ class Cell:
 
 @dataclass
 class Notebook:
-    """An ordered set of cells. Every method either succeeds or raises and leaves the notebook unchanged."""
+    """An ordered set of cells. Every method either succeeds or raises and leaves the notebook unchanged.
+
+    Change ``cells`` through the methods only: they keep the dependency graph and the staleness record in step.
+    """
 
     cells: dict[int, Cell] = field(default_factory=dict)
+    _graph: CellGraph = field(default_factory=CellGraph, init=False, repr=False, compare=False)
+    # Staleness record: a clock ticking at each change of a ``stale`` flag, and for each cell number the tick of
+    # its latest change, oldest first (see ``stale_changes_since``).
+    _stale_clock: int = field(default=0, init=False, repr=False, compare=False)
+    _stale_ticks: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for number, cell in self.cells.items():
+            self._graph.put(number, cell.names)
 
     def add(self, number: int, code: str) -> Cell:
         if number in self.cells:
             raise CellExists(number)
         cell = self.cells[number] = Cell(number, code, names=analyse(code))
-        self._mark_stale(self._dependents(self.graph(), number))  # it may now be their latest definer
+        self._graph.put(number, cell.names)
+        self._mark_stale(self._graph.downstream(number))  # it may now be the latest definer of what they use
         return cell
 
     def get(self, number: int) -> Cell:
@@ -64,18 +79,22 @@ class Notebook:
 
     def edit(self, number: int, code: str) -> Cell:
         cell = self.get(number)
-        before = self.graph()
-        cell.code, cell.names = code, analyse(code)
+        names = analyse(code)
+        before = self._graph.downstream(number)
+        cell.code, cell.names = code, names
+        self._graph.put(number, names)
         # Cells that used what it defined before, and cells that use what it defines now.
-        self._mark_stale(self._dependents(before, number) | self._dependents(self.graph(), number))
+        self._mark_stale(before | self._graph.downstream(number))
         if cell.status is not None:
-            cell.stale = True  # its outputs come from code that is no longer there
+            self._set_stale(cell, True)  # its outputs come from code that is no longer there
         return cell
 
     def delete(self, number: int) -> Cell:
         cell = self.get(number)
-        dependents = self._dependents(self.graph(), number)
+        dependents = self._graph.downstream(number)
         del self.cells[number]
+        self._graph.remove(number)
+        self._stale_ticks.pop(number, None)
         self._mark_stale(dependents)
         return cell
 
@@ -83,41 +102,65 @@ class Notebook:
         """The cells by ascending cell number: the order of ``run_all``."""
         return [self.cells[number] for number in sorted(self.cells)]
 
+    def ensure_room(self, adding: int, limit: int) -> None:
+        """Raise TooManyCells if adding ``adding`` cells would take the notebook past ``limit`` cells."""
+        if len(self.cells) + adding > limit:
+            raise TooManyCells(len(self.cells), limit, adding)
+
     # --- dependencies ---------------------------------------------------------------------------------------
 
     def graph(self) -> dict[int, frozenset[int]]:
-        """Cell number -> the cells it depends on directly."""
-        return dependency_graph({number: cell.names for number, cell in self.cells.items()})
+        """Cell number -> the cells it depends on directly (built for the whole notebook: O(cells))."""
+        return self._graph.as_dict()
 
     def ran(self, cell: Cell) -> None:
         """``cell`` just ran: it is up to date, and whatever depends on it is stale."""
-        cell.stale = False
-        self._mark_stale(self._dependents(self.graph(), cell.number))
+        self._set_stale(cell, False)
+        if self.cells.get(cell.number) is cell:  # not deleted while it ran
+            self._mark_stale(self._graph.downstream(cell.number))
 
     def dependencies(self, number: int) -> list[Cell]:
         """The cells ``number`` depends on, directly or not, in run order."""
         self.get(number)
-        return [self.cells[n] for n in sorted(upstream(self.graph(), number))]
+        return [self.cells[n] for n in sorted(self._graph.upstream(number))]
 
     def not_up_to_date(self) -> list[Cell]:
         """Cells that never ran (since the kernel started) or are stale, in run order."""
         return [cell for cell in self.in_order() if not cell.up_to_date]
 
-    def _dependents(self, graph: dict[int, frozenset[int]], number: int) -> set[int]:
-        return {n for n in downstream(graph, number) if n in self.cells and n != number}
+    @property
+    def work(self) -> int:
+        """Steps the dependency bookkeeping has taken so far (see ``CellGraph.work``): what cost tests count."""
+        return self._graph.work
+
+    # --- staleness record -------------------------------------------------------------------------------------
+
+    def stale_mark(self) -> int:
+        """A point in the notebook's history of ``stale`` flags, for ``stale_changes_since``."""
+        return self._stale_clock
+
+    def stale_changes_since(self, mark: int) -> dict[int, bool]:
+        """``{number: stale}`` of the cells whose ``stale`` flag the notebook changed since ``mark`` (a cell changed
+        back and forth may be included, with its current flag): what a store must write to follow. Costs the number
+        of such cells. Flags set on a ``Cell`` directly (``forget_run``) are not recorded."""
+        changed: dict[int, bool] = {}
+        for number, tick in reversed(self._stale_ticks.items()):
+            if tick <= mark:
+                break
+            changed[number] = self.cells[number].stale
+        return changed
+
+    def _set_stale(self, cell: Cell, stale: bool) -> None:
+        if cell.stale == stale:
+            return
+        cell.stale = stale
+        if self.cells.get(cell.number) is cell:
+            self._stale_clock += 1
+            self._stale_ticks.pop(cell.number, None)  # re-inserted last: the dict stays ordered by tick
+            self._stale_ticks[cell.number] = self._stale_clock
 
     def _mark_stale(self, numbers: set[int]) -> None:
         for number in numbers:
             cell = self.cells[number]
             if cell.status is not None:  # a cell that never ran has nothing out of date to show
-                cell.stale = True
-
-
-def stale_flags(notebook: Notebook) -> dict[int, bool]:
-    """A snapshot of every cell's ``stale`` flag (see ``stale_changes``)."""
-    return {number: cell.stale for number, cell in notebook.cells.items()}
-
-
-def stale_changes(notebook: Notebook, before: dict[int, bool]) -> dict[int, bool]:
-    """Cells whose ``stale`` flag changed since ``before`` (a snapshot of ``stale_flags``)."""
-    return {n: c.stale for n, c in notebook.cells.items() if n in before and before[n] != c.stale}
+                self._set_stale(cell, True)

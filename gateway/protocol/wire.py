@@ -19,9 +19,12 @@ from typing import Any
 
 from jupyter_client.jsonutil import json_default
 
+from gateway import safe_json
+
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 CHANNELS = frozenset({"shell", "control", "iopub", "stdin"})
 _MAX_PARTS = 1024  # header, parent, metadata, content and at most ~1000 buffers
+_MAX_JSON_DEPTH = 128  # comm messages carry a library's own JSON (widget state, figures): leave it room
 
 
 class BadFrame(ValueError):
@@ -34,8 +37,8 @@ def _dumps(value: Any) -> bytes:
 
 def _loads(data: bytes | str, what: str) -> Any:
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as error:
+        return safe_json.loads(data, max_depth=_MAX_JSON_DEPTH)  # issue 10: a depth limit (was json.loads)
+    except safe_json.UnsafeJSON as error:
         raise BadFrame(f"{what} is not valid JSON: {error}") from None
 
 

@@ -85,3 +85,33 @@ def test_file_errors(api: Api, kernel: int) -> None:
 def test_upload_over_the_limit_is_413(api: Api, kernel: int) -> None:
     response = api.http.put(f"/kernels/{kernel}/files/big.bin", content=b"x" * (65 * 2**20))
     assert response.status_code == 413 and "limit" in response.json()["detail"]
+
+
+def notebook_of(sources: list[str]) -> bytes:
+    """A valid v4.5 notebook of code cells (built as plain JSON: ``new_code_cell`` validates each cell, slowly)."""
+    cells = [
+        {"id": f"c{n}", "cell_type": "code", "metadata": {}, "execution_count": None, "source": code, "outputs": []}
+        for n, code in enumerate(sources)
+    ]
+    return json.dumps({**nbformat.v4.new_notebook(), "cells": cells}).encode()
+
+
+def test_hostile_notebooks_are_refused_with_a_reason(api: Api, kernel: int) -> None:
+    deep = api.http.post(f"/kernels/{kernel}/notebook", content=b"[" * 200_000 + b"]" * 200_000)
+    assert deep.status_code == 422, deep.text
+    assert "nested more than 64 levels deep" in deep.json()["detail"]
+    huge = api.http.post(f"/kernels/{kernel}/notebook", content=notebook_of([f"x{n} = {n}" for n in range(20_000)]))
+    assert huge.status_code == 409, huge.text
+    assert "this kernel has 0 cells and this request adds 20000, the limit is 1000" in huge.json()["detail"]
+    assert api.http.get(f"/kernels/{kernel}/cells").json()["cells"] == []
+
+
+def test_a_kernel_takes_max_cells_then_refuses_more(api: Api, kernel: int) -> None:
+    sources = [f"x = x + {n}" if n else "x = 0" for n in range(1000)]
+    imported = api.http.post(f"/kernels/{kernel}/notebook", content=notebook_of(sources))
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["warnings"] == []
+    refused = api.add(kernel, 5000, "y = 1")
+    assert refused.status_code == 409
+    assert "this kernel has 1000 cells, the limit is 1000" in refused.json()["detail"]
+    assert api.http.get(f"/kernels/{kernel}/notebook").json()["cells"][-1]["source"] == "x = x + 999"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.notebook.dependencies import analyse, dependency_graph, downstream, upstream
+from gateway.notebook.dependencies import CellNames, analyse, dependency_graph, downstream, upstream
 
 
 def names(code: str) -> tuple[set[str], set[str]]:
@@ -62,3 +62,12 @@ def test_a_cell_depends_on_the_latest_earlier_definer() -> None:
 def test_a_later_cell_is_never_a_dependency() -> None:
     graph = dependency_graph({1: analyse("print(x)"), 2: analyse("x = 1")})
     assert graph == {1: frozenset(), 2: frozenset()}
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["a+" * 1500 + "a", "x" + "[0]" * 3000, "-" * 100_000 + "1", "lambda: " * 10_000 + "1", "f" + "()" * 50_000],
+    ids=["sum", "subscripts", "negations", "lambdas", "calls"],
+)
+def test_code_nested_too_deeply_to_analyse_defines_and_uses_nothing(code: str) -> None:
+    assert analyse(code) == CellNames()  # not a RecursionError or MemoryError escaping into a request

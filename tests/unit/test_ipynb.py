@@ -7,7 +7,7 @@ import pytest
 
 from gateway.errors import CellNumbersTaken, InvalidNotebook
 from gateway.notebook import Notebook
-from gateway.notebook.ipynb import from_ipynb, to_ipynb
+from gateway.notebook.ipynb import from_ipynb, schema_warnings, to_ipynb
 
 
 def sample_notebook() -> Notebook:
@@ -88,3 +88,30 @@ def test_number_clash_with_the_kernel_is_a_conflict() -> None:
     document = to_ipynb(sample_notebook(), kernel_id=42)
     with pytest.raises(CellNumbersTaken, match="Cell number\\(s\\) 5 already exist"):
         from_ipynb(document, taken={5, 6})
+
+
+def test_outputs_nbformat_cannot_hold_are_made_valid_not_a_broken_export() -> None:
+    notebook = Notebook()
+    cell = notebook.add(1, "display(...)")
+    cell.status, cell.execution_count = "ok", -3  # a kernel may send anything
+    cell.outputs = [
+        {"output_type": "display_data", "data": {"text/plain": 5, "application/json": {"a": [1]}}, "metadata": "x"},
+        {"output_type": "execute_result", "execution_count": "7", "data": {"text/html": ["<b>", "x</b>"]}},
+        {"output_type": "no-such-type"},
+    ]
+    document = to_ipynb(notebook, kernel_id=1)
+    nbformat.validate(nbformat.from_dict(document))
+    first, second, third = document["cells"][0]["outputs"]
+    assert document["cells"][0]["execution_count"] is None
+    assert first["data"] == {"text/plain": "5", "application/json": {"a": [1]}} and first["metadata"] == {}
+    assert second["execution_count"] is None and second["data"] == {"text/html": ["<b>", "x</b>"]}
+    assert third["name"] == "stderr" and "'no-such-type' is not an nbformat output" in third["text"]
+
+
+def test_import_reads_what_it_uses_and_reports_schema_problems_elsewhere() -> None:
+    minimal = {"nbformat": 4, "cells": [{"cell_type": "code", "source": "y = 2", "outputs": [{"junk": 1}]}]}
+    assert from_ipynb(minimal, taken=set()).cells == [(1, "y = 2")]
+    warnings = schema_warnings(minimal)
+    assert "notebook: 'metadata' is a required property" in warnings
+    assert not any("junk" in warning for warning in warnings)  # outputs are not imported, so not checked
+    assert schema_warnings(dict(to_ipynb(sample_notebook(), kernel_id=42))) == []
