@@ -14,15 +14,20 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
-from gateway.api import cells, files, health, jupyter, kernels, notebooks, pool, stream
+from gateway.api import cells, docs, files, health, jupyter, kernels, live, metrics, notebooks, pool, stream
+from gateway.api.auth import visible_kernels
 from gateway.errors import JupyCellError
 from gateway.kernels.manager import KernelManager
+from gateway.kernels.observer import KernelObserver
+from gateway.metrics.http import HttpMetricsMiddleware
 from gateway.sandbox import DockerSandbox
 from gateway.security.audit import AuditLog
-from gateway.security.keys import KeyRing
+from gateway.security.keys import ANONYMOUS, KeyRing
 from gateway.security.middleware import SecurityMiddleware
 from gateway.security.rate_limit import RateLimiter
+from gateway.security.view_tokens import MetricsToken, ViewTokens
 from gateway.settings import Settings
 from gateway.store import Store
 
@@ -34,13 +39,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     keys = KeyRing.load(settings.api_keys.get_secret_value() if settings.api_keys else None, settings.api_keys_file)
     audit = AuditLog(settings.audit_log)
+    observer = KernelObserver()  # issue 14: live events, metrics, run usage
+    view_tokens = ViewTokens()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not logging.getLogger().handlers:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         store = await Store.open(settings)
-        manager = KernelManager(settings, DockerSandbox(settings), store)
+        manager = KernelManager(settings, DockerSandbox(settings), store, observer)
+        observer.metrics.watch_store(store.engine)  # issue 14
+        observer.metrics.watch_kernels(lambda: [k.state for k in visible_kernels(manager, ANONYMOUS)])
+        observer.metrics.watch_pool(manager.pool.status)
         await manager.start_up()
         app.state.manager = manager
         log.info(
@@ -66,9 +76,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Notebook cells run in sandboxed, per-kernel Docker containers.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by gateway.api.docs from vendored assets (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.audit = audit  # for what is not one request per action (the kernel websocket's executes)
+    app.state.observer = observer
+    app.state.view_tokens = view_tokens
     app.include_router(cells.router)
     app.include_router(stream.router)
     app.include_router(kernels.router)
@@ -77,6 +91,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jupyter.router)
     app.include_router(pool.router)
+    app.include_router(live.router)
+    app.include_router(metrics.router)
+    app.include_router(docs.router)
+    app.mount("/static", StaticFiles(directory=live.STATIC), name="static")
     app.add_exception_handler(JupyCellError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(
@@ -86,7 +104,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit=audit,
         max_request_bytes=settings.max_request_bytes,
         max_upload_bytes=int(settings.max_file_mb * 2**20),
+        authenticators=[
+            view_tokens.authenticate,
+            *([MetricsToken(settings.metrics_token.get_secret_value()).authenticate] if settings.metrics_token else []),
+        ],
     )
+    app.add_middleware(HttpMetricsMiddleware, metrics=observer.metrics)  # outside the gate: refusals count too
     if settings.cors_origin_list:  # outermost: answers preflights, adds its headers to refusals too
         app.add_middleware(
             CORSMiddleware,

@@ -36,6 +36,7 @@ from gateway.kernels.connection import host_view, new_connection_info, prepare_s
 from gateway.kernels.culling import cull_forever
 from gateway.kernels.files import KernelFiles
 from gateway.kernels.kernel import Kernel, RunResult
+from gateway.kernels.observer import KernelObserver
 from gateway.kernels.pool import KernelPool
 from gateway.notebook import Cell
 from gateway.notebook.outputs import Output, OutputCollector
@@ -76,8 +77,11 @@ def new_kernel_id() -> int:
 class KernelManager:
     """Owns every kernel of this gateway instance. Create one per process, ``await start_up()`` before use."""
 
-    def __init__(self, settings: Settings, sandbox: DockerSandbox, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, sandbox: DockerSandbox, store: Store, observer: KernelObserver | None = None
+    ) -> None:
         self.settings = settings
+        self.observer = observer or KernelObserver()  # issue 14: live events, metrics, run usage
         self.sandbox = sandbox
         self.store = store
         self.kernels: dict[int, Kernel] = {}
@@ -156,6 +160,7 @@ class KernelManager:
         if runtime not in self.settings.runtimes:
             raise RuntimeNotAllowed(runtime, self.settings.runtimes)
         self._check_capacity(owner)
+        began = time.monotonic()  # issue 14
         ready = self.pool.claim() if runtime == self.pool.profile.runtime and not env else None
         if ready is not None:  # made for this id: container, labels and sockets are already the kernel's
             kernel = Kernel(
@@ -176,6 +181,7 @@ class KernelManager:
                 await self._teardown(kernel)
                 raise
             kernel.notify("started")
+            self.observer.kernel_started(kernel, "pool", began)  # issue 14
             return kernel
         kernel_id = new_kernel_id()
         kernel = Kernel(
@@ -193,6 +199,7 @@ class KernelManager:
             self.kernels.pop(kernel_id, None)
             await self._teardown(kernel)
             raise
+        self.observer.kernel_started(kernel, "cold", began)  # issue 14
         return kernel
 
     def _check_capacity(self, owner: str | None) -> None:
@@ -224,6 +231,7 @@ class KernelManager:
         await self._settled(kernel)  # a container being created must exist before it can be removed
         await self._teardown(kernel)
         kernel.notify("shut down")
+        self.observer.kernel_gone(kernel, reason)  # issue 14
         await self.store.delete_kernel(kernel_id)
 
     async def restart(self, kernel: Kernel) -> None:
@@ -244,18 +252,21 @@ class KernelManager:
         except BaseException:
             kernel.notebook.delete(number)
             raise
+        self.observer.cell_added(kernel, cell)  # issue 14
         return cell
 
     async def edit_cell(self, kernel: Kernel, number: int, code: str) -> Cell:
         before = stale_flags(kernel)
         cell = kernel.notebook.edit(number, code)
         await self.store.save_cell(kernel.id, cell, stale=stale_changes(kernel, before))
+        self.observer.cell_edited(kernel, cell)  # issue 14
         return cell
 
     async def delete_cell(self, kernel: Kernel, number: int) -> Cell:
         before = stale_flags(kernel)
         cell = kernel.notebook.delete(number)
         await self.store.delete_cell(kernel.id, number, stale=stale_changes(kernel, before))
+        self.observer.cell_deleted(kernel, number)  # issue 14
         return cell
 
     # --- running cells ------------------------------------------------------------------------------------
@@ -392,18 +403,21 @@ class KernelManager:
             self.settings.max_output_bytes,
             self.settings.max_outputs,
             max_image_bytes=self.settings.max_image_bytes,
-            on_output=None if on_output is None else (lambda output: on_output(cell.number, output)),
+            on_output=self.observer.outputs_of(kernel, cell, on_output),  # issue 14 (was: on_output only)
         )
         run_id, started_at = uuid.uuid4().hex, time.time()
         stale_before = stale_flags(kernel)
+        mark = await self.observer.run_started(kernel, cell)  # issue 14
         flusher = asyncio.create_task(self._record_in_flight(run_id, kernel, cell, collector, started_at))
         try:
             result = await self._execute(kernel, cell, timeout, collector)
         except Exception as error:
             self.store.abandon_run(run_id, f"the run failed: {error}")
+            self.observer.run_abandoned(kernel, cell)  # issue 14
             raise
         finally:
             flusher.cancel()
+        await self.observer.run_finished(kernel, result, mark)  # issue 14
         await self.store.finish_run(
             run_id,
             kernel.id,
@@ -646,6 +660,7 @@ class KernelManager:
             kernel.state = "dead"
             kernel.last_death = await self._death_cause(kernel)
             log.warning("kernel %d died while idle: %s; restarting it", kernel.id, kernel.last_death)
+            self.observer.kernel_died(kernel)  # issue 14
             try:
                 await self._replace(kernel)
             except Exception:
