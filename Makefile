@@ -35,6 +35,7 @@ images: engine
 
 deps:
 	$(PYTHON) -m pip install -r requirements-dev.txt
+	PYTHON=$(PYTHON) scripts/install-browser.sh
 
 postgres:
 	scripts/ensure-postgres.sh

@@ -139,8 +139,12 @@ async def kernel_events(
 
 
 class ViewTokenRequest(BaseModel):
-    expires_in: int = Field(3600, ge=60, description="Lifetime of the link in seconds (at most the deployment's "
-                            "view_token_max_seconds, 7 days by default).")
+    expires_in: int = Field(
+        3600,
+        ge=1,
+        description="Lifetime of the link in seconds (at most the deployment's "
+        "view_token_max_seconds, 7 days by default).",
+    )
 
 
 @router.post("/kernels/{kernel_id}/view-tokens", status_code=201)
@@ -206,4 +210,3 @@ async def kernel_stats(kernel_id: int, manager: ManagerDep, caller: CallerDep, o
         "tmpfs_bytes": usage.get("tmpfs_bytes"),
         "tmpfs_limit_bytes": (spec["tmp_size_mb"] + spec["work_size_mb"] + spec["shm_size_mb"]) * 2**20,
     }
-

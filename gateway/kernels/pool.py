@@ -167,9 +167,7 @@ class KernelPool:
         try:
             await asyncio.to_thread(prepare_socket_dir, socket_dir, info, self.settings.kernel_uid)
             container_id = await self.sandbox.start_pooled(kernel_id, socket_dir)
-            client = KernelClient(
-                host_view(info, socket_dir), max_message_bytes=self.settings.max_message_mb * 2**20
-            )
+            client = KernelClient(host_view(info, socket_dir), max_message_bytes=self.settings.max_message_mb * 2**20)
             await client.wait_ready(self.settings.kernel_start_timeout)
             await asyncio.to_thread(seal_socket_dir, socket_dir)
         except BaseException as error:

@@ -50,7 +50,9 @@ class _PresentState(Collector):
             yield GaugeMetricFamily("jupycell_pool_ready", "Warm kernels ready to claim.", value=status["ready"])
             yield GaugeMetricFamily("jupycell_pool_starting", "Warm kernels being started.", value=status["starting"])
             yield CounterMetricFamily("jupycell_pool_hits", "Starts served from the warm pool.", value=status["hits"])
-            yield CounterMetricFamily("jupycell_pool_misses", "Starts that found the pool empty.", value=status["misses"])
+            yield CounterMetricFamily(
+                "jupycell_pool_misses", "Starts that found the pool empty.", value=status["misses"]
+            )
             yield CounterMetricFamily(
                 "jupycell_pool_failures", "Warm kernels that failed to start.", value=status["failures"]
             )
@@ -76,11 +78,15 @@ class GatewayMetrics:
             "jupycell_run_duration_seconds", "Cell run duration by status.", ["status"], buckets=_SECONDS, registry=r
         )
         self.deaths = Counter(
-            "jupycell_kernel_deaths", "Kernels that died or were shut down by the gateway, by cause.", ["cause"],
+            "jupycell_kernel_deaths",
+            "Kernels that died or were shut down by the gateway, by cause.",
+            ["cause"],
             registry=r,
         )
         self.deadline_interrupts = Counter(
-            "jupycell_deadline_interrupts", "Runs interrupted at their deadline (whether or not the kernel then had to be replaced).", registry=r
+            "jupycell_deadline_interrupts",
+            "Runs interrupted at their deadline (whether or not the kernel then had to be replaced).",
+            registry=r,
         )
         self.replacements = Counter(
             "jupycell_kernel_replacements",
@@ -98,8 +104,10 @@ class GatewayMetrics:
             registry=r,
         )
         self.http_requests = Counter(
-            "jupycell_http_requests", "HTTP requests by route template, method and status.",
-            ["route", "method", "status"], registry=r,
+            "jupycell_http_requests",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=r,
         )
         self.http_seconds = Histogram(
             "jupycell_http_request_duration_seconds",

@@ -34,7 +34,14 @@ def to_ipynb(notebook: Notebook, kernel_id: int) -> dict[str, Any]:
             {
                 "id": f"cell-{cell.number}",
                 "cell_type": "code",
-                "metadata": {"jupycell": {"cell_number": cell.number, "status": cell.status, "stale": cell.stale}},
+                "metadata": {
+                    "jupycell": {
+                        "cell_number": cell.number,
+                        "status": cell.status,
+                        "stale": cell.stale,
+                        **({"usage": cell.usage} if cell.usage else {}),  # issue 14: the last run's resource use
+                    }
+                },
                 "execution_count": cell.execution_count,
                 "source": cell.code,
                 "outputs": [_nbformat_output(output) for output in cell.outputs],

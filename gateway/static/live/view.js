@@ -93,8 +93,9 @@ function ansiBlock(text, className, blobs) {
     return box;
   }
   const hidden = lines.length - HEAD_LINES - TAIL_LINES;
+  const count = lines.length - (lines[lines.length - 1] === "" ? 1 : 0);
   const note = el("p", "elided", `… ${hidden} lines not shown … `);
-  note.append(fullTextLink(text, blobs, `full output (${lines.length} lines)`));
+  note.append(fullTextLink(text, blobs, `full output (${count} lines)`));
   box.append(pre(lines.slice(0, HEAD_LINES).join("\n")), note, pre(lines.slice(-TAIL_LINES).join("\n")));
   return box;
 }
