@@ -125,7 +125,8 @@ function htmlOutput(html) {
   const clean = DOMPurify.sanitize(html, { FORBID_TAGS: ["form", "input", "button", "textarea", "select"] });
   frameEl.srcdoc = `<!doctype html><meta charset="utf-8"><style>body{font-family:system-ui,sans-serif;margin:.4em;font-size:14px}table{border-collapse:collapse}td,th{border:1px solid #d0d7de;padding:2px 6px}</style>${clean}`;
   // Scripts cannot run inside to report the height: estimate it from the markup, let the reader resize.
-  const rows = (clean.match(/<(tr|br|p|li|h\d|div|pre)\b/gi) || []).length + clean.split("\n").length;
+  const blocks = (clean.match(/<(tr|br|p|li|h\d|pre|hr)\b/gi) || []).length;
+  const rows = blocks || clean.split("\n").length;
   frameEl.style.height = `${Math.max(48, Math.min(480, 24 + rows * 22))}px`;
   box.append(frameEl);
   return box;
