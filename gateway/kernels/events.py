@@ -69,32 +69,40 @@ class Subscription:
 
 @dataclass
 class _Channel:
-    buffer: deque[Event]
+    buffer: deque[tuple[Event, int]]  # (event, its size as the publisher counted it)
     sequence: int = 0
+    size: int = 0
     subscribers: set[Subscription] = field(default_factory=set)
 
 
 class EventHub:
     """Publish/subscribe for every kernel of one gateway. Use from the event loop only."""
 
-    def __init__(self, replay: int = 2000, queue_size: int = 5000) -> None:
+    def __init__(self, replay: int = 2000, queue_size: int = 5000, replay_bytes: int = 2_000_000) -> None:
+        """Each kernel keeps its last ``replay`` events, and no more than ``replay_bytes`` of them (as sized by
+        the publishers; the newest event is always kept)."""
         self.epoch = secrets.token_hex(4)
         self.replay = replay
+        self.replay_bytes = replay_bytes
         self.queue_size = queue_size
         self._channels: dict[int, _Channel] = {}
 
     def _channel(self, kernel_id: int) -> _Channel:
         channel = self._channels.get(kernel_id)
         if channel is None:
-            channel = self._channels[kernel_id] = _Channel(deque(maxlen=self.replay))
+            channel = self._channels[kernel_id] = _Channel(deque())
         return channel
 
-    def publish(self, kernel_id: int, kind: str, data: dict[str, Any]) -> Event:
-        """Record the event and hand it to every subscriber of the kernel, at once."""
+    def publish(self, kernel_id: int, kind: str, data: dict[str, Any], size: int = 0) -> Event:
+        """Record the event and hand it to every subscriber of the kernel, at once. ``size``: roughly how many
+        bytes ``data`` holds (outputs), for the replay buffer's byte bound."""
         channel = self._channel(kernel_id)
         channel.sequence += 1
         event = Event(f"{self.epoch}-{channel.sequence}", kind, data)
-        channel.buffer.append(event)
+        channel.buffer.append((event, size))
+        channel.size += size
+        while len(channel.buffer) > 1 and (len(channel.buffer) > self.replay or channel.size > self.replay_bytes):
+            channel.size -= channel.buffer.popleft()[1]
         for subscription in list(channel.subscribers):
             if not subscription._offer(event):
                 channel.subscribers.discard(subscription)
@@ -125,7 +133,7 @@ class EventHub:
         missed = channel.sequence - seen
         if missed > len(channel.buffer):
             return None  # some fell out of the buffer
-        return list(channel.buffer)[len(channel.buffer) - missed :] if missed else []
+        return [event for event, _ in list(channel.buffer)[len(channel.buffer) - missed :]] if missed else []
 
     def close(self, kernel_id: int) -> None:
         """The kernel is gone: end every subscriber's stream and forget its events."""

@@ -18,7 +18,7 @@ from gateway.kernels.events import EventHub
 from gateway.kernels.kernel import Kernel, RunResult
 from gateway.metrics import GatewayMetrics
 from gateway.notebook import Cell
-from gateway.notebook.outputs import Output
+from gateway.notebook.outputs import Output, output_size
 from gateway.sandbox.cgroups import CgroupReader, RunMark
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,10 @@ def cell_event(cell: Cell) -> dict[str, Any]:
         "stale": cell.stale,
         "usage": cell.usage,
     }
+
+
+def cell_size(cell: Cell) -> int:
+    return len(cell.code) + sum(output_size(o) for o in cell.outputs)
 
 
 def stale_map(kernel: Kernel) -> dict[str, bool]:
@@ -124,10 +128,14 @@ class KernelObserver:
 
     def cell_added(self, kernel: Kernel, cell: Cell) -> None:
         self.watch(kernel)
-        self.hub.publish(kernel.id, events.CELL_ADDED, {"cell": cell_event(cell), "stale": stale_map(kernel)})
+        self.hub.publish(
+            kernel.id, events.CELL_ADDED, {"cell": cell_event(cell), "stale": stale_map(kernel)}, cell_size(cell)
+        )
 
     def cell_edited(self, kernel: Kernel, cell: Cell) -> None:
-        self.hub.publish(kernel.id, events.CELL_EDITED, {"cell": cell_event(cell), "stale": stale_map(kernel)})
+        self.hub.publish(
+            kernel.id, events.CELL_EDITED, {"cell": cell_event(cell), "stale": stale_map(kernel)}, cell_size(cell)
+        )
 
     def cell_deleted(self, kernel: Kernel, number: int) -> None:
         self.hub.publish(kernel.id, events.CELL_DELETED, {"number": number, "stale": stale_map(kernel)})
@@ -155,7 +163,7 @@ class KernelObserver:
         def on_output(output: Output) -> None:
             if (running := self._running.get(kernel.id)) is not None:
                 running["outputs"].append(output)
-            self.hub.publish(kernel.id, events.OUTPUT, {"number": cell.number, "output": output})
+            self.hub.publish(kernel.id, events.OUTPUT, {"number": cell.number, "output": output}, output_size(output))
             if forward is not None:
                 forward(cell.number, output)
 
@@ -172,13 +180,17 @@ class KernelObserver:
         cell.usage = usage
         self._running.pop(kernel.id, None)
         self._count(result)
-        self.hub.publish(kernel.id, events.RUN_FINISHED, {"cell": cell_event(cell), "stale": stale_map(kernel)})
+        self.hub.publish(
+            kernel.id, events.RUN_FINISHED, {"cell": cell_event(cell), "stale": stale_map(kernel)}, cell_size(cell)
+        )
         self.state_changed(kernel)
 
     def run_abandoned(self, kernel: Kernel, cell: Cell) -> None:
         """The run failed in the gateway itself (no result): the viewer stops showing it as running."""
         self._running.pop(kernel.id, None)
-        self.hub.publish(kernel.id, events.RUN_FINISHED, {"cell": cell_event(cell), "stale": stale_map(kernel)})
+        self.hub.publish(
+            kernel.id, events.RUN_FINISHED, {"cell": cell_event(cell), "stale": stale_map(kernel)}, cell_size(cell)
+        )
         self.state_changed(kernel)
 
     def _count(self, result: RunResult) -> None:

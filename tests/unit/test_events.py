@@ -79,3 +79,13 @@ def test_close_ends_streams_and_forgets_the_kernel() -> None:
         return await waiter is None and hub.subscriber_count() == 0
 
     assert run(scenario())
+
+
+def test_the_replay_buffer_is_bounded_in_bytes_too() -> None:
+    hub = EventHub(replay_bytes=1000)
+    hub.publish(1, "big", {}, size=600)
+    second = hub.publish(1, "big", {}, size=600)  # pushes the first out
+    assert hub.subscribe(1, f"{hub.epoch}-0")[1] is None  # the first is gone: a snapshot instead
+    assert hub.subscribe(1, f"{hub.epoch}-1")[1] == [second]
+    hub.publish(1, "huge", {}, size=10_000)  # the newest is always kept
+    assert [e.kind for e in hub.subscribe(1, f"{hub.epoch}-2")[1] or []] == ["huge"]
