@@ -106,10 +106,13 @@ async def kernel_events(
     manager: ManagerDep,
     caller: CallerDep,
     observer: ObserverDep,
+    tokens: ViewTokensDep,
     last_event_id: Annotated[str | None, Header(max_length=64)] = None,
 ) -> EventSourceResponse:
-    """The kernel's events (see the module's docstring), resumable with ``Last-Event-ID``."""
+    """The kernel's events (see the module's docstring), resumable with ``Last-Event-ID``. A stream opened with a
+    view token ends soon after the token expires or is revoked (at its next event or keep-alive)."""
     kernel = watchable_kernel(manager, caller, kernel_id)
+    token_id = caller.token_id if isinstance(caller, Viewer) else None
     observer.watch(kernel)
     hub = observer.hub
     # No await between these two lines: the snapshot and the subscription see the same moment.
@@ -127,11 +130,10 @@ async def kernel_events(
                 try:
                     event = await subscription.next(KEEPALIVE_SECONDS)
                 except TimeoutError:
-                    yield KEEPALIVE_COMMENT
-                    continue
-                if event is None:
+                    event = None if token_id and not tokens.alive(token_id) else KEEPALIVE_COMMENT
+                if event is None or (token_id and not tokens.alive(token_id)):
                     return
-                yield _sse(event)
+                yield event if isinstance(event, bytes) else _sse(event)
         finally:
             subscription.close()
 

@@ -108,6 +108,11 @@ class ViewTokens:
             if token.kernel_id == kernel_id:
                 del self._by_digest[digest]
 
+    def alive(self, token_id: str) -> bool:
+        """Is this token (by id) still valid: not expired, not revoked? (Open streams ask it as they go.)"""
+        now = self._clock()
+        return any(t.id == token_id and t.expires > now for t in self._by_digest.values())
+
     def check(self, secret: str, kernel_id: int) -> ViewToken | None:
         """The token if ``secret`` is a live token for ``kernel_id`` (lookup by digest: no timing on the secret)."""
         token = self._by_digest.get(_digest(secret))

@@ -207,7 +207,13 @@ def test_a_view_link_opens_the_page_and_nothing_else(alice_kernel: tuple[Api, in
 
     listed = alice.http.get(f"/kernels/{kernel}/view-tokens").json()["tokens"]
     assert [t["token_id"] for t in listed] == [link["token_id"]] and token not in str(listed)
-    assert alice.http.delete(f"/kernels/{kernel}/view-tokens/{link['token_id']}").status_code == 200
+    # Revoking ends streams already open with the token (at their next event), and refuses new ones.
+    with httpx.stream("GET", f"{base}/kernels/{kernel}/events?token={token}", timeout=60) as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "event: snapshot"
+        assert alice.http.delete(f"/kernels/{kernel}/view-tokens/{link['token_id']}").status_code == 200
+        assert alice.add(kernel, 3, "'after the revocation'").status_code == 200
+        assert not any("after the revocation" in line for line in lines)  # the stream ended, without it
     assert httpx.get(base + link["url"]).status_code == 401
     assert httpx.get(f"{base}/kernels/{kernel}/events?token={token}").status_code == 401
     assert alice.http.delete(f"/kernels/{kernel}/view-tokens/{link['token_id']}").status_code == 404

@@ -45,8 +45,9 @@ def test_expired_and_revoked_tokens_are_refused() -> None:
     kept, kept_secret = tokens.issue(1, None, 600)
     clock.now += 61
     assert tokens.check(short_secret, 1) is None and tokens.check(kept_secret, 1) is not None
+    assert not tokens.alive(short.id) and tokens.alive(kept.id)
     assert tokens.revoke(1, kept.id) and not tokens.revoke(1, kept.id)
-    assert tokens.check(kept_secret, 1) is None and tokens.list(1) == []
+    assert tokens.check(kept_secret, 1) is None and tokens.list(1) == [] and not tokens.alive(kept.id)
 
 
 def test_metrics_token_opens_metrics_alone() -> None:
