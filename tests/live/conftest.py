@@ -42,8 +42,8 @@ def chromium_path() -> str | None:
     return os.environ.get("JUPYCELL_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="module")  # not session: Playwright's sync API keeps an event loop running in this thread,
+def browser() -> Iterator[Any]:  # and tests of other modules on this worker call asyncio.run()
     executable = chromium_path()
     try:
         from playwright.sync_api import sync_playwright
