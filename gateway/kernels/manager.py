@@ -407,7 +407,7 @@ class KernelManager:
         )
         run_id, started_at = uuid.uuid4().hex, time.time()
         stale_before = stale_flags(kernel)
-        mark = await self.observer.run_started(kernel, cell)  # issue 14
+        usage_mark = self.observer.run_started(kernel, cell)  # issue 14
         flusher = asyncio.create_task(self._record_in_flight(run_id, kernel, cell, collector, started_at))
         try:
             result = await self._execute(kernel, cell, timeout, collector)
@@ -417,7 +417,7 @@ class KernelManager:
             raise
         finally:
             flusher.cancel()
-        await self.observer.run_finished(kernel, result, mark)  # issue 14
+        await self.observer.run_finished(kernel, result, usage_mark)  # issue 14
         await self.store.finish_run(
             run_id,
             kernel.id,

@@ -142,13 +142,17 @@ class KernelObserver:
 
     # --- runs -----------------------------------------------------------------------------------------------
 
-    async def run_started(self, kernel: Kernel, cell: Cell) -> RunMark | None:
-        """Publish the start; mark the container's CPU and reset its memory peak (in a thread)."""
+    def run_started(self, kernel: Kernel, cell: Cell) -> asyncio.Task[RunMark | None]:
+        """Publish the start; mark the container's CPU and reset its memory peak, in a thread the run does not
+        wait for (the mark lands within a millisecond or so of the run's start; ``run_finished`` awaits it)."""
         self.watch(kernel)
         started = {"number": cell.number, "code": cell.code, "started": time.time()}
         self._running[kernel.id] = {**started, "outputs": []}
         self.hub.publish(kernel.id, events.RUN_STARTED, started)
         self.hub.publish(kernel.id, events.KERNEL_STATE, {"state": "busy", "last_death": kernel.last_death})
+        return asyncio.create_task(self._begin_run(kernel))
+
+    async def _begin_run(self, kernel: Kernel) -> RunMark | None:
         try:
             return await asyncio.to_thread(self.cgroups.begin_run, kernel.container_id)
         except Exception:
@@ -169,11 +173,11 @@ class KernelObserver:
 
         return on_output
 
-    async def run_finished(self, kernel: Kernel, result: RunResult, mark: RunMark | None) -> None:
+    async def run_finished(self, kernel: Kernel, result: RunResult, began: asyncio.Task[RunMark | None]) -> None:
         """Measure the run's resource use onto the cell (``cell.usage``), count it, publish the finished cell."""
         cell = result.cell
         try:
-            usage = await asyncio.to_thread(self.cgroups.end_run, mark)
+            usage = await asyncio.to_thread(self.cgroups.end_run, await began)
         except Exception:
             log.exception("kernel %d: reading its cgroup failed", kernel.id)
             usage = None
