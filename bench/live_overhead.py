@@ -85,14 +85,18 @@ def main() -> None:
             times: dict[str, list[float]] = {"unwatched": [], "watched": []}
             times |= {"baseline": []} if baseline else {}
             http, kernel = clients["this"]
-            watcher = None
-            for block in range(runs // BLOCK):
-                run_block(http, kernel, times["unwatched"])
+
+            def watched() -> None:
                 watcher = Watcher(gateways["this"].url, kernel)
                 run_block(http, kernel, times["watched"])
                 watcher.stop()
-                if baseline:
-                    run_block(*clients["baseline"], times["baseline"])
+
+            cases = [lambda: run_block(http, kernel, times["unwatched"]), watched]
+            if baseline:
+                cases.append(lambda: run_block(*clients["baseline"], times["baseline"]))
+            for block in range(runs // BLOCK):
+                for case in cases[block % len(cases) :] + cases[: block % len(cases)]:  # rotate the order
+                    case()
             for name, values in times.items():
                 values.sort()
                 p50, p95 = statistics.median(values), values[int(len(values) * 0.95)]
