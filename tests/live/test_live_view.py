@@ -21,11 +21,12 @@ def view_url(api: Api, kernel: int) -> str:
 
 
 def cell_text(page: Any, number: int) -> str:
-    return page.locator(f'section[data-cell="{number}"]').inner_text()
+    return page.locator(f'section[data-cell="{number}"] .outputs').inner_text()
 
 
-def wait_for_text(page: Any, number: int, text: str) -> None:
-    page.locator(f'section[data-cell="{number}"]').get_by_text(text).first.wait_for()
+def wait_for_text(page: Any, number: int, text: str, part: str = ".outputs") -> None:
+    """Wait until cell ``number`` shows ``text`` in its outputs (or in ``part``: ``.code``, ``.meta``)."""
+    page.locator(f'section[data-cell="{number}"] {part}').get_by_text(text).first.wait_for()
 
 
 def container_of(kernel_id: int) -> Any:
@@ -48,7 +49,7 @@ def test_page_shows_the_notebook_and_follows_runs_live(api: Api, kernel: int, pa
         "while not os.path.exists('/work/go') and time.time() < deadline:\n    time.sleep(0.05)\nprint('second line')"
     )
     assert api.add(kernel, 2, code).status_code == 200
-    wait_for_text(page, 2, "import os, time")
+    wait_for_text(page, 2, "import os, time", part=".code")
     run: dict[str, Any] = {}
     runner = threading.Thread(target=lambda: run.update(response=api.run(kernel, 2)))
     runner.start()
