@@ -1,5 +1,8 @@
 """Per-kernel event streams: publish what happens to a kernel, subscribe with catch-up.
 
+A kernel's channel (its replay buffer and event numbering) begins with its first subscriber and ends with the
+kernel: kernels nobody watches cost nothing.
+
 Pure asyncio, no web framework. Each kernel has a channel with a bounded replay buffer; every event gets an id
 ``"<epoch>-<n>"`` where ``n`` increases by one per event of that kernel and ``epoch`` is random per hub (per
 gateway process), so an id from an earlier process never matches and its holder gets a fresh snapshot instead.
@@ -93,10 +96,13 @@ class EventHub:
             channel = self._channels[kernel_id] = _Channel(deque())
         return channel
 
-    def publish(self, kernel_id: int, kind: str, data: dict[str, Any], size: int = 0) -> Event:
+    def publish(self, kernel_id: int, kind: str, data: dict[str, Any], size: int = 0) -> Event | None:
         """Record the event and hand it to every subscriber of the kernel, at once. ``size``: roughly how many
-        bytes ``data`` holds (outputs), for the replay buffer's byte bound."""
-        channel = self._channel(kernel_id)
+        bytes ``data`` holds (outputs), for the replay buffer's byte bound. A kernel nobody has watched yet keeps
+        no events (a first subscriber starts from a snapshot): None then."""
+        channel = self._channels.get(kernel_id)
+        if channel is None:
+            return None
         channel.sequence += 1
         event = Event(f"{self.epoch}-{channel.sequence}", kind, data)
         channel.buffer.append((event, size))

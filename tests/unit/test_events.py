@@ -13,6 +13,9 @@ def run(coroutine):  # noqa: ANN001, ANN201
 
 def test_ids_increase_per_kernel_and_carry_the_hub_epoch() -> None:
     hub = EventHub()
+    assert hub.publish(1, "unwatched", {}) is None  # nobody watches kernel 1 yet: nothing kept
+    hub.subscribe(1)
+    hub.subscribe(2)
     first = hub.publish(1, "a", {})
     second = hub.publish(1, "b", {})
     other = hub.publish(2, "c", {})
@@ -23,6 +26,7 @@ def test_ids_increase_per_kernel_and_carry_the_hub_epoch() -> None:
 def test_subscriber_gets_events_published_after_it_subscribed() -> None:
     async def scenario() -> list[str]:
         hub = EventHub()
+        hub.subscribe(2)
         hub.publish(1, "before", {})
         subscription, missed = hub.subscribe(1)
         assert missed is None  # no Last-Event-ID: the caller sends a snapshot
@@ -36,6 +40,7 @@ def test_subscriber_gets_events_published_after_it_subscribed() -> None:
 
 def test_last_event_id_replays_what_was_missed() -> None:
     hub = EventHub()
+    hub.subscribe(1)
     seen = hub.publish(1, "a", {})
     hub.publish(1, "b", {})
     hub.publish(1, "c", {})
@@ -47,6 +52,7 @@ def test_last_event_id_replays_what_was_missed() -> None:
 
 def test_unknown_foreign_or_too_old_ids_ask_for_a_snapshot() -> None:
     hub = EventHub(replay=3)
+    hub.subscribe(1)
     for n in range(10):
         hub.publish(1, str(n), {})
     assert hub.subscribe(1, f"{hub.epoch}-2")[1] is None  # fell out of the buffer
@@ -83,6 +89,7 @@ def test_close_ends_streams_and_forgets_the_kernel() -> None:
 
 def test_the_replay_buffer_is_bounded_in_bytes_too() -> None:
     hub = EventHub(replay_bytes=1000)
+    hub.subscribe(1)
     hub.publish(1, "big", {}, size=600)
     second = hub.publish(1, "big", {}, size=600)  # pushes the first out
     assert hub.subscribe(1, f"{hub.epoch}-0")[1] is None  # the first is gone: a snapshot instead
