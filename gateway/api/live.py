@@ -1,6 +1,7 @@
 """A person watching a kernel: its live read-only page, its event stream, read-only links, its resource use.
 
-- ``GET /kernels/{id}/view``: one static page (``gateway/static/live/``) that follows the kernel's events;
+- ``GET /kernels/{id}/view``: one static page (``gateway/static/live/``) that follows the kernel's events (public:
+  it holds no data; the events need the caller's key or a view token as bearer);
 - ``GET /kernels/{id}/events``: Server-Sent Events, each ``data`` a JSON object, each with an ``id``:
   ``snapshot`` (the whole kernel: state, cells, the run in progress) first, unless ``Last-Event-ID`` names an event
   still in the replay buffer, in which case the events after it come instead; then ``cell_added``,
@@ -86,9 +87,10 @@ async def index_page() -> FileResponse:
 
 
 @router.get("/kernels/{kernel_id}/view", response_class=FileResponse, responses={200: {"content": {"text/html": {}}}})
-async def view_page(kernel_id: int, manager: ManagerDep, caller: CallerDep) -> FileResponse:
-    """The kernel's live, read-only notebook page (open it with ``?token=`` from a view link)."""
-    watchable_kernel(manager, caller, kernel_id)
+async def view_page(kernel_id: int) -> FileResponse:
+    """The kernel's live, read-only notebook page. Public: it is the same data-less page for every id; it reads
+    the kernel's events with the token in its address's fragment (``#token=``, from a view link) or, on an open
+    API, with none. Says nothing about whether the kernel exists."""
     return FileResponse(STATIC / "live" / "view.html", headers=PAGE_HEADERS)
 
 
@@ -167,7 +169,7 @@ async def create_view_token(
         raise ViewTokenTooLong(lifetime, settings.view_token_max_seconds)
     token, secret = tokens.issue(kernel.id, caller.key_id, lifetime)
     audit_note(request, kernel=kernel.id, action="view_token.create", token_id=token.id)
-    return {**token.public(), "token": secret, "url": f"/kernels/{kernel.id}/view?token={secret}"}
+    return {**token.public(), "token": secret, "url": f"/kernels/{kernel.id}/view#token={secret}"}
 
 
 @router.get("/kernels/{kernel_id}/view-tokens")

@@ -20,8 +20,10 @@ from gateway.security.keys import ANONYMOUS, Caller, KeyRing, secret_from_header
 from gateway.security.rate_limit import RateLimiter
 
 PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"})
-#: Static assets (the docs' and the live view's scripts and styles): no data, open like the docs. (issue 14)
+#: Static assets (the docs' and the live view's scripts and styles) and the live view's page (a shell that holds no
+#: data: it reads its kernel's events with the caller's key or view token): open like the docs. (issue 14)
 PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PAGES = re.compile(r"^/kernels/\d{1,16}/view$")
 
 #: Extra ways in, tried before the API keys (issue 14: view tokens, the metrics token). Each answers a Caller for
 #: the requests it is meant for, or None.
@@ -69,6 +71,7 @@ class SecurityMiddleware:
             scope["type"] not in ("http", "websocket")
             or scope["path"] in PUBLIC_PATHS
             or scope["path"].startswith(PUBLIC_PREFIXES)
+            or PUBLIC_PAGES.match(scope["path"])
         ):
             await self.app(scope, receive, send)
             return

@@ -1,9 +1,10 @@
 """Read-only links to one kernel's live view: tokens that open ``GET /kernels/{id}/view`` and its event stream,
 and nothing else (no run, no edit, no other kernel, no other route).
 
-A token is ``secrets.token_urlsafe(32)``, sent as ``?token=`` (a browser opening a link, and ``EventSource``,
-cannot send headers); only its SHA-256 is kept, in memory: tokens end with their expiry, their revocation, their
-kernel, or a restart of the gateway (fail closed). Pages carrying one send ``Referrer-Policy: no-referrer``.
+A token is ``secrets.token_urlsafe(32)``, sent as ``Authorization: Bearer <token>``, never in a URL the server
+sees (a link carries it in its fragment, ``/kernels/{id}/view#token=...``, which the page reads and sends as that
+header), so no access log or proxy records it. Only its SHA-256 is kept, in memory: tokens end with their expiry,
+their revocation, their kernel, or a restart of the gateway (fail closed).
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs
 
 from starlette.types import Scope
 
 from gateway.errors import JupyCellError
 from gateway.security.keys import Caller, secret_from_header
 
-#: The only requests a view token opens.
-VIEW_PATHS = re.compile(r"^/kernels/(\d{1,16})/(?:view|events)$")
+#: The only requests a view token opens (the page itself, ``/kernels/{id}/view``, is public: it holds no data).
+VIEW_PATHS = re.compile(r"^/kernels/(\d{1,16})/events$")
 
 
 class ViewTokenNotFound(JupyCellError):
@@ -70,6 +70,14 @@ class ViewToken:
             "created": self.created,
             "expires": self.expires,
         }
+
+
+def bearer(scope: Scope) -> str | None:
+    """The credentials of the request's ``Authorization: Bearer`` header."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            return secret_from_header(value.decode("latin-1"))
+    return None
 
 
 def _digest(token: str) -> bytes:
@@ -124,16 +132,16 @@ class ViewTokens:
         return token
 
     def authenticate(self, scope: Scope) -> Caller | None:
-        """For the security middleware: a Viewer for a GET of a kernel's view or events carrying its token."""
+        """For the security middleware: a Viewer for a GET of a kernel's events with its token as bearer."""
         if scope["type"] != "http" or scope.get("method") not in ("GET", "HEAD"):
             return None
         match = VIEW_PATHS.match(scope["path"])
         if match is None:
             return None
-        values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
-        if not values or len(values[0]) > 128:
+        secret = bearer(scope)
+        if secret is None or len(secret) > 128:
             return None
-        token = self.check(values[0], int(match.group(1)))
+        token = self.check(secret, int(match.group(1)))
         if token is None:
             return None
         return Viewer(key_id=f"view:{token.id}", kernel_id=token.kernel_id, token_id=token.id)
@@ -154,8 +162,7 @@ class MetricsToken:
     def authenticate(self, scope: Scope) -> Caller | None:
         if scope["type"] != "http" or scope["path"] != "/metrics":
             return None
-        headers = dict(scope.get("headers", []))
-        secret = secret_from_header(headers.get(b"authorization", b"").decode("latin-1"))
+        secret = bearer(scope)
         if secret is None or not secrets.compare_digest(_digest(secret), self._digest):
             return None
         return Viewer(key_id="metrics-token")

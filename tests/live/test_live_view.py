@@ -168,65 +168,78 @@ def alice_kernel(secured: GatewayProcess) -> Iterator[tuple[Api, int]]:
         alice.close()
 
 
-def test_a_view_link_opens_the_page_and_nothing_else(alice_kernel: tuple[Api, int], page: Any) -> None:
+def test_a_view_link_opens_the_page_and_nothing_else(
+    alice_kernel: tuple[Api, int], page: Any, secured: GatewayProcess
+) -> None:
     alice, kernel = alice_kernel
     alice.add(kernel, 1, "print('watched')")
     alice.run(kernel, 1)
     base = str(alice.http.base_url).rstrip("/")
-    assert httpx.get(f"{base}/kernels/{kernel}/view").status_code == 401  # no key, no token
+    assert httpx.get(f"{base}/kernels/{kernel}/events").status_code == 401  # no key, no token
     bob = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {BOB}"})
     assert bob.post(f"/kernels/{kernel}/view-tokens").status_code == 404  # not Bob's kernel
+    assert bob.get(f"/kernels/{kernel}/events").status_code == 404
     created = alice.http.post(f"/kernels/{kernel}/view-tokens", json={"expires_in": 600})
     assert created.status_code == 201, created.text
     link = created.json()
-    assert link["url"] == f"/kernels/{kernel}/view?token={link['token']}"
+    token = link["token"]
+    assert link["url"] == f"/kernels/{kernel}/view#token={token}"  # in the fragment: never sent, never logged
 
     page.goto(base + link["url"])
     wait_for_text(page, 1, "watched")
     alice.add(kernel, 2, "print('live through the link')")
     alice.run(kernel, 2)
     wait_for_text(page, 2, "live through the link")
-    # From the page, with the token, nothing but watching: no run, no listing, no other route.
-    token = link["token"]
+    assert token not in secured.log()  # the page sent it in a header: no access log line holds it
+    # From the page, with the token, nothing but watching: no run, no listing, no other route or kernel.
     statuses = page.evaluate(
         """async ([kernel, token]) => {
+            const auth = {Authorization: `Bearer ${token}`};
             const body = JSON.stringify({kernel_id: kernel, cell_number: 1, action: 'run'});
-            const post = (url) => fetch(url, {method: 'POST', body, headers: {'Content-Type': 'application/json'}});
+            const post = (url, headers) => fetch(url, {method: 'POST', body,
+                headers: {'Content-Type': 'application/json', ...headers}});
+            const status = async (request) => (await request).status;
             return [
-                (await post('/cell')).status,
-                (await post(`/cell?token=${token}`)).status,
-                (await fetch(`/kernels/${kernel}/cells?token=${token}`)).status,
-                (await fetch(`/kernels?token=${token}`)).status,
-                (await post(`/kernels/${kernel}/view-tokens?token=${token}`)).status,
-                (await fetch(`/kernels/${kernel}/events?token=${token}`, {method: 'GET'})).status,
+                await status(post('/cell', {})),
+                await status(post('/cell', auth)),
+                await status(fetch(`/kernels/${kernel}/cells`, {headers: auth})),
+                await status(fetch('/kernels', {headers: auth})),
+                await status(post(`/kernels/${kernel}/view-tokens`, auth)),
+                await status(fetch(`/kernels/${kernel + 1}/events`, {headers: auth})),
+                await status(fetch(`/kernels/${kernel}/events?token=${token}`)),
+                await status(fetch('/metrics', {headers: auth})),
             ];
         }""",
         [kernel, token],
     )
-    assert statuses[:5] == [401, 401, 401, 401, 401] and statuses[5] == 200
-    assert httpx.get(f"{base}/cell", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert statuses == [401] * 8
 
     listed = alice.http.get(f"/kernels/{kernel}/view-tokens").json()["tokens"]
     assert [t["token_id"] for t in listed] == [link["token_id"]] and token not in str(listed)
     # Revoking ends streams already open with the token (at their next event), and refuses new ones.
-    with httpx.stream("GET", f"{base}/kernels/{kernel}/events?token={token}", timeout=60) as stream:
+    bearer = {"Authorization": f"Bearer {token}"}
+    with httpx.stream("GET", f"{base}/kernels/{kernel}/events", headers=bearer, timeout=60) as stream:
         lines = stream.iter_lines()
         assert next(lines) == "event: snapshot"
         assert alice.http.delete(f"/kernels/{kernel}/view-tokens/{link['token_id']}").status_code == 200
         assert alice.add(kernel, 3, "'after the revocation'").status_code == 200
         assert not any("after the revocation" in line for line in lines)  # the stream ended, without it
-    assert httpx.get(base + link["url"]).status_code == 401
-    assert httpx.get(f"{base}/kernels/{kernel}/events?token={token}").status_code == 401
+    assert httpx.get(f"{base}/kernels/{kernel}/events", headers=bearer).status_code == 401
+    page.locator("#state[data-state=gone]").wait_for()  # the open page's reconnect was refused
+    assert "revoked" in page.locator("#connection").inner_text()
     assert alice.http.delete(f"/kernels/{kernel}/view-tokens/{link['token_id']}").status_code == 404
 
 
 def test_an_expired_link_is_refused(alice_kernel: tuple[Api, int]) -> None:
     alice, kernel = alice_kernel
     link = alice.http.post(f"/kernels/{kernel}/view-tokens", json={"expires_in": 1}).json()
-    url = str(alice.http.base_url).rstrip("/") + link["url"]
+    url = f"{str(alice.http.base_url).rstrip('/')}/kernels/{kernel}/events"
     deadline = time.monotonic() + 30
-    while httpx.get(url).status_code != 401:
-        assert time.monotonic() < deadline, "a one-second link still opens the page after 30 s"
+    while True:
+        with httpx.stream("GET", url, headers={"Authorization": f"Bearer {link['token']}"}, timeout=30) as response:
+            if response.status_code == 401:
+                break
+        assert time.monotonic() < deadline, "a one-second link still opens the events after 30 s"
         time.sleep(0.2)
     assert alice.http.post(f"/kernels/{kernel}/view-tokens", json={"expires_in": 10**9}).status_code == 422
 

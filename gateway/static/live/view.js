@@ -19,7 +19,8 @@ const MAX_ITEMS = 200; // outputs per cell rendered (head and tail), the rest be
 const IMAGE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
 const kernelId = (location.pathname.match(/^\/kernels\/(\d+)\/view$/) || [])[1];
-const token = new URLSearchParams(location.search).get("token");
+// A view link carries its token in the fragment: browsers never send it to the server, so no log records it.
+const token = new URLSearchParams(location.hash.slice(1)).get("token");
 const ansi = new AnsiUp();
 
 const view = { kernel: null, cells: new Map(), running: null };
@@ -327,31 +328,70 @@ const handlers = {
   },
 };
 
-function connect() {
+// The event stream, read with fetch() so that the token goes in a header (EventSource cannot send one), resumed
+// with Last-Event-ID after a break.
+function dispatch(block, state) {
+  let kind = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (!line || line.startsWith(":")) continue; // keep-alive comment
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "event") kind = value;
+    else if (field === "data") data.push(value);
+    else if (field === "id") state.lastId = value;
+  }
+  if (data.length && handlers[kind]) {
+    handlers[kind](JSON.parse(data.join("\n")));
+    document.body.dataset.lastEvent = state.lastId; // for tests and the curious
+  }
+}
+
+function showGone(reason) {
+  $("connection").textContent = reason;
+  $("state").textContent = "gone";
+  $("state").dataset.state = "gone";
+}
+
+async function follow() {
   if (!kernelId) {
     $("connection").textContent = "not a kernel view address";
     return;
   }
-  const url = `/kernels/${kernelId}/events${token ? `?token=${encodeURIComponent(token)}` : ""}`;
-  const source = new EventSource(url);
-  for (const [kind, handle] of Object.entries(handlers)) {
-    source.addEventListener(kind, (message) => {
-      handle(JSON.parse(message.data));
-      document.body.dataset.lastEvent = message.lastEventId; // for tests and the curious
-    });
-  }
-  source.onopen = () => {
-    $("connection").textContent = "live";
-  };
-  source.onerror = () => {
-    if (source.readyState === EventSource.CLOSED) {
-      $("connection").textContent = "disconnected (the kernel is gone, or the link expired or was revoked)";
-      $("state").textContent = "gone";
-      $("state").dataset.state = "gone";
-    } else {
-      $("connection").textContent = "reconnecting…";
+  const state = { lastId: null };
+  let delay = 500;
+  for (;;) {
+    const headers = { Accept: "text/event-stream" };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (state.lastId) headers["Last-Event-ID"] = state.lastId;
+    try {
+      const response = await fetch(`/kernels/${kernelId}/events`, { headers, cache: "no-store" });
+      if (response.status === 401) return showGone(token ? "this link has expired or was revoked" : "this gateway needs a view link (ask the kernel's owner)");
+      if (response.status === 404) return showGone("no such kernel (it was shut down, or never existed)");
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      $("connection").textContent = "live";
+      delay = 500;
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          dispatch(buffer.slice(0, end), state);
+          buffer = buffer.slice(end + 2);
+        }
+      }
+    } catch (error) {
+      // network break: fall through and retry
     }
-  };
+    $("connection").textContent = "reconnecting…";
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(delay * 2, 10000);
+  }
 }
 
-connect();
+follow();
