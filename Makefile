@@ -42,6 +42,7 @@ images: engine
 
 deps:
 	$(PYTHON) -m pip install -r requirements-dev.txt
+	PYTHON=$(PYTHON) scripts/install-browser.sh
 
 postgres:
 	scripts/ensure-postgres.sh

@@ -111,6 +111,7 @@ class InvalidKernelRequest(JupyCellError):
 class StoreUnavailable(JupyCellError):
     """The database cannot be reached or refused a write; nothing was reported as done."""
 
+
 class TooManyCells(JupyCellError):
     """A kernel holds as many cells as ``max_cells`` allows (JUPYCELL_MAX_CELLS); delete some first."""
 

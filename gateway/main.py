@@ -11,18 +11,23 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from gateway.adapters.docker import DockerSandbox
+from gateway.adapters.docker.cgroups import CgroupReader
 from gateway.adapters.sql import Store
-from gateway.api import cells, errors, files, health, kernels, notebooks, pool, stream
+from gateway.api import cells, docs, errors, files, health, kernels, live, metrics, notebooks, pool, stream
 from gateway.api.jupyter import routes as jupyter
 from gateway.api.jupyter.relay import Relays
 from gateway.kernels.service import KernelService
+from gateway.metrics.http import HttpMetricsMiddleware
+from gateway.metrics.observer import KernelObserver
 from gateway.protocol.client import ZmqConnector
 from gateway.security.audit import AuditLog
 from gateway.security.keys import KeyRing
 from gateway.security.middleware import SecurityMiddleware
 from gateway.security.rate_limit import RateLimiter
+from gateway.security.view_tokens import MetricsToken, ViewTokens
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway")
@@ -33,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     keys = KeyRing.load(settings.api_keys.get_secret_value() if settings.api_keys else None, settings.api_keys_file)
     audit = AuditLog(settings.audit_log)
+    observer = KernelObserver(cgroups=CgroupReader(settings.cgroup_root))  # live events, metrics, run usage
+    view_tokens = ViewTokens()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,8 +47,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         store = await Store.open(settings)
         connector = ZmqConnector(settings.max_message_bytes)
-        service = KernelService(settings, DockerSandbox.from_settings(settings), connector, store)
+        service = KernelService(settings, DockerSandbox.from_settings(settings), connector, store, observer)
         app.state.relays = Relays(settings, connector.context, audit)
+        observer.metrics.watch_store(store.engine)
+        observer.metrics.watch_kernels(lambda: [k.state for k in service.registry])
+        observer.metrics.watch_pool(service.pool_status)
         try:
             await service.start_up()
         except BaseException:
@@ -72,8 +82,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Notebook cells run in sandboxed, per-kernel Docker containers.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by gateway.api.docs from vendored assets (no CDN)
+        redoc_url=None,
     )
     app.state.settings = settings
+    app.state.observer = observer
+    app.state.view_tokens = view_tokens
     app.include_router(cells.router)
     app.include_router(stream.router)
     app.include_router(kernels.router)
@@ -82,6 +96,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jupyter.router)
     app.include_router(pool.router)
+    app.include_router(live.router)
+    app.include_router(metrics.router)
+    app.include_router(docs.router)
+    app.mount("/static", StaticFiles(directory=live.STATIC), name="static")
     errors.install(app)
     app.add_middleware(
         SecurityMiddleware,
@@ -90,7 +108,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit=audit,
         max_request_bytes=settings.max_request_bytes,
         max_upload_bytes=settings.max_file_bytes,
+        authenticators=[
+            view_tokens.authenticate,
+            *([MetricsToken(settings.metrics_token.get_secret_value()).authenticate] if settings.metrics_token else []),
+        ],
     )
+    app.add_middleware(HttpMetricsMiddleware, metrics=observer.metrics)  # outside the gate: refusals count too
     if settings.cors_origin_list:  # outermost: answers preflights, adds its headers to refusals too
         app.add_middleware(
             CORSMiddleware,

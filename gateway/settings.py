@@ -137,6 +137,18 @@ class Settings(BaseSettings):
     max_kernels: int = Field(256, ge=1, description="Live kernels of this gateway, all keys together (429).")
     max_kernels_per_key: int = Field(32, ge=1, description="Live kernels per API key (429). Not applied without keys.")
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty: CORS off.")
+    # issue 14: metrics and read-only view links
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="A token that alone opens GET /metrics (`Authorization: Bearer <token>`), for a Prometheus "
+        "scraper that should hold no API key. Unset: /metrics is protected like the API (any key; open if none).",
+    )
+    cgroup_root: Path = Field(
+        Path("/sys/fs/cgroup"), description="Where the kernels' cgroups are read (run usage, /kernels/{id}/stats)."
+    )
+    view_token_max_seconds: int = Field(
+        7 * 24 * 3600, ge=60, description="Longest lifetime of a read-only view link (POST /kernels/{id}/view-tokens)."
+    )
     audit_log: str = Field(
         "-", description="Where the audit log goes, one JSON line per action: a file path, '-' for stderr, or 'off'."
     )

@@ -160,6 +160,16 @@ class GatewayProcess:
                 self.process.wait()
         return self.process.returncode
 
+    @contextmanager
+    def serving(self) -> Iterator[GatewayProcess]:
+        """Start it; at the end stop it and remove every container of its instance."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+            remove_instance_containers(self.instance)
+
     def again(self, **changes: Any) -> GatewayProcess:
         """A new process of the same gateway (instance, kernels dir, data dir, database), not yet started."""
         return GatewayProcess(self.kernels_dir, instance=self.instance, **{**self.settings, **changes})

@@ -31,6 +31,7 @@ def kernel_model(kernel: Kernel, limits: dict[str, Any]) -> dict[str, Any]:
         "cell_count": len(kernel.notebook.cells),
         "last_death": kernel.last_death,
         "limits": limits,
+        "view_url": f"/kernels/{kernel.id}/view",  # issue 14: the live read-only page
     }
 
 

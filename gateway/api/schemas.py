@@ -87,6 +87,16 @@ class StatusResponse(BaseModel):
     status: str
 
 
+class RunUsage(BaseModel):
+    """Resource use of one run (issue 14); null where the engine's cgroups are not readable from the gateway."""
+
+    peak_memory_bytes: int | None = Field(None, description="Peak memory of the kernel's container during the run.")
+    cpu_seconds: float | None = Field(None, description="CPU time the container used during the run.")
+    peak_scope: str | None = Field(
+        None, description="'run': peak reset when the run began; 'container': peak since the container started."
+    )
+
+
 class RunRecord(BaseModel):
     """When and how a cell's last run went."""
 
@@ -95,6 +105,7 @@ class RunRecord(BaseModel):
     ended: str | None = Field(None, description="End of the run, ISO 8601 UTC.")
     duration: float | None = Field(None, description="Seconds the run took.")
     stale: bool = Field(False, description="Code this cell depends on (or its own) changed since it ran.")
+    usage: RunUsage | None = Field(None, description="The run's resource use, from the kernel container's cgroup.")
 
 
 class CellRunOutputs(RunRecord):

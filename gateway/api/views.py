@@ -29,6 +29,7 @@ def run_record(cell: Cell) -> dict[str, Any]:
         "ended": iso_time(cell.ended),
         "duration": None if duration is None else round(duration, 6),
         "stale": cell.stale,
+        "usage": cell.usage,  # issue 14
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from gateway.kernels.kernel import Kernel
-from gateway.kernels.ports import KernelStore
+from gateway.kernels.ports import KernelObserver, KernelStore
 from gateway.notebook import Cell, Notebook
 
 _RUN_RECORD = ("outputs", "execution_count", "status", "started", "ended", "stale")
@@ -18,9 +18,10 @@ _RUN_RECORD = ("outputs", "execution_count", "status", "started", "ended", "stal
 class CellEditor:
     """Adds, edits and deletes cells of kernels' notebooks."""
 
-    def __init__(self, store: KernelStore, max_cells: int) -> None:
+    def __init__(self, store: KernelStore, max_cells: int, observer: KernelObserver) -> None:
         self.store = store
         self.max_cells = max_cells
+        self.observer = observer
 
     async def add_cell(self, kernel: Kernel, number: int, code: str) -> Cell:
         notebook, mark = kernel.notebook, kernel.notebook.stale_mark()
@@ -31,6 +32,7 @@ class CellEditor:
             self.store.add_cell(kernel.id, cell, stale=stale), undo=lambda: notebook.delete(number),
             notebook=notebook, stale=stale,
         )  # fmt: skip
+        self.observer.cell_added(kernel, cell)
         return cell
 
     async def edit_cell(self, kernel: Kernel, number: int, code: str) -> Cell:
@@ -42,6 +44,7 @@ class CellEditor:
             self.store.save_cell(kernel.id, cell, stale=stale), undo=lambda: notebook.edit(number, old_code),
             notebook=notebook, stale=stale,
         )  # fmt: skip
+        self.observer.cell_edited(kernel, cell)
         return cell
 
     async def delete_cell(self, kernel: Kernel, number: int) -> Cell:
@@ -52,6 +55,7 @@ class CellEditor:
             self.store.delete_cell(kernel.id, number, stale=stale), undo=lambda: _put_back(notebook, cell),
             notebook=notebook, stale=stale,
         )  # fmt: skip
+        self.observer.cell_deleted(kernel, number)
         return cell
 
     @staticmethod

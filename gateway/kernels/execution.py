@@ -10,19 +10,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.errors import CellNotFound, KernelBusy, KernelDead, KernelGone, KernelUnresponsive
 from gateway.kernels.kernel import Kernel, KernelState, RunResult, RunStatus
 from gateway.kernels.lifecycle import KernelLifecycle
-from gateway.kernels.ports import KernelStore
+from gateway.kernels.ports import KernelStore, OnOutput
 from gateway.kernels.supervisor import DeathSupervisor
 from gateway.notebook import Cell
-from gateway.notebook.outputs import Output, OutputCollector
-
-# Called with (cell number, output) as each output of a run arrives (see OutputCollector's on_output).
-OnOutput = Callable[[int, Output], None]
+from gateway.notebook.outputs import OutputCollector
 
 
 @dataclass(frozen=True)
@@ -122,15 +118,16 @@ class CellRunner:
         await kernel.external_finished()  # websocket executions sent before this run
         if not kernel.alive or kernel.client is None:
             raise KernelDead(kernel.id, kernel.last_death)
-        limits = self.limits
+        limits, observer = self.limits, self.lifecycle.observer
         collector = OutputCollector(
             limits.max_output_bytes,
             limits.max_outputs,
             max_image_bytes=limits.max_image_bytes,
-            on_output=None if on_output is None else (lambda output: on_output(cell.number, output)),
+            on_output=observer.outputs_of(kernel, cell, on_output),
         )
         run_id, started_at = uuid.uuid4().hex, time.time()
         stale_mark = kernel.notebook.stale_mark()
+        usage_mark = observer.run_started(kernel, cell)
         flusher = self.lifecycle.tasks.spawn(
             self._record_in_flight(run_id, kernel, cell, collector, started_at), name=f"in-flight-{run_id}"
         )
@@ -138,9 +135,11 @@ class CellRunner:
             result = await self._execute(kernel, cell, timeout, collector)
         except Exception as error:
             self.store.abandon_run(run_id, f"the run failed: {error}")
+            observer.run_abandoned(kernel, cell)
             raise
         finally:
             flusher.cancel()
+        await observer.run_finished(kernel, result, usage_mark)
         await self.store.finish_run(
             run_id,
             kernel.id,

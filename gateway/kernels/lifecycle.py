@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from gateway.errors import KernelGone, KernelUnresponsive, RuntimeNotAllowed
 from gateway.kernels.kernel import Kernel, KernelEvent, KernelState
 from gateway.kernels.launcher import KernelLauncher, Launched
 from gateway.kernels.pool import KernelPool
-from gateway.kernels.ports import KernelRecord, KernelStore, SandboxHandle
+from gateway.kernels.ports import KernelObserver, KernelRecord, KernelStore, SandboxHandle
 from gateway.kernels.registry import KernelRegistry, new_kernel_id
 from gateway.kernels.tasks import TaskSet
 
@@ -37,7 +38,9 @@ class KernelLifecycle:
         pool: KernelPool,
         tasks: TaskSet,
         mem_limit_mb: int,
+        observer: KernelObserver,
     ) -> None:
+        self.observer = observer
         self.instance = instance
         self.mem_limit_mb = mem_limit_mb
         self.runtimes = runtimes
@@ -81,6 +84,7 @@ class KernelLifecycle:
         if runtime not in self.runtimes:
             raise RuntimeNotAllowed(runtime, self.runtimes)
         self.registry.admit(owner)
+        began = time.monotonic()
         try:
             ready = self.pool.claim(runtime) if not env else None
             if ready is not None:
@@ -99,6 +103,7 @@ class KernelLifecycle:
         finally:
             self.registry.release(owner)
         kernel.notify(KernelEvent.STARTED)
+        self.observer.kernel_started(kernel, "pool" if ready is not None else "cold", began)
         return kernel
 
     @staticmethod
@@ -185,12 +190,14 @@ class KernelLifecycle:
         await self.settled(kernel)  # a container being created must exist before it can be removed
         await self._teardown(kernel, None)
         kernel.notify(KernelEvent.SHUT_DOWN)
+        self.observer.kernel_gone(kernel, reason)
         await self.store.delete_kernel(kernel_id)
 
     async def forget(self, kernel: Kernel, reason: str) -> None:
         """Remove a dead kernel's record (retention expired)."""
         self.registry.remove(kernel.id, reason)
         kernel.notify(KernelEvent.SHUT_DOWN)
+        self.observer.kernel_gone(kernel, None)
         await self.store.delete_kernel(kernel.id)
 
     async def stop_for_good(self, kernel: Kernel) -> None:

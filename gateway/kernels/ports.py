@@ -4,6 +4,7 @@
   backend). It owns everything about where a kernel runs: container, socket directory, connection addresses.
 - ``KernelConnector`` / ``KernelConnection``: talking Jupyter's protocol to one kernel (``gateway.protocol``).
 - ``KernelStore``: durable kernels, cells and runs (``gateway.adapters.sql.Store``).
+- ``KernelObserver``: told of every happening (live events, metrics, run usage: ``gateway.metrics.observer``).
 
 The records exchanged through these ports (``SandboxHandle``, ``ContainerExit``, ``KernelRecord``...) are plain data
 defined here, so the core never imports an adapter.
@@ -14,10 +15,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from gateway.notebook import Cell
 from gateway.notebook.outputs import Output, OutputCollector
+
+if TYPE_CHECKING:
+    from gateway.kernels.kernel import Kernel, RunResult
 
 
 class ConnectionInfo(TypedDict, total=False):
@@ -284,3 +288,41 @@ class KernelStore(Protocol):
     def abandon_run(self, run_id: str, detail: str) -> None: ...
 
     async def interrupt_open_runs(self, instance: str, detail: str) -> list[InterruptedRun]: ...
+
+
+#: Called with (cell number, output) as each output of a run arrives.
+OnOutput = Callable[[int, Output], None]
+
+
+class KernelObserver(Protocol):
+    """Told of what happens to kernels, cells and runs, on the loop. Best effort: it never fails the core's work."""
+
+    def kernel_started(self, kernel: Kernel, source: str, began: float) -> None:
+        """``source``: ``pool`` or ``cold``; ``began``: ``time.monotonic()`` when the start was asked for."""
+        ...
+
+    def kernel_gone(self, kernel: Kernel, reason: str | None) -> None: ...
+
+    def kernel_died(self, kernel: Kernel) -> None:
+        """Lost outside a run (a run's own loss is in its result); a replacement follows."""
+        ...
+
+    def cell_added(self, kernel: Kernel, cell: Cell) -> None: ...
+
+    def cell_edited(self, kernel: Kernel, cell: Cell) -> None: ...
+
+    def cell_deleted(self, kernel: Kernel, number: int) -> None: ...
+
+    def run_started(self, kernel: Kernel, cell: Cell) -> Any:
+        """Returns a mark that ``run_finished`` gets back."""
+        ...
+
+    def outputs_of(self, kernel: Kernel, cell: Cell, forward: OnOutput | None) -> Callable[[Output], None] | None:
+        """The ``on_output`` of the run's collector: sees each output, then hands it to ``forward``."""
+        ...
+
+    async def run_finished(self, kernel: Kernel, result: RunResult, mark: Any) -> None:
+        """May set ``result.cell.usage`` (stored with the run)."""
+        ...
+
+    def run_abandoned(self, kernel: Kernel, cell: Cell) -> None: ...

@@ -14,13 +14,14 @@ from typing import Any
 from gateway.kernels import recovery
 from gateway.kernels.culling import cull_forever
 from gateway.kernels.editing import CellEditor
-from gateway.kernels.execution import CellRunner, OnOutput, RunLimits
+from gateway.kernels.execution import CellRunner, RunLimits
 from gateway.kernels.files import FileTransfer
 from gateway.kernels.kernel import Kernel, RunResult
 from gateway.kernels.launcher import KernelLauncher
 from gateway.kernels.lifecycle import KernelLifecycle
+from gateway.kernels.observer import NullObserver
 from gateway.kernels.pool import KernelPool
-from gateway.kernels.ports import KernelConnector, KernelStore, SandboxBackend
+from gateway.kernels.ports import KernelConnector, KernelObserver, KernelStore, OnOutput, SandboxBackend
 from gateway.kernels.registry import KernelRegistry, new_kernel_id
 from gateway.kernels.supervisor import DeathSupervisor
 from gateway.kernels.tasks import TaskSet
@@ -34,9 +35,15 @@ class KernelService:
     """Every kernel of this gateway instance. Create one per process; ``await start_up()`` before use."""
 
     def __init__(
-        self, settings: Settings, backend: SandboxBackend, connector: KernelConnector, store: KernelStore
+        self,
+        settings: Settings,
+        backend: SandboxBackend,
+        connector: KernelConnector,
+        store: KernelStore,
+        observer: KernelObserver | None = None,
     ) -> None:
         self.settings = settings
+        self.observer: KernelObserver = observer or NullObserver()
         self.backend = backend
         self.store = store
         self.tasks = TaskSet()
@@ -56,6 +63,7 @@ class KernelService:
             pool=self.pool,
             tasks=self.tasks,
             mem_limit_mb=settings.mem_limit_mb,
+            observer=self.observer,
         )
         self.supervisor = DeathSupervisor(self.registry, self.lifecycle, self.tasks)
         self.runner = CellRunner(
@@ -71,7 +79,7 @@ class KernelService:
             self.lifecycle,
             self.supervisor,
         )
-        self.editor = CellEditor(store, settings.max_cells)
+        self.editor = CellEditor(store, settings.max_cells, self.observer)
         self.files = FileTransfer(self.lifecycle, self.supervisor, settings.max_file_bytes)
 
     # --- the gateway's own life -----------------------------------------------------------------------------

@@ -60,6 +60,7 @@ class DeathSupervisor:
             cause = await self.lifecycle.death_cause(kernel.id)
             log.warning("kernel %d died while idle: %s; restarting it", kernel.id, cause)
             await self.on_lost(kernel, cause)
+            self.lifecycle.observer.kernel_died(kernel)
 
     def events_resumed(self) -> None:
         """The engine's event stream broke and resumed: deaths may have gone unseen; look at every container."""

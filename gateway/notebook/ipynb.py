@@ -64,10 +64,17 @@ def _code_cell(cell: Cell) -> NotebookNode:
     return new_code_cell(
         cell.code,
         id=f"cell-{cell.number}",
-        metadata={"jupycell": {"cell_number": cell.number, "status": cell.status, "stale": cell.stale}},
+        metadata={"jupycell": _cell_metadata(cell)},
         execution_count=_count(cell.execution_count),
         outputs=[_output(output) for output in cell.outputs],
     )
+
+
+def _cell_metadata(cell: Cell) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"cell_number": cell.number, "status": cell.status, "stale": cell.stale}
+    if cell.usage:
+        metadata["usage"] = cell.usage  # the last run's peak memory and CPU seconds
+    return metadata
 
 
 def _count(value: Any) -> int | None:

@@ -8,6 +8,7 @@ Each change costs time in proportion to the cells it affects, not to the size of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.errors import CellExists, CellNotFound, TooManyCells
 from gateway.notebook.cell_graph import CellGraph
@@ -27,6 +28,8 @@ class Cell:
     started: float | None = None  # epoch seconds of the last run's start and end
     ended: float | None = None
     stale: bool = False  # ran, but code it depends on changed since (or its own code did)
+    # the last run's resource use from the container's cgroup (issue 14): peak_memory_bytes, cpu_seconds, peak_scope
+    usage: dict[str, Any] | None = None
     names: CellNames = field(default_factory=CellNames, repr=False)
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -18,7 +19,15 @@ from gateway.security.audit import AuditLog
 from gateway.security.keys import ANONYMOUS, Caller, KeyRing, secret_from_header
 from gateway.security.rate_limit import RateLimiter
 
-PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"})
+#: Static assets (the docs' and the live view's scripts and styles) and the live view's page (a shell that holds no
+#: data: it reads its kernel's events with the caller's key or view token): open like the docs. (issue 14)
+PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PAGES = re.compile(r"^/kernels/\d{1,16}/view$")
+
+#: Extra ways in, tried before the API keys (issue 14: view tokens, the metrics token). Each answers a Caller for
+#: the requests it is meant for, or None.
+Authenticator = Callable[[Scope], Caller | None]
 
 #: File uploads and notebook imports: their bodies may be as large as ``max_upload_bytes``.
 UPLOAD_PATHS = re.compile(r"^/kernels/[^/]+/(?:files/.+|notebook)$")
@@ -42,8 +51,10 @@ class SecurityMiddleware:
         audit: AuditLog,
         max_request_bytes: int,
         max_upload_bytes: int = 0,
+        authenticators: Sequence[Authenticator] = (),
     ) -> None:
         self.app = app
+        self.authenticators = tuple(authenticators)
         self.keys = keys
         self.limiter = limiter
         self.audit = audit
@@ -56,7 +67,12 @@ class SecurityMiddleware:
         return self.max_request_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
+        if (
+            scope["type"] not in ("http", "websocket")
+            or scope["path"] in PUBLIC_PATHS
+            or scope["path"].startswith(PUBLIC_PREFIXES)
+            or PUBLIC_PAGES.match(scope["path"])
+        ):
             await self.app(scope, receive, send)
             return
         started = time.monotonic()
@@ -124,6 +140,9 @@ class SecurityMiddleware:
             self.audit.record(**record)
 
     def _authenticate(self, scope: Scope) -> Caller | None:
+        for authenticate in self.authenticators:  # issue 14
+            if (caller := authenticate(scope)) is not None:
+                return caller
         if not self.keys.enabled:
             return ANONYMOUS
         secret = secret_from_header(Headers(scope=scope).get("authorization"))

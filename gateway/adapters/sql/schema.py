@@ -31,6 +31,8 @@ metadata = MetaData(
     }
 )
 
+_USAGE = "resource use of the run from the container's cgroup: peak_memory_bytes, cpu_seconds, peak_scope"
+
 kernels = Table(
     "kernels",
     metadata,
@@ -63,6 +65,7 @@ cells = Table(
     Column("started_at", Double, nullable=True, comment="the last run's start"),
     Column("ended_at", Double, nullable=True, comment="the last run's end"),
     Column("stale", Boolean, nullable=False, default=False, comment="ran, but code it depends on changed since"),
+    Column("usage", JSON, nullable=True, comment=_USAGE),  # issue 14 (migration 0002)
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
 )
@@ -85,6 +88,7 @@ runs = Table(
     ),
     Column("execution_count", Integer, nullable=True),
     Column("truncated", Boolean, nullable=False, default=False),
+    Column("usage", JSON, nullable=True, comment=_USAGE),  # issue 14 (migration 0002)
     Column("detail", Text, nullable=True),
     Column("started_at", Double, nullable=False),
     Column("finished_at", Double, nullable=True),

@@ -61,6 +61,7 @@ def _cell_values(cell: Cell) -> dict[str, Any]:
         "started_at": cell.started,
         "ended_at": cell.ended,
         "stale": cell.stale,
+        "usage": cell.usage,  # issue 14
     }
 
 
@@ -74,6 +75,7 @@ def _cell_from_row(row: Any) -> Cell:
         started=row.started_at,
         ended=row.ended_at,
         stale=row.stale,
+        usage=row.usage,  # issue 14
         names=analyse(row.code),
     )
 
@@ -288,6 +290,7 @@ class Store:
                 "truncated": truncated,
                 "detail": detail,
                 "finished_at": now,
+                "usage": cell.usage,  # issue 14
             }
             if connection.execute(update(runs).where(runs.c.id == run_id).values(**outcome)).rowcount == 0:
                 # A short run: never recorded as in flight (see KernelManager._record_in_flight).
