@@ -129,3 +129,19 @@ class StoreUnavailable(JupyCellError):
     """The database cannot be reached or refused a write; nothing was reported as done."""
 
     status_code = 503
+
+
+class VersionConflict(JupyCellError):
+    """A change sent with ``expected_version`` found the notebook at another version; nothing was changed.
+
+    (Added for issue 12: optimistic concurrency between writers of one kernel's notebook.)
+    """
+
+    status_code = 409
+
+    def __init__(self, expected: int, current: int) -> None:
+        super().__init__(
+            f"Version conflict: the notebook is at version {current}, not {expected}; nothing was changed. "
+            "Read the cells again (GET /kernels/{id}/cells) and retry with the current version."
+        )
+        self.current = current

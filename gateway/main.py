@@ -15,9 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from gateway.api import cells, files, health, jupyter, kernels, notebooks, pool, stream
+from gateway.api import cells, execute, files, health, jupyter, kernels, notebooks, pool, stream
 from gateway.errors import JupyCellError
 from gateway.kernels.manager import KernelManager
+from gateway.mcp import mount_mcp
 from gateway.sandbox import DockerSandbox
 from gateway.security.audit import AuditLog
 from gateway.security.keys import KeyRing
@@ -53,7 +54,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not keys.enabled:
             log.warning(_OPEN_API_WARNING)
         try:
-            yield
+            if settings.mcp_enabled:  # issue 12: the mounted MCP app's session manager runs with the app
+                async with app.state.mcp.session_manager.run():
+                    yield
+            else:
+                yield
         finally:
             try:
                 await manager.shut_down()
@@ -77,6 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jupyter.router)
     app.include_router(pool.router)
+    app.include_router(execute.router)  # issue 12
+    if settings.mcp_enabled:
+        mount_mcp(app, settings)  # issue 12: /mcp, after every route of the app's own
     app.add_exception_handler(JupyCellError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(
@@ -107,6 +115,8 @@ _OPEN_API_WARNING = """
 
 async def _domain_error(request: Request, error: JupyCellError) -> JSONResponse:
     body = {"detail": str(error)}
+    if (current := getattr(error, "current", None)) is not None:  # issue 12: VersionConflict's current version
+        body["version"] = current
     if request.url.path.startswith("/api/"):  # Jupyter's error body: jupyter_server shows message and reason
         body |= {"message": str(error), "reason": HTTPStatus(error.status_code).phrase}
     return JSONResponse(body, status_code=error.status_code)

@@ -64,14 +64,20 @@ async def cell_action(
     kernel = owned_kernel(manager, caller, request.kernel_id)
     match request:
         case AddCell():
-            await manager.add_cell(kernel, request.cell_number, request.code)
-            return encoded(StatusResponse(status=f"Cell {request.cell_number} added."))
+            await manager.add_cell(kernel, request.cell_number, request.code, expected_version=request.expected_version)
+            return encoded(StatusResponse(status=f"Cell {request.cell_number} added.", version=kernel.notebook.version))
         case EditCell():
-            await manager.edit_cell(kernel, request.cell_number, request.code)
-            return encoded(StatusResponse(status=f"Cell {request.cell_number} updated."))
+            await manager.edit_cell(
+                kernel, request.cell_number, request.code, expected_version=request.expected_version
+            )
+            return encoded(
+                StatusResponse(status=f"Cell {request.cell_number} updated.", version=kernel.notebook.version)
+            )
         case DeleteCell():
-            await manager.delete_cell(kernel, request.cell_number)
-            return encoded(StatusResponse(status=f"Cell {request.cell_number} deleted."))
+            await manager.delete_cell(kernel, request.cell_number, expected_version=request.expected_version)
+            return encoded(
+                StatusResponse(status=f"Cell {request.cell_number} deleted.", version=kernel.notebook.version)
+            )
         case RunCell() if request.with_dependencies:
             audit_note(http, code=kernel.notebook.get(request.cell_number).code)
             results = await manager.run_with_dependencies(

@@ -30,6 +30,7 @@ def kernel_model(kernel: Kernel, limits: dict[str, Any]) -> dict[str, Any]:
         "created": _iso(kernel.created),
         "last_activity": _iso(kernel.last_activity),
         "cell_count": len(kernel.notebook.cells),
+        "version": kernel.notebook.version,  # issue 12
         "last_death": kernel.last_death,
         "limits": limits,
     }
@@ -57,9 +58,7 @@ async def shutdown_kernel(kernel_id: int, manager: ManagerDep, caller: CallerDep
 
 @router.post("/{kernel_id}/interrupt")
 async def interrupt_kernel(kernel_id: int, manager: ManagerDep, caller: CallerDep) -> dict[str, str]:
-    kernel = owned_kernel(manager, caller, kernel_id)
-    if kernel.client is not None:
-        await kernel.client.interrupt()
+    await manager.interrupt(owned_kernel(manager, caller, kernel_id))  # issue 12: one code path with MCP
     return {"status": f"Kernel {kernel_id} interrupted."}
 
 
@@ -76,5 +75,5 @@ async def list_cells(
     kernel_id: int, manager: ManagerDep, caller: CallerDep, strip_ansi: Annotated[bool, Query()] = False
 ) -> dict[str, Any]:
     """Every cell in run order: code, outputs, status, run record (execution count, times, duration, stale)."""
-    cells = owned_kernel(manager, caller, kernel_id).notebook.in_order()
-    return {"cells": [cell_view(cell, strip_ansi) for cell in cells]}
+    notebook = owned_kernel(manager, caller, kernel_id).notebook
+    return {"cells": [cell_view(cell, strip_ansi) for cell in notebook.in_order()], "version": notebook.version}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from gateway.api.auth import CallerDep, owned_kernel
@@ -29,10 +30,16 @@ async def export_notebook(kernel_id: int, manager: ManagerDep, caller: CallerDep
 
 @router.post("/{kernel_id}/notebook")
 async def import_notebook(
-    kernel_id: int, request: Request, manager: ManagerDep, caller: CallerDep, settings: SettingsDep
+    kernel_id: int,
+    request: Request,
+    manager: ManagerDep,
+    caller: CallerDep,
+    settings: SettingsDep,
+    expected_version: Annotated[int | None, Query(ge=0, description="409 unless the notebook is at it.")] = None,
 ) -> dict[str, object]:
     """Add the code cells of the ``.ipynb`` in the body (numbers from JupyCell metadata, else after the last)."""
     kernel = owned_kernel(manager, caller, kernel_id)
+    kernel.notebook.expect_version(expected_version)  # issue 12: checked again below, before the first change
     notebook = kernel.notebook
     body = await read_body(request, int(manager.settings.max_file_mb * 2**20))
     try:
@@ -43,7 +50,13 @@ async def import_notebook(
     for _, code in imported.cells:
         if (size := len(code.encode(errors="surrogatepass"))) > settings.max_code_bytes:
             raise CodeTooLarge(size, settings.max_code_bytes)
+    kernel.notebook.expect_version(expected_version)  # issue 12: the body was read meanwhile
     for number, code in imported.cells:
         await manager.add_cell(kernel, number, code)
     numbers = [number for number, _ in imported.cells]
-    return {"status": f"Imported {len(numbers)} cells.", "cells": numbers, "skipped": imported.skipped}
+    return {
+        "status": f"Imported {len(numbers)} cells.",
+        "cells": numbers,
+        "skipped": imported.skipped,
+        "version": kernel.notebook.version,  # issue 12
+    }

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Request
 from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
+from pydantic import BaseModel
 
 from gateway.api.auth import CallerDep, audit_note, owned_kernel
 from gateway.api.cells import run_with_dependencies_response
@@ -28,6 +29,7 @@ from gateway.api.deps import ManagerDep
 from gateway.api.schemas import RunCell, RunResponse
 from gateway.api.views import run_view, shown_outputs
 from gateway.errors import JupyCellError
+from gateway.kernels.manager import KernelManager, OnOutput
 from gateway.notebook.outputs import Output
 
 router = APIRouter(tags=["notebook"])
@@ -59,18 +61,35 @@ async def stream_cell(
     audit_note(http, code=kernel.notebook.get(request.cell_number).code)
     manager.claim(kernel, request.wait)
 
+    def start(on_output: OnOutput) -> Coroutine[Any, Any, Any]:
+        if request.with_dependencies:
+            return manager.run_with_dependencies(
+                kernel, request.cell_number, request.timeout, wait=request.wait, on_output=on_output
+            )
+        return manager.run_cell(kernel, request.cell_number, request.timeout, wait=request.wait, on_output=on_output)
+
+    def done(result: Any) -> RunResponse:
+        if request.with_dependencies:
+            return run_with_dependencies_response(result, request.cell_number, request.strip_ansi)
+        return RunResponse(**run_view(result, request.strip_ansi))
+
+    return stream_run(manager, start, done, request.strip_ansi)
+
+
+def stream_run(
+    manager: KernelManager,
+    start: Callable[[OnOutput], Coroutine[Any, Any, Any]],
+    done: Callable[[Any], BaseModel],
+    without_ansi: bool,
+) -> EventSourceResponse:
+    """The SSE response of a run (shared with ``POST /kernels/{id}/execute/stream``): ``start(on_output)`` makes
+    the run, which the manager owns; ``done(result)`` is the body of the ``done`` event."""
     events: asyncio.Queue[tuple[int, Output] | None] = asyncio.Queue()
 
     def on_output(cell_number: int, output: Output) -> None:
         events.put_nowait((cell_number, output))
 
-    if request.with_dependencies:
-        run = manager.run_with_dependencies(
-            kernel, request.cell_number, request.timeout, wait=request.wait, on_output=on_output
-        )
-    else:
-        run = manager.run_cell(kernel, request.cell_number, request.timeout, wait=request.wait, on_output=on_output)
-    task = manager.start_in_background(run)
+    task = manager.start_in_background(start(on_output))
     task.add_done_callback(lambda _: events.put_nowait(None))
 
     async def stream() -> AsyncIterator[bytes]:
@@ -83,17 +102,13 @@ async def stream_cell(
             if item is None:
                 break
             cell_number, output = item
-            (shown,) = shown_outputs([output], request.strip_ansi)
+            (shown,) = shown_outputs([output], without_ansi)
             yield _event("output", {"cell_number": cell_number, "output": shown})
         try:
             result = task.result()
         except JupyCellError as error:
             yield _event("error", {"status_code": error.status_code, "detail": str(error)})
             return
-        if request.with_dependencies:
-            response = run_with_dependencies_response(result, request.cell_number, request.strip_ansi)
-        else:
-            response = RunResponse(**run_view(result, request.strip_ansi))
-        yield _event("done", response.model_dump(mode="json"))
+        yield _event("done", done(result).model_dump(mode="json"))
 
     return EventSourceResponse(stream())

@@ -226,6 +226,11 @@ class KernelManager:
         kernel.notify("shut down")
         await self.store.delete_kernel(kernel_id)
 
+    async def interrupt(self, kernel: Kernel) -> None:
+        """Issue 12 (the facade's name): raise KeyboardInterrupt in the kernel's running cell, if it has a client."""
+        if kernel.client is not None:
+            await kernel.client.interrupt()
+
     async def restart(self, kernel: Kernel) -> None:
         """Replace the kernel's container with a fresh one; its cells stay, marked as not run."""
         async with kernel.lock:
@@ -236,27 +241,60 @@ class KernelManager:
 
     # Each change is stored (with the staleness it caused in other cells) before the caller hears of it.
 
-    async def add_cell(self, kernel: Kernel, number: int, code: str) -> Cell:
+    # Issue 12: ``expected_version`` (None: no check) is checked and the version bumped before the first await,
+    # so two writers can never both pass the check; a mismatch raises VersionConflict with nothing changed.
+
+    async def add_cell(self, kernel: Kernel, number: int, code: str, *, expected_version: int | None = None) -> Cell:
+        kernel.notebook.expect_version(expected_version)  # issue 12
         before = stale_flags(kernel)
         cell = kernel.notebook.add(number, code)
+        kernel.notebook.version += 1  # issue 12
         try:
-            await self.store.add_cell(kernel.id, cell, stale=stale_changes(kernel, before))
+            await self.store.add_cell(
+                kernel.id, cell, stale=stale_changes(kernel, before), version=kernel.notebook.version
+            )
         except BaseException:
             kernel.notebook.delete(number)
             raise
         return cell
 
-    async def edit_cell(self, kernel: Kernel, number: int, code: str) -> Cell:
+    async def edit_cell(self, kernel: Kernel, number: int, code: str, *, expected_version: int | None = None) -> Cell:
+        kernel.notebook.expect_version(expected_version)  # issue 12
         before = stale_flags(kernel)
         cell = kernel.notebook.edit(number, code)
-        await self.store.save_cell(kernel.id, cell, stale=stale_changes(kernel, before))
+        kernel.notebook.version += 1  # issue 12
+        await self.store.save_cell(
+            kernel.id, cell, stale=stale_changes(kernel, before), version=kernel.notebook.version
+        )
         return cell
 
-    async def delete_cell(self, kernel: Kernel, number: int) -> Cell:
+    async def delete_cell(self, kernel: Kernel, number: int, *, expected_version: int | None = None) -> Cell:
+        kernel.notebook.expect_version(expected_version)  # issue 12
         before = stale_flags(kernel)
         cell = kernel.notebook.delete(number)
-        await self.store.delete_cell(kernel.id, number, stale=stale_changes(kernel, before))
+        kernel.notebook.version += 1  # issue 12
+        await self.store.delete_cell(
+            kernel.id, number, stale=stale_changes(kernel, before), version=kernel.notebook.version
+        )
         return cell
+
+    async def execute(
+        self,
+        kernel: Kernel,
+        code: str,
+        timeout: float | None = None,
+        *,
+        wait: bool = True,
+        on_output: OnOutput | None = None,
+        expected_version: int | None = None,
+    ) -> RunResult:
+        """Issue 12: append ``code`` as the next cell (highest number + 1) and run it; a normal cell afterwards.
+
+        With ``wait=False`` a busy kernel raises KernelBusy before the cell is added.
+        """
+        self.claim(kernel, wait)
+        cell = await self.add_cell(kernel, kernel.notebook.next_number(), code, expected_version=expected_version)
+        return await self.run_cell(kernel, cell.number, timeout, on_output=on_output)
 
     # --- running cells ------------------------------------------------------------------------------------
     # Every run waits for the kernel's earlier runs (its lock), unless ``wait`` is False: then a kernel that is

@@ -81,7 +81,7 @@ def _kernel_from(record: KernelRecord, socket_dir: Path) -> Kernel:
         uuid=record.uuid,
         owner=record.owner,
         runtime=record.runtime,
-        notebook=Notebook({cell.number: cell for cell in record.cells}),
+        notebook=Notebook({cell.number: cell for cell in record.cells}, version=record.notebook_version),  # issue 12
         container_id=record.container_id,
         connection_info=host_view(record.connection_info(), socket_dir),
         env=record.env,

@@ -28,7 +28,7 @@ def to_ipynb(notebook: Notebook, kernel_id: int) -> dict[str, Any]:
         "metadata": {
             "kernelspec": KERNELSPEC,
             "language_info": {"name": "python"},
-            "jupycell": {"kernel_id": kernel_id},
+            "jupycell": {"kernel_id": kernel_id, "version": notebook.version},  # version: issue 12
         },
         "cells": [
             {

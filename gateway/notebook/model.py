@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import CellExists, CellNotFound
+from gateway.errors import CellExists, CellNotFound, VersionConflict
 from gateway.notebook.dependencies import CellNames, analyse, dependency_graph, downstream, upstream
 
 Output = dict[str, Any]
@@ -50,6 +50,8 @@ class Notebook:
     """An ordered set of cells. Every method either succeeds or raises and leaves the notebook unchanged."""
 
     cells: dict[int, Cell] = field(default_factory=dict)
+    # Issue 12: changes on every add, edit and delete (the manager bumps it), for optimistic concurrency.
+    version: int = 0
 
     def add(self, number: int, code: str) -> Cell:
         if number in self.cells:
@@ -113,3 +115,14 @@ class Notebook:
             cell = self.cells[number]
             if cell.status is not None:  # a cell that never ran has nothing out of date to show
                 cell.stale = True
+
+    # --- version (issue 12) ----------------------------------------------------------------------------------
+
+    def expect_version(self, expected: int | None) -> None:
+        """Raise VersionConflict unless ``expected`` is None or the current version."""
+        if expected is not None and expected != self.version:
+            raise VersionConflict(expected, self.version)
+
+    def next_number(self) -> int:
+        """The number a cell appended after every other cell gets (1 for an empty notebook)."""
+        return max(self.cells, default=0) + 1
