@@ -114,7 +114,7 @@ _OPEN_API_WARNING = """
 
 
 async def _domain_error(request: Request, error: JupyCellError) -> JSONResponse:
-    body = {"detail": str(error)}
+    body = {"detail": str(error), "error": type(error).__name__}  # error: issue 12 (typed errors in the SDK)
     if (current := getattr(error, "current", None)) is not None:  # issue 12: VersionConflict's current version
         body["version"] = current
     if request.url.path.startswith("/api/"):  # Jupyter's error body: jupyter_server shows message and reason

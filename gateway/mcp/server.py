@@ -124,7 +124,7 @@ class JupyCellTools:
             if done:
                 return task.result()
             elapsed = time.monotonic() - began
-            await ctx.report_progress(round(elapsed, 1), None, f"{what}: still running after {elapsed:.0f} s")
+            await ctx.report_progress(round(elapsed, 1), None, f"{what}: still running after {elapsed:.1f} s")
 
     async def shaped(self, outputs: list[dict[str, Any]]) -> Shaped:
         return await asyncio.to_thread(shape_outputs, outputs, self.limits)

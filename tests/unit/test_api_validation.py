@@ -27,13 +27,17 @@ class FakeManager:
             raise KernelNotFound(kernel_id)
         return self.kernels[kernel_id]
 
-    async def add_cell(self, kernel: FakeKernel, number: int, code: str) -> None:
+    async def add_cell(
+        self, kernel: FakeKernel, number: int, code: str, *, expected_version: int | None = None
+    ) -> None:
         kernel.notebook.add(number, code)
 
-    async def edit_cell(self, kernel: FakeKernel, number: int, code: str) -> None:
+    async def edit_cell(
+        self, kernel: FakeKernel, number: int, code: str, *, expected_version: int | None = None
+    ) -> None:
         kernel.notebook.edit(number, code)
 
-    async def delete_cell(self, kernel: FakeKernel, number: int) -> None:
+    async def delete_cell(self, kernel: FakeKernel, number: int, *, expected_version: int | None = None) -> None:
         kernel.notebook.delete(number)
 
 
@@ -49,9 +53,15 @@ def post(client: TestClient, **body: object):
 
 
 def test_add_edit_delete_messages(client: TestClient) -> None:
-    assert post(client, kernel_id=7, cell_number=1, code="x", action="add").json() == {"status": "Cell 1 added."}
-    assert post(client, kernel_id=7, cell_number=1, code="y", action="edit").json() == {"status": "Cell 1 updated."}
-    assert post(client, kernel_id=7, cell_number=1, action="delete").json() == {"status": "Cell 1 deleted."}
+    # version: the fake manager does not bump it (the real one does: tests/integration/test_versions.py)
+    added = {"status": "Cell 1 added.", "version": 0}
+    assert post(client, kernel_id=7, cell_number=1, code="x", action="add").json() == added
+    updated = {"status": "Cell 1 updated.", "version": 0}
+    assert post(client, kernel_id=7, cell_number=1, code="y", action="edit").json() == updated
+    assert post(client, kernel_id=7, cell_number=1, action="delete").json() == {
+        "status": "Cell 1 deleted.",
+        "version": 0,
+    }
 
 
 @pytest.mark.parametrize(

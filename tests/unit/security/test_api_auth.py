@@ -37,14 +37,17 @@ class FakeManager:
             raise KernelNotFound(kernel_id)
         return self.kernels[kernel_id]
 
-    async def add_cell(self, kernel: Kernel, number: int, code: str) -> None:
+    async def add_cell(self, kernel: Kernel, number: int, code: str, *, expected_version: int | None = None) -> None:
         kernel.notebook.add(number, code)
 
-    async def edit_cell(self, kernel: Kernel, number: int, code: str) -> None:
+    async def edit_cell(self, kernel: Kernel, number: int, code: str, *, expected_version: int | None = None) -> None:
         kernel.notebook.edit(number, code)
 
-    async def delete_cell(self, kernel: Kernel, number: int) -> None:
+    async def delete_cell(self, kernel: Kernel, number: int, *, expected_version: int | None = None) -> None:
         kernel.notebook.delete(number)
+
+    async def interrupt(self, kernel: Kernel) -> None:
+        return None
 
 
 def make_client(tmp_path: Path, **settings: object) -> TestClient:
