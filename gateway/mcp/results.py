@@ -123,7 +123,9 @@ def downscale(data_b64: str, mime_type: str, limits: Limits) -> tuple[str, str] 
                     return base64.b64encode(encoded).decode(), mime_type
                 side //= 2
             return f"[image {width}x{height} not shown: larger than {limits.max_image_bytes} bytes even when reduced]"
-    except (UnidentifiedImageError, OSError, binascii.Error, ValueError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError:
+        return f"[{mime_type} image not shown: too many pixels to decode]"
+    except (UnidentifiedImageError, OSError, binascii.Error, ValueError) as error:
         return f"[{mime_type} image not shown: it could not be decoded ({type(error).__name__})]"
 
 
