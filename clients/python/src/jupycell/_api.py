@@ -33,10 +33,12 @@ def headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-def http_timeout(request_timeout: float | None, run: bool) -> httpx.Timeout:
-    """The HTTP timeout of one request. A run has no read timeout: the run's own deadline (``timeout``, enforced by
-    the gateway) decides when it ends, so the HTTP timeout never cuts it short; the rest uses ``request_timeout``."""
-    return httpx.Timeout(request_timeout, read=None) if run else httpx.Timeout(request_timeout)
+def http_timeout(request_timeout: float | None, waits_on_kernel: bool) -> httpx.Timeout:
+    """The HTTP timeout of one request. A request that waits on the kernel (a run, a start or restart, a file
+    transfer queued behind runs) has no read timeout: the gateway's own deadlines end it (the run's ``timeout``,
+    its kernel start timeout), so the client never cuts a run shorter than its deadline. The rest uses
+    ``request_timeout``."""
+    return httpx.Timeout(request_timeout, read=None) if waits_on_kernel else httpx.Timeout(request_timeout)
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class Call(Generic[T]):
     json: Any = None
     params: dict[str, Any] | None = None
     content: bytes | None = None
-    run: bool = False  # runs code: no HTTP read timeout (see http_timeout)
+    waits_on_kernel: bool = False  # runs code, starts a kernel or queues behind runs (see http_timeout)
 
 
 def checked(response: httpx.Response) -> httpx.Response:
@@ -85,7 +87,12 @@ def _executions(response: httpx.Response) -> list[Execution]:
 
 def _file(path: str) -> str:
     """A path under /work as the URL names it (``/work/a.csv`` and ``a.csv`` are the same file)."""
-    return quote(path[len("/work/") :] if path.startswith("/work/") else path, safe="/")
+    path = path[len("/work/") :] if path.startswith("/work/") else path
+    # "." and ".." segments encoded, so the gateway (not URL normalisation) judges them: it refuses them clearly.
+    return "/".join(
+        quote(part, safe="").replace(".", "%2E") if part in (".", "..") else quote(part, safe="")
+        for part in path.split("/")
+    )
 
 
 def _body(**values: Any) -> dict[str, Any]:
@@ -96,7 +103,9 @@ def _body(**values: Any) -> dict[str, Any]:
 
 
 def start(runtime: str | None) -> Call[int]:
-    return Call("POST", "/start", lambda r: int(r.json()["kernel_id"]), json=_body(runtime=runtime))
+    return Call(
+        "POST", "/start", lambda r: int(r.json()["kernel_id"]), json=_body(runtime=runtime), waits_on_kernel=True
+    )
 
 
 def kernel_info(kernel_id: int) -> Call[KernelInfo]:
@@ -112,7 +121,7 @@ def interrupt(kernel_id: int) -> Call[None]:
 
 
 def restart(kernel_id: int) -> Call[None]:
-    return Call("POST", f"/kernels/{kernel_id}/restart", _none)
+    return Call("POST", f"/kernels/{kernel_id}/restart", _none, waits_on_kernel=True)
 
 
 def shutdown(kernel_id: int) -> Call[None]:
@@ -130,7 +139,7 @@ def execute(
     kernel_id: int, code: str, timeout: float | None, wait: bool, expected_version: int | None
 ) -> Call[Execution]:
     body = execute_body(code, timeout, wait, expected_version)
-    return Call("POST", f"/kernels/{kernel_id}/execute", _execution, json=body, run=True)
+    return Call("POST", f"/kernels/{kernel_id}/execute", _execution, json=body, waits_on_kernel=True)
 
 
 def execute_stream_path(kernel_id: int) -> str:
@@ -140,12 +149,12 @@ def execute_stream_path(kernel_id: int) -> str:
 def run_cell(kernel_id: int, number: int, timeout: float | None, with_dependencies: bool) -> Call[Execution]:
     body = _body(kernel_id=kernel_id, action="run", cell_number=number, timeout=timeout, strip_ansi=True)
     body["with_dependencies"] = with_dependencies
-    return Call("POST", "/cell", _execution, json=body, run=True)
+    return Call("POST", "/cell", _execution, json=body, waits_on_kernel=True)
 
 
 def run_many(kernel_id: int, action: str, timeout: float | None) -> Call[list[Execution]]:
     body = _body(kernel_id=kernel_id, action=action, timeout=timeout, strip_ansi=True)
-    return Call("POST", "/cell", _executions, json=body, run=True)
+    return Call("POST", "/cell", _executions, json=body, waits_on_kernel=True)
 
 
 # --- cells --------------------------------------------------------------------------------------------------
@@ -188,11 +197,12 @@ def outputs(kernel_id: int, number: int) -> Call[Execution]:
 
 def upload(kernel_id: int, path: str, data: bytes | str) -> Call[int]:
     content = data.encode() if isinstance(data, str) else bytes(data)
-    return Call("PUT", f"/kernels/{kernel_id}/files/{_file(path)}", lambda r: int(r.json()["size"]), content=content)
+    path = f"/kernels/{kernel_id}/files/{_file(path)}"
+    return Call("PUT", path, lambda r: int(r.json()["size"]), content=content, waits_on_kernel=True)
 
 
 def download(kernel_id: int, path: str) -> Call[bytes]:
-    return Call("GET", f"/kernels/{kernel_id}/files/{_file(path)}", lambda r: r.content)
+    return Call("GET", f"/kernels/{kernel_id}/files/{_file(path)}", lambda r: r.content, waits_on_kernel=True)
 
 
 def to_ipynb(kernel_id: int) -> Call[dict[str, Any]]:

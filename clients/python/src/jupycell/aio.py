@@ -36,7 +36,7 @@ class AsyncClient:
                 json=call.json,
                 params=call.params,
                 content=call.content,
-                timeout=_api.http_timeout(self.request_timeout, call.run),
+                timeout=_api.http_timeout(self.request_timeout, call.waits_on_kernel),
             )
         except httpx.TimeoutException as error:
             raise ConnectionFailed(f"No answer from {self.url} within request_timeout: {error!r}") from error
@@ -175,7 +175,7 @@ class AsyncExecutionStream:
             "POST",
             _api.execute_stream_path(self._kernel_id),
             json=self._body,
-            timeout=_api.http_timeout(client.request_timeout, run=True),
+            timeout=_api.http_timeout(client.request_timeout, waits_on_kernel=True),
         )
         try:
             self._response = await self._context.__aenter__()

@@ -21,8 +21,9 @@ OnOutput = Callable[[Output], Any]
 class Client:
     """A JupyCell gateway. ``url`` and ``api_key`` default to ``JUPYCELL_URL`` / ``JUPYCELL_API_KEY``.
 
-    ``request_timeout`` (s) bounds each HTTP request that does not run code; runs end at their own deadline
-    (``timeout`` of ``execute`` and the run methods, enforced by the gateway), never cut short by the client.
+    ``request_timeout`` (s) bounds each HTTP request that does not wait on the kernel; runs end at their own deadline
+    (``timeout`` of ``execute`` and the run methods, enforced by the gateway), never cut short by the client; kernel
+    starts and file transfers (queued behind runs) are bounded by the gateway too.
     """
 
     def __init__(self, url: str | None = None, api_key: str | None = None, *, request_timeout: float = 30.0) -> None:
@@ -40,7 +41,7 @@ class Client:
                 json=call.json,
                 params=call.params,
                 content=call.content,
-                timeout=_api.http_timeout(self.request_timeout, call.run),
+                timeout=_api.http_timeout(self.request_timeout, call.waits_on_kernel),
             )
         except httpx.TimeoutException as error:
             raise ConnectionFailed(f"No answer from {self.url} within request_timeout: {error!r}") from error
@@ -209,7 +210,7 @@ class ExecutionStream:
             "POST",
             _api.execute_stream_path(self._kernel_id),
             json=self._body,
-            timeout=_api.http_timeout(client.request_timeout, run=True),
+            timeout=_api.http_timeout(client.request_timeout, waits_on_kernel=True),
         )
         try:
             self._response = self._context.__enter__()
