@@ -189,7 +189,7 @@ class JupyCellTools:
     ) -> CallToolResult:
         caller = self.caller(ctx)
         kernel = await self.manager.start(owner=caller.key_id, runtime=runtime)
-        self.note(ctx, action="mcp.start_kernel", kernel=kernel.id)
+        self.note(ctx, kernel=kernel.id)
         facts = {"kernel_id": kernel.id, "runtime": kernel.runtime, "version": kernel.notebook.version}
         text = f"Kernel {kernel.id} started (runtime {kernel.runtime}). Use kernel_id={kernel.id} in other tools."
         return CallToolResult(content=[_text(text)], structured_content=facts)
@@ -219,7 +219,6 @@ class JupyCellTools:
     ) -> CallToolResult:
         check_code_size(self.settings, code)
         kernel = self.kernel(ctx, kernel_id)
-        self.note(ctx, action="mcp.execute_code", kernel=kernel_id, code=code)
         result = await self.run(ctx, "executing code", lambda: self.manager.execute(kernel, code, timeout))
         self.note(ctx, outcome=result.status, cell=result.cell.number)
         return await self.run_result(kernel, result)
@@ -237,7 +236,6 @@ class JupyCellTools:
         check_code_size(self.settings, code)
         kernel = self.kernel(ctx, kernel_id)
         number = kernel.notebook.next_number() if cell_number is None else cell_number
-        self.note(ctx, action="mcp.add_cell", kernel=kernel_id, cell=number, code=code)
         await self.manager.add_cell(kernel, number, code, expected_version=expected_version)
         return self.changed(kernel, number, f"Cell {number} added (not run; use run_cell).")
 
@@ -251,7 +249,6 @@ class JupyCellTools:
     ) -> CallToolResult:
         check_code_size(self.settings, code)
         kernel = self.kernel(ctx, kernel_id)
-        self.note(ctx, action="mcp.edit_cell", kernel=kernel_id, cell=cell_number, code=code)
         await self.manager.edit_cell(kernel, cell_number, code, expected_version=expected_version)
         return self.changed(kernel, cell_number, f"Cell {cell_number} replaced (not run; cells using it are stale).")
 
@@ -259,7 +256,6 @@ class JupyCellTools:
         self, ctx: Context, kernel_id: KernelId, cell_number: CellNumber, expected_version: ExpectedVersion = None
     ) -> CallToolResult:
         kernel = self.kernel(ctx, kernel_id)
-        self.note(ctx, action="mcp.delete_cell", kernel=kernel_id, cell=cell_number)
         await self.manager.delete_cell(kernel, cell_number, expected_version=expected_version)
         return self.changed(kernel, cell_number, f"Cell {cell_number} deleted.")
 
@@ -273,7 +269,6 @@ class JupyCellTools:
         self, ctx: Context, kernel_id: KernelId, cell_number: CellNumber, timeout: RunTimeout = None
     ) -> CallToolResult:
         kernel = self.kernel(ctx, kernel_id)
-        self.note(ctx, action="mcp.run_cell", kernel=kernel_id, cell=cell_number)
         result = await self.run(
             ctx, f"running cell {cell_number}", lambda: self.manager.run_cell(kernel, cell_number, timeout)
         )
@@ -282,7 +277,6 @@ class JupyCellTools:
 
     async def run_all(self, ctx: Context, kernel_id: KernelId, timeout: RunTimeout = None) -> CallToolResult:
         kernel = self.kernel(ctx, kernel_id)
-        self.note(ctx, action="mcp.run_all", kernel=kernel_id)
         results: list[RunResult] = await self.run(
             ctx, "running all cells", lambda: self.manager.run_all(kernel, timeout)
         )
@@ -363,7 +357,6 @@ class JupyCellTools:
             data = base64.b64decode(content, validate=True) if encoding == "base64" else content.encode()
         except ValueError:
             return _error_result("content is not valid base64.")
-        self.note(ctx, action="mcp.upload_file", kernel=kernel_id)
         size = await self.manager.upload(kernel, path, data)
         text = f"Wrote {size} bytes to /work/{path}."
         return CallToolResult(
@@ -377,7 +370,6 @@ class JupyCellTools:
         path: Annotated[str, Field(min_length=1, description="Path under /work, e.g. 'results/plot.png'.")],
     ) -> CallToolResult:
         kernel = self.kernel(ctx, kernel_id)
-        self.note(ctx, action="mcp.download_file", kernel=kernel_id)
         data = await self.manager.download(kernel, path)
         facts = {"kernel_id": kernel.id, "path": path, "size": len(data)}
         try:
@@ -398,25 +390,20 @@ class JupyCellTools:
         return CallToolResult(content=[_text(text)], structured_content=facts)
 
     async def interrupt_kernel(self, ctx: Context, kernel_id: KernelId) -> CallToolResult:
-        kernel = self.kernel(ctx, kernel_id)
-        self.note(ctx, action="mcp.interrupt_kernel", kernel=kernel_id)
-        await self.manager.interrupt(kernel)
-        text = f"Kernel {kernel_id} interrupted: a running cell ends with KeyboardInterrupt; memory is kept."
-        return CallToolResult(content=[_text(text)], structured_content={"kernel_id": kernel_id})
+        await self.manager.interrupt(self.kernel(ctx, kernel_id))
+        return _kernel_result(kernel_id, "interrupted: a running cell ends with KeyboardInterrupt; memory is kept.")
 
     async def restart_kernel(self, ctx: Context, kernel_id: KernelId) -> CallToolResult:
-        kernel = self.kernel(ctx, kernel_id)
-        self.note(ctx, action="mcp.restart_kernel", kernel=kernel_id)
-        await self.manager.restart(kernel)
-        text = f"Kernel {kernel_id} restarted: memory is empty, cells are kept (not run). Use run_all to re-run them."
-        return CallToolResult(content=[_text(text)], structured_content={"kernel_id": kernel_id})
+        await self.manager.restart(self.kernel(ctx, kernel_id))
+        return _kernel_result(kernel_id, "restarted: memory is empty, cells are kept (not run); run_all re-runs them.")
 
     async def shutdown_kernel(self, ctx: Context, kernel_id: KernelId) -> CallToolResult:
-        kernel = self.kernel(ctx, kernel_id)
-        self.note(ctx, action="mcp.shutdown_kernel", kernel=kernel_id)
-        await self.manager.shutdown(kernel.id)
-        text = f"Kernel {kernel_id} shut down; its cells and files are gone."
-        return CallToolResult(content=[_text(text)], structured_content={"kernel_id": kernel_id})
+        await self.manager.shutdown(self.kernel(ctx, kernel_id).id)
+        return _kernel_result(kernel_id, "shut down; its cells and files are gone.")
+
+
+def _kernel_result(kernel_id: int, what: str) -> CallToolResult:
+    return CallToolResult(content=[_text(f"Kernel {kernel_id} {what}")], structured_content={"kernel_id": kernel_id})
 
 
 #: (tool name, annotations, description for the model). The names are part of the API: never rename.
@@ -504,11 +491,19 @@ TOOLS: list[tuple[str, ToolAnnotations, str]] = [
 ]
 
 
-def _as_tool_result(method: Callable[..., Awaitable[CallToolResult]]) -> Callable[..., Awaitable[CallToolResult]]:
-    """The tool, with the gateway's own errors (unknown kernel, conflict, limits...) as error results."""
+def _as_tool_result(
+    name: str, method: Callable[..., Awaitable[CallToolResult]]
+) -> Callable[..., Awaitable[CallToolResult]]:
+    """The tool, noted in the request's audit line, with the gateway's own errors (unknown kernel, version
+    conflict, limits...) as error results."""
 
     @functools.wraps(method)
     async def tool(*args: Any, **kwargs: Any) -> CallToolResult:
+        if isinstance(ctx := kwargs.get("ctx"), Context):
+            cell = kwargs.get("cell_number")
+            JupyCellTools.note(
+                ctx, action=f"mcp.{name}", kernel=kwargs.get("kernel_id"), cell=cell, code=kwargs.get("code")
+            )
         try:
             return await method(*args, **kwargs)
         except JupyCellError as error:
@@ -524,7 +519,7 @@ def build_mcp_server(app: FastAPI, settings: Settings) -> MCPServer:
     tools = JupyCellTools(app, settings)
     for name, hints, description in TOOLS:
         server.add_tool(
-            _as_tool_result(getattr(tools, name)),
+            _as_tool_result(name, getattr(tools, name)),
             name=name,
             description=description,
             annotations=hints,

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
 
-from jupycell.errors import JupyCellError, error_for
+from jupycell.errors import ConnectionFailed, JupyCellError, error_for
 from jupycell.models import Cell, Cells, Execution, KernelInfo, Output
 
 T = TypeVar("T")
@@ -52,6 +53,17 @@ class Call(Generic[T]):
     params: dict[str, Any] | None = None
     content: bytes | None = None
     waits_on_kernel: bool = False  # runs code, starts a kernel or queues behind runs (see http_timeout)
+
+
+@contextmanager
+def transport_errors(url: str) -> Iterator[None]:
+    """httpx's transport failures (sync or async) as ConnectionFailed, naming the gateway."""
+    try:
+        yield
+    except httpx.TimeoutException as error:
+        raise ConnectionFailed(f"No answer from {url} within request_timeout: {error!r}") from error
+    except httpx.TransportError as error:
+        raise ConnectionFailed(f"Cannot reach the gateway at {url}: {error!r}") from error
 
 
 def checked(response: httpx.Response) -> httpx.Response:

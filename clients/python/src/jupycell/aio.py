@@ -12,7 +12,7 @@ import httpx
 
 from jupycell import _api
 from jupycell.client import OnOutput, OnText, dispatch
-from jupycell.errors import ConnectionFailed, KernelNotFound
+from jupycell.errors import KernelNotFound
 from jupycell.models import Cells, Execution, KernelInfo, Output
 
 T = TypeVar("T")
@@ -29,7 +29,7 @@ class AsyncClient:
         self._http = httpx.AsyncClient(base_url=self.url, headers=_api.headers(api_key))
 
     async def _call(self, call: _api.Call[T]) -> T:
-        try:
+        with _api.transport_errors(self.url):
             response = await self._http.request(
                 call.method,
                 call.path,
@@ -38,10 +38,6 @@ class AsyncClient:
                 content=call.content,
                 timeout=_api.http_timeout(self.request_timeout, call.waits_on_kernel),
             )
-        except httpx.TimeoutException as error:
-            raise ConnectionFailed(f"No answer from {self.url} within request_timeout: {error!r}") from error
-        except httpx.TransportError as error:
-            raise ConnectionFailed(f"Cannot reach the gateway at {self.url}: {error!r}") from error
         return call.parse(_api.checked(response))
 
     async def close(self) -> None:
@@ -177,10 +173,8 @@ class AsyncExecutionStream:
             json=self._body,
             timeout=_api.http_timeout(client.request_timeout, waits_on_kernel=True),
         )
-        try:
+        with _api.transport_errors(client.url):
             self._response = await self._context.__aenter__()
-        except httpx.TransportError as error:
-            raise ConnectionFailed(f"Cannot reach the gateway at {client.url}: {error!r}") from error
         if not self._response.is_success:
             await self._response.aread()
             await self.__aexit__(None, None, None)
@@ -197,10 +191,11 @@ class AsyncExecutionStream:
             await self.__aenter__()
         assert self._response is not None
         try:
-            async for line in self._response.aiter_lines():
-                output = self._reader.feed(line)
-                if output is not None:
-                    yield output
+            with _api.transport_errors(self._client.url):
+                async for line in self._response.aiter_lines():
+                    output = self._reader.feed(line)
+                    if output is not None:
+                        yield output
             self._reader.feed("")
         finally:
             await self.__aexit__(None, None, None)

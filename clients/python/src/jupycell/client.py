@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import httpx
 
 from jupycell import _api
-from jupycell.errors import ConnectionFailed, KernelNotFound
+from jupycell.errors import KernelNotFound
 from jupycell.models import Cells, Execution, KernelInfo, Output
 
 T = TypeVar("T")
@@ -34,7 +34,7 @@ class Client:
     # --- plumbing -----------------------------------------------------------------------------------------
 
     def _call(self, call: _api.Call[T]) -> T:
-        try:
+        with _api.transport_errors(self.url):
             response = self._http.request(
                 call.method,
                 call.path,
@@ -43,10 +43,6 @@ class Client:
                 content=call.content,
                 timeout=_api.http_timeout(self.request_timeout, call.waits_on_kernel),
             )
-        except httpx.TimeoutException as error:
-            raise ConnectionFailed(f"No answer from {self.url} within request_timeout: {error!r}") from error
-        except httpx.TransportError as error:
-            raise ConnectionFailed(f"Cannot reach the gateway at {self.url}: {error!r}") from error
         return call.parse(_api.checked(response))
 
     def close(self) -> None:
@@ -212,10 +208,8 @@ class ExecutionStream:
             json=self._body,
             timeout=_api.http_timeout(client.request_timeout, waits_on_kernel=True),
         )
-        try:
+        with _api.transport_errors(client.url):
             self._response = self._context.__enter__()
-        except httpx.TransportError as error:
-            raise ConnectionFailed(f"Cannot reach the gateway at {client.url}: {error!r}") from error
         if not self._response.is_success:
             self._response.read()
             self.__exit__(None, None, None)
@@ -232,10 +226,11 @@ class ExecutionStream:
             self.__enter__()
         assert self._response is not None
         try:
-            for line in self._response.iter_lines():
-                output = self._reader.feed(line)
-                if output is not None:
-                    yield output
+            with _api.transport_errors(self._client.url):
+                for line in self._response.iter_lines():
+                    output = self._reader.feed(line)
+                    if output is not None:
+                        yield output
             self._reader.feed("")
         finally:
             self.__exit__(None, None, None)
