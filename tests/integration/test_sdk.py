@@ -166,10 +166,13 @@ def test_readme_example_runs_as_written_from_a_clean_venv(gateway: GatewayProces
     example = re.search(r"## Example\n\n```python\n(.*?)```", readme, re.S)
     assert example is not None and len(example.group(1).strip().splitlines()) <= 12
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
+    venv.create(env_dir, with_pip=False)  # filled by this interpreter's pip (no ensurepip needed)
     python = env_dir / "bin" / "python"
     install = subprocess.run(
-        [python, "-m", "pip", "install", "-q", str(SDK)], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", str(SDK)],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert install.returncode == 0, install.stderr
     script = tmp_path / "example.py"
