@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -21,6 +22,10 @@ from tests.conftest import KEYS
 from tests.support import Api, GatewayProcess
 
 T = TypeVar("T")
+
+# Front doors over the same core: what they add does not depend on the container runtime, so `make test-runsc`
+# (integration and security again, under gVisor) does not repeat them.
+pytestmark = pytest.mark.skipif(os.environ.get("JUPYCELL_RUNTIME") == "runsc", reason="runtime-independent")
 
 TOOL_NAMES = {
     "start_kernel",
@@ -42,9 +47,14 @@ TOOL_NAMES = {
 
 
 @asynccontextmanager
-async def connected(url: str, key: str | None = None, mode: str = "auto") -> AsyncIterator[mcp.Client]:
-    """The official client on /mcp, with ``key`` as Bearer token; ``mode="legacy"``: the initialize handshake."""
+async def connected(
+    url: str, key: str | None = None, mode: str = "auto", host: str | None = None
+) -> AsyncIterator[mcp.Client]:
+    """The official client on /mcp, with ``key`` as Bearer token; ``mode="legacy"``: the initialize handshake;
+    ``host``: the Host header to send (as a port published on 127.0.0.1 would give)."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    if host:
+        headers["Host"] = host
     async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(60, read=120)) as http:
         async with mcp.Client(streamable_http_client(f"{url}/mcp", http_client=http), mode=mode) as client:
             yield client

@@ -22,6 +22,10 @@ import jupycell  # noqa: E402
 
 SDK = ROOT / "clients" / "python"
 
+# Front doors over the same core: what they add does not depend on the container runtime, so `make test-runsc`
+# (integration and security again, under gVisor) does not repeat them.
+pytestmark = pytest.mark.skipif(os.environ.get("JUPYCELL_RUNTIME") == "runsc", reason="runtime-independent")
+
 
 @pytest.fixture
 def client(gateway: GatewayProcess) -> jupycell.Client:
