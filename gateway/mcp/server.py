@@ -29,7 +29,7 @@ from gateway.api.execute import check_code_size
 from gateway.errors import JupyCellError
 from gateway.kernels.kernel import Kernel, RunResult
 from gateway.kernels.manager import KernelManager
-from gateway.mcp.results import Limits, Shaped, cap_text, downscale, shape_outputs
+from gateway.mcp.results import IMAGE_MIMES, Limits, Shaped, cap_text, downscale, shape_outputs
 from gateway.notebook import Cell
 from gateway.security.keys import Caller
 from gateway.security.middleware import CALLER_STATE
@@ -127,7 +127,10 @@ class JupyCellTools:
             await ctx.report_progress(round(elapsed, 1), None, f"{what}: still running after {elapsed:.1f} s")
 
     async def shaped(self, outputs: list[dict[str, Any]]) -> Shaped:
-        return await asyncio.to_thread(shape_outputs, outputs, self.limits)
+        """The outputs shaped for the model; off the event loop when there are images (Pillow) or HTML to parse."""
+        if any(mime in (o.get("data") or {}) for o in outputs for mime in (*IMAGE_MIMES, "text/html")):
+            return await asyncio.to_thread(shape_outputs, outputs, self.limits)
+        return shape_outputs(outputs, self.limits)
 
     @staticmethod
     def content(shaped: Shaped) -> list[ContentBlock]:
