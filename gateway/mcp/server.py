@@ -16,6 +16,7 @@ import base64
 import functools
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI
@@ -126,11 +127,13 @@ class JupyCellTools:
             elapsed = time.monotonic() - began
             await ctx.report_progress(round(elapsed, 1), None, f"{what}: still running after {elapsed:.1f} s")
 
-    async def shaped(self, outputs: list[dict[str, Any]]) -> Shaped:
-        """The outputs shaped for the model; off the event loop when there are images (Pillow) or HTML to parse."""
+    async def shaped(self, outputs: list[dict[str, Any]], share: int = 1) -> Shaped:
+        """The outputs shaped for the model, with ``1/share`` of the text budget; off the event loop when there are
+        images (Pillow) or HTML to parse."""
+        limits = replace(self.limits, max_text_chars=max(self.limits.max_text_chars // max(share, 1), 500))
         if any(mime in (o.get("data") or {}) for o in outputs for mime in (*IMAGE_MIMES, "text/html")):
-            return await asyncio.to_thread(shape_outputs, outputs, self.limits)
-        return shape_outputs(outputs, self.limits)
+            return await asyncio.to_thread(shape_outputs, outputs, limits)
+        return shape_outputs(outputs, limits)
 
     @staticmethod
     def content(shaped: Shaped) -> list[ContentBlock]:
@@ -169,16 +172,17 @@ class JupyCellTools:
             "version": kernel.notebook.version,
         }
 
-    async def cell_text(self, cell: Cell, include_outputs: bool) -> list[ContentBlock]:
+    async def cell_text(self, cell: Cell, include_outputs: bool, share: int = 1) -> list[ContentBlock]:
+        """The cell's header, code and (optionally) outputs; its code gets ``1/share`` of the text budget."""
         state = cell.status or "not run"
         if cell.stale:
             state += ", stale"
         if cell.execution_count is not None:
             state += f", execution_count {cell.execution_count}"
-        code, _ = cap_text(cell.code, self.limits.max_text_chars)
+        code, _ = cap_text(cell.code, max(self.limits.max_text_chars // max(share, 1), 200))
         blocks: list[ContentBlock] = [_text(f"--- cell {cell.number} [{state}]\n{code}")]
         if include_outputs and cell.outputs:
-            blocks += self.content(await self.shaped(cell.outputs))
+            blocks += self.content(await self.shaped(cell.outputs, share))
         return blocks
 
     # --- tools --------------------------------------------------------------------------------------------
@@ -286,7 +290,7 @@ class JupyCellTools:
         blocks: list[ContentBlock] = []
         for result in results:
             blocks.append(_text(f"--- cell {result.cell.number}: {result.status}"))
-            blocks += self.content(await self.shaped(result.outputs))
+            blocks += self.content(await self.shaped(result.outputs, share=len(results)))
         failed = results[-1] if results and results[-1].status != "ok" else None
         summary = f"Ran {len(results)} cells" + (
             f"; stopped at cell {failed.cell.number} ({failed.status})." if failed else ", all ok."
@@ -315,8 +319,8 @@ class JupyCellTools:
         blocks: list[ContentBlock] = [
             _text(f"Kernel {kernel.id}: {len(cells)} cells, notebook version {notebook.version}.")
         ]
-        for cell in cells:
-            blocks += await self.cell_text(cell, include_outputs)
+        for cell in cells:  # the listing as a whole stays within about one result's text budget
+            blocks += await self.cell_text(cell, include_outputs, share=len(cells))
         structured = {
             "kernel_id": kernel.id,
             "version": notebook.version,
