@@ -186,8 +186,7 @@ def test_readme_example_runs_as_written_from_a_clean_venv(gateway: GatewayProces
     ran = subprocess.run([python, script], capture_output=True, text=True, timeout=300, env=environment, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.splitlines() == [
-        "12.566370614359172",
-        " 20",
+        "12.566370614359172 20",
         "error ZeroDivisionError: division by zero",
         "1 PNG image(s) 4",
     ]
