@@ -124,6 +124,17 @@ class TooManyCells(JupyCellError):
         self.cells, self.limit, self.adding = cells, limit, adding
 
 
+class VersionConflict(JupyCellError):
+    """A change sent with ``expected_version`` found the notebook at another version; nothing was changed."""
+
+    def __init__(self, expected: int, current: int) -> None:
+        super().__init__(
+            f"Version conflict: the notebook is at version {current}, not {expected}; nothing was changed. "
+            "Read the cells again (GET /kernels/{id}/cells) and retry with the current version."
+        )
+        self.current = current
+
+
 # --- the kernel protocol's own errors (handled by the core) --------------------------------------------------
 
 

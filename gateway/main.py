@@ -16,10 +16,11 @@ from fastapi.staticfiles import StaticFiles
 from gateway.adapters.docker import DockerSandbox
 from gateway.adapters.docker.cgroups import CgroupReader
 from gateway.adapters.sql import Store
-from gateway.api import cells, docs, errors, files, health, kernels, live, metrics, notebooks, pool, stream
+from gateway.api import cells, docs, errors, execute, files, health, kernels, live, metrics, notebooks, pool, stream
 from gateway.api.jupyter import routes as jupyter
 from gateway.api.jupyter.relay import Relays
 from gateway.kernels.service import KernelService
+from gateway.mcp import mount_mcp
 from gateway.metrics.http import HttpMetricsMiddleware
 from gateway.metrics.observer import KernelObserver
 from gateway.protocol.client import ZmqConnector
@@ -68,7 +69,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not keys.enabled:
             log.warning(_OPEN_API_WARNING)
         try:
-            yield
+            if settings.mcp_enabled:  # issue 12: the mounted MCP app's session manager runs with the app
+                async with app.state.mcp.session_manager.run():
+                    yield
+            else:
+                yield
         finally:
             try:
                 await service.shut_down()
@@ -100,6 +105,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=live.STATIC), name="static")
+    app.include_router(execute.router)
+    if settings.mcp_enabled:
+        mount_mcp(app, settings)  # /mcp, after every route of the app's own
     errors.install(app)
     app.add_middleware(
         SecurityMiddleware,

@@ -167,6 +167,29 @@ class Settings(BaseSettings):
         "execute requests are sent with allow_stdin=false and input() fails at once.",
     )
 
+    # --- MCP server at /mcp (issue 12, see docs/mcp.md) --------------------------------------------------------
+    mcp_enabled: bool = Field(True, description="Serve the MCP server at /mcp (streamable HTTP).")
+    mcp_allowed_hosts: str = Field(
+        "127.0.0.1:*,localhost:*,[::1]:*",
+        description="Comma-separated Host header values /mcp answers (DNS-rebinding protection; 'name:*' allows any "
+        "port); '*' turns the check off (only behind a proxy that checks Host itself).",
+    )
+    mcp_allowed_origins: str = Field(
+        "",
+        description="Comma-separated Origin values browsers may call /mcp from; empty: http:// and https:// of each "
+        "allowed host. Requests without an Origin header (non-browser clients) are always accepted.",
+    )
+    mcp_max_text_chars: int = Field(
+        20_000, ge=500, description="Text a tool result carries at most (the start and the end are kept)."
+    )
+    mcp_max_image_side: int = Field(1024, ge=64, description="Images in tool results are downscaled to this size (px).")
+    mcp_max_image_bytes: int = Field(400_000, ge=1024, description="Largest image (encoded) in a tool result.")
+    mcp_max_images: int = Field(4, ge=0, description="Images per tool result; further ones become a text marker.")
+    mcp_images: bool = Field(True, description="Return images as image content; false: a text marker instead.")
+    mcp_progress_interval: float = Field(
+        5.0, gt=0, description="Seconds between progress notifications while a tool's run goes on."
+    )
+
     @field_validator("kernels_dir", "data_dir")
     @classmethod
     def _absolute(cls, value: Path, info: ValidationInfo) -> Path:
@@ -193,6 +216,16 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def mcp_host_list(self) -> list[str]:
+        return [h.strip() for h in self.mcp_allowed_hosts.split(",") if h.strip()]
+
+    @property
+    def mcp_origin_list(self) -> list[str]:
+        """The allowed origins: as configured, or http(s):// of each allowed host."""
+        configured = [o.strip() for o in self.mcp_allowed_origins.split(",") if o.strip()]
+        return configured or [f"{scheme}://{host}" for host in self.mcp_host_list for scheme in ("http", "https")]
 
     @property
     def jupyter_env_names(self) -> frozenset[str]:

@@ -47,3 +47,20 @@ def kernel(api: Api) -> Iterator[int]:
     kernel_id = api.start()
     yield kernel_id
     api.shutdown(kernel_id)
+
+
+#: API keys of ``keyed_gateway`` (issue 12: MCP and SDK tests of keys and ownership).
+KEYS = {"alice": "alice-secret-0123456789", "bob": "bob-secret-0123456789", "root": "root-secret-0123456789"}
+
+
+@pytest.fixture(scope="session")
+def keyed_gateway(kernels_root: Path) -> Iterator[GatewayProcess]:
+    """A gateway with API keys (alice, bob, root as admin) and MCP progress every 0.3 s."""
+    keys = ",".join(f"{name}:{secret}" + (":admin" if name == "root" else "") for name, secret in KEYS.items())
+    process = GatewayProcess(kernels_root / "keyed", **TEST_SETTINGS, api_keys=keys, mcp_progress_interval=0.3)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        remove_instance_containers(process.instance)

@@ -345,15 +345,15 @@ class FakeStore:
         self.kernels.pop(kernel_id, None)
         self.cells.pop(kernel_id, None)
 
-    async def add_cell(self, kernel_id: int, cell: Cell, *, stale: dict[int, bool] | None = None) -> None:
+    async def add_cell(self, kernel_id: int, cell: Cell, *, stale: Any = None, version: int | None = None) -> None:
         self._write()
         self.cells.setdefault(kernel_id, {})[cell.number] = cell
 
-    async def save_cell(self, kernel_id: int, cell: Cell, *, stale: dict[int, bool] | None = None) -> None:
+    async def save_cell(self, kernel_id: int, cell: Cell, *, stale: Any = None, version: int | None = None) -> None:
         self._write()
         self.cells.setdefault(kernel_id, {})[cell.number] = cell
 
-    async def delete_cell(self, kernel_id: int, number: int, *, stale: dict[int, bool] | None = None) -> None:
+    async def delete_cell(self, kernel_id: int, number: int, *, stale: Any = None, version: int | None = None) -> None:
         self._write()
         self.cells.get(kernel_id, {}).pop(number, None)
 

@@ -64,14 +64,20 @@ async def cell_action(
     kernel = owned_kernel(service, caller, request.kernel_id)
     match request:
         case AddCell():
-            await service.add_cell(kernel, request.cell_number, request.code)
-            return encoded(StatusResponse(status=f"Cell {request.cell_number} added."))
+            await service.add_cell(kernel, request.cell_number, request.code, expected_version=request.expected_version)
+            return encoded(StatusResponse(status=f"Cell {request.cell_number} added.", version=kernel.notebook.version))
         case EditCell():
-            await service.edit_cell(kernel, request.cell_number, request.code)
-            return encoded(StatusResponse(status=f"Cell {request.cell_number} updated."))
+            await service.edit_cell(
+                kernel, request.cell_number, request.code, expected_version=request.expected_version
+            )
+            return encoded(
+                StatusResponse(status=f"Cell {request.cell_number} updated.", version=kernel.notebook.version)
+            )
         case DeleteCell():
-            await service.delete_cell(kernel, request.cell_number)
-            return encoded(StatusResponse(status=f"Cell {request.cell_number} deleted."))
+            await service.delete_cell(kernel, request.cell_number, expected_version=request.expected_version)
+            return encoded(
+                StatusResponse(status=f"Cell {request.cell_number} deleted.", version=kernel.notebook.version)
+            )
         case RunCell() if request.with_dependencies:
             audit_note(http, code=kernel.notebook.get(request.cell_number).code)
             results = await service.run_with_dependencies(

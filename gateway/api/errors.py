@@ -19,6 +19,7 @@ STATUS: dict[type[errors.JupyCellError], int] = {
     errors.CellNumbersTaken: 409,
     errors.KernelBusy: 409,
     errors.KernelDead: 409,
+    errors.VersionConflict: 409,
     errors.TooManyCells: 409,
     errors.InvalidFilePath: 400,
     errors.InvalidKernelRequest: 400,
@@ -50,7 +51,9 @@ def install(app: FastAPI) -> None:
 
 async def _domain_error(request: Request, error: errors.JupyCellError) -> JSONResponse:
     status = status_of(error)
-    body = {"detail": str(error)}
+    body: dict[str, object] = {"detail": str(error), "error": type(error).__name__}  # typed errors in the SDK
+    if isinstance(error, errors.VersionConflict):
+        body["version"] = error.current
     if request.url.path.startswith("/api/"):  # Jupyter's error body: jupyter_server shows message and reason
         body |= {"message": str(error), "reason": HTTPStatus(status).phrase}
     return JSONResponse(body, status_code=status)

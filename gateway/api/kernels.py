@@ -29,6 +29,7 @@ def kernel_model(kernel: Kernel, limits: dict[str, Any]) -> dict[str, Any]:
         "created": _iso(kernel.created),
         "last_activity": _iso(kernel.last_activity),
         "cell_count": len(kernel.notebook.cells),
+        "version": kernel.notebook.version,  # issue 12
         "last_death": kernel.last_death,
         "limits": limits,
         "view_url": f"/kernels/{kernel.id}/view",  # issue 14: the live read-only page
@@ -69,5 +70,5 @@ async def restart_kernel(kernel: OwnedKernel, service: ServiceDep) -> dict[str, 
 @router.get("/{kernel_id}/cells")
 async def list_cells(kernel: OwnedKernel, strip_ansi: Annotated[bool, Query()] = False) -> dict[str, Any]:
     """Every cell in run order: code, outputs, status, run record (execution count, times, duration, stale)."""
-    cells = kernel.notebook.in_order()
-    return {"cells": [cell_view(cell, strip_ansi) for cell in cells]}
+    notebook = kernel.notebook
+    return {"cells": [cell_view(cell, strip_ansi) for cell in notebook.in_order()], "version": notebook.version}

@@ -16,6 +16,16 @@ Wait = Annotated[
     Field(True, description="Queue behind a run already in progress on this kernel; false: fail at once with 409."),
 ]
 StripAnsi = Annotated[bool, Field(False, description="Remove ANSI colour codes from tracebacks and stream text.")]
+# Issue 12: optimistic concurrency on the notebook's cells.
+ExpectedVersion = Annotated[
+    int | None,
+    Field(
+        None,
+        ge=0,
+        description="Only apply the change if the notebook is at this version (from any cell response or listing); "
+        "otherwise 409 with the current version and nothing changed.",
+    ),
+]
 
 
 class _CellRequest(BaseModel):
@@ -27,12 +37,14 @@ class AddCell(_CellRequest):
     action: Literal["add"]
     cell_number: CellNumber
     code: str
+    expected_version: ExpectedVersion = None
 
 
 class EditCell(_CellRequest):
     action: Literal["edit"]
     cell_number: CellNumber
     code: str
+    expected_version: ExpectedVersion = None
 
 
 class RunCell(_CellRequest):
@@ -65,6 +77,7 @@ class RunStale(_CellRequest):
 class DeleteCell(_CellRequest):
     action: Literal["delete"]
     cell_number: CellNumber
+    expected_version: ExpectedVersion = None
 
 
 CellRequest = Annotated[AddCell | EditCell | RunCell | RunAll | RunStale | DeleteCell, Field(discriminator="action")]
@@ -85,6 +98,7 @@ class StartResponse(BaseModel):
 
 class StatusResponse(BaseModel):
     status: str
+    version: int | None = Field(None, description="The notebook's version after the change (issue 12).")
 
 
 class RunUsage(BaseModel):
@@ -125,6 +139,7 @@ class RunResponse(RunRecord):
     detail: str | None = None
     kernel_state_kept: bool = True
     cell_number: int | None = None
+    version: int | None = Field(None, description="The notebook's version (issue 12).")
     dependency_runs: list[CellRunOutputs] = Field(
         default_factory=list, description="With with_dependencies: the runs of the cells it depends on, in order."
     )
@@ -135,6 +150,7 @@ class RunAllResponse(BaseModel):
     status: Literal["ok", "error", "timeout", "died"]
     failed_cell: int | None = Field(None, description="The cell that stopped the run, if one did.")
     detail: str | None = None
+    version: int | None = Field(None, description="The notebook's version (issue 12).")
 
 
 class CellOutputsResponse(RunRecord):

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Request
 from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
+from pydantic import BaseModel
 
 from gateway.api.auth import CallerDep, audit_note, owned_kernel
 from gateway.api.cells import run_with_dependencies_response
@@ -29,6 +30,8 @@ from gateway.api.errors import status_of
 from gateway.api.schemas import RunCell, RunResponse
 from gateway.api.views import run_view, shown_outputs
 from gateway.errors import JupyCellError
+from gateway.kernels.ports import OnOutput
+from gateway.kernels.service import KernelService
 from gateway.notebook.outputs import Output
 
 router = APIRouter(tags=["notebook"])
@@ -60,21 +63,35 @@ async def stream_cell(
     audit_note(http, code=kernel.notebook.get(request.cell_number).code)
     service.refuse_if_busy(kernel, request.wait)
 
+    def start(on_output: OnOutput) -> Coroutine[Any, Any, Any]:
+        if request.with_dependencies:
+            return service.run_with_dependencies(
+                kernel, request.cell_number, request.timeout, wait=request.wait, on_output=on_output
+            )
+        return service.run_cell(kernel, request.cell_number, request.timeout, wait=request.wait, on_output=on_output)
+
+    def done(result: Any) -> RunResponse:
+        if request.with_dependencies:
+            return run_with_dependencies_response(result, request.cell_number, request.strip_ansi)
+        return RunResponse(**run_view(result, request.strip_ansi))
+
+    return stream_run(service, start, done, request.strip_ansi)
+
+
+def stream_run(
+    service: KernelService,
+    start: Callable[[OnOutput], Coroutine[Any, Any, Any]],
+    done: Callable[[Any], BaseModel],
+    without_ansi: bool,
+) -> EventSourceResponse:
+    """The SSE response of a run (shared with ``POST /kernels/{id}/execute/stream``): ``start(on_output)`` makes
+    the run, which the service owns; ``done(result)`` is the body of the ``done`` event."""
     events: asyncio.Queue[tuple[int, Output] | None] = asyncio.Queue()
 
     def on_output(cell_number: int, output: Output) -> None:
         events.put_nowait((cell_number, output))
 
-    if request.with_dependencies:
-        task = service.start_in_background(
-            service.run_with_dependencies(
-                kernel, request.cell_number, request.timeout, wait=request.wait, on_output=on_output
-            )
-        )
-    else:
-        task = service.start_in_background(
-            service.run_cell(kernel, request.cell_number, request.timeout, wait=request.wait, on_output=on_output)
-        )
+    task = service.start_in_background(start(on_output))
     task.add_done_callback(lambda _: events.put_nowait(None))
 
     async def stream() -> AsyncIterator[bytes]:
@@ -87,17 +104,13 @@ async def stream_cell(
             if item is None:
                 break
             cell_number, output = item
-            (shown,) = shown_outputs([output], request.strip_ansi)
+            (shown,) = shown_outputs([output], without_ansi)
             yield _event("output", {"cell_number": cell_number, "output": shown})
         try:
             result = task.result()
         except JupyCellError as error:
             yield _event("error", {"status_code": status_of(error), "detail": str(error)})
             return
-        if request.with_dependencies:
-            response = run_with_dependencies_response(result, request.cell_number, request.strip_ansi)
-        else:
-            response = RunResponse(**run_view(result, request.strip_ansi))
-        yield _event("done", response.model_dump(mode="json"))
+        yield _event("done", done(result).model_dump(mode="json"))
 
     return EventSourceResponse(stream())

@@ -222,6 +222,7 @@ class KernelRecord:
     created_at: float
     last_activity_at: float
     cells: list[Cell] = field(default_factory=list)
+    notebook_version: int = 0
 
     @property
     def container_id(self) -> str:
@@ -250,11 +251,17 @@ class KernelStore(Protocol):
 
     async def delete_kernel(self, kernel_id: int) -> None: ...
 
-    async def add_cell(self, kernel_id: int, cell: Cell, *, stale: dict[int, bool] | None = None) -> None: ...
+    async def add_cell(
+        self, kernel_id: int, cell: Cell, *, stale: dict[int, bool] | None = None, version: int | None = None
+    ) -> None: ...
 
-    async def save_cell(self, kernel_id: int, cell: Cell, *, stale: dict[int, bool] | None = None) -> None: ...
+    async def save_cell(
+        self, kernel_id: int, cell: Cell, *, stale: dict[int, bool] | None = None, version: int | None = None
+    ) -> None: ...
 
-    async def delete_cell(self, kernel_id: int, number: int, *, stale: dict[int, bool] | None = None) -> None: ...
+    async def delete_cell(
+        self, kernel_id: int, number: int, *, stale: dict[int, bool] | None = None, version: int | None = None
+    ) -> None: ...
 
     async def kernel_replaced(
         self,

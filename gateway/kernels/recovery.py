@@ -73,7 +73,7 @@ def kernel_from(record: KernelRecord) -> Kernel:
         owner=record.owner,
         runtime=record.runtime,
         env=record.env,
-        notebook=Notebook({cell.number: cell for cell in record.cells}),
+        notebook=Notebook({cell.number: cell for cell in record.cells}, version=record.notebook_version),
         state=KernelState.DEAD if record.state == KernelState.DEAD else KernelState.STARTING,
         last_death=record.last_death,
         created=record.created_at,

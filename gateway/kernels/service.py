@@ -161,14 +161,26 @@ class KernelService:
 
     # --- cells ----------------------------------------------------------------------------------------------
 
-    async def add_cell(self, kernel: Kernel, number: int, code: str) -> Cell:
-        return await self.editor.add_cell(kernel, number, code)
+    # ``expected_version``: the notebook version the caller last saw; another one raises VersionConflict.
 
-    async def edit_cell(self, kernel: Kernel, number: int, code: str) -> Cell:
-        return await self.editor.edit_cell(kernel, number, code)
+    async def add_cell(self, kernel: Kernel, number: int, code: str, *, expected_version: int | None = None) -> Cell:
+        return await self.editor.add_cell(kernel, number, code, expected_version=expected_version)
 
-    async def delete_cell(self, kernel: Kernel, number: int) -> Cell:
-        return await self.editor.delete_cell(kernel, number)
+    async def edit_cell(self, kernel: Kernel, number: int, code: str, *, expected_version: int | None = None) -> Cell:
+        return await self.editor.edit_cell(kernel, number, code, expected_version=expected_version)
+
+    async def delete_cell(self, kernel: Kernel, number: int, *, expected_version: int | None = None) -> Cell:
+        return await self.editor.delete_cell(kernel, number, expected_version=expected_version)
+
+    async def execute(
+        self, kernel: Kernel, code: str, timeout: float | None = None, *, wait: bool = True,
+        on_output: OnOutput | None = None, expected_version: int | None = None,
+    ) -> RunResult:  # fmt: skip
+        """Append ``code`` as the next cell (highest number + 1) and run it; a normal cell afterwards. With
+        ``wait=False`` a busy kernel raises KernelBusy before the cell is added."""
+        self.refuse_if_busy(kernel, wait)
+        cell = await self.add_cell(kernel, kernel.notebook.next_number(), code, expected_version=expected_version)
+        return await self.run_cell(kernel, cell.number, timeout, on_output=on_output)
 
     async def run_cell(
         self, kernel: Kernel, number: int, timeout: float | None = None, *, wait: bool = True,

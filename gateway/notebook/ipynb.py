@@ -43,16 +43,16 @@ iter_validate: Callable[..., Iterator[ValidationError]] = validator.iter_validat
 
 def to_ipynb(notebook: Notebook, kernel_id: int) -> NotebookNode:
     """The notebook's cells, outputs and execution counts as a valid nbformat v4.5 document (a dict)."""
-    return cells_to_ipynb(notebook.in_order(), kernel_id)
+    return cells_to_ipynb(notebook.in_order(), kernel_id, notebook.version)
 
 
-def cells_to_ipynb(cells: list[Cell], kernel_id: int) -> NotebookNode:
+def cells_to_ipynb(cells: list[Cell], kernel_id: int, version: int | None = None) -> NotebookNode:
     """``to_ipynb`` for a list of cells taken from a notebook (so it can be built in another thread)."""
     document = new_notebook(
         metadata={
             "kernelspec": KERNELSPEC,
             "language_info": {"name": "python"},
-            "jupycell": {"kernel_id": kernel_id},
+            "jupycell": {"kernel_id": kernel_id, "version": version},
         },
         cells=[_code_cell(cell) for cell in cells],
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import CellExists, CellNotFound, TooManyCells
+from gateway.errors import CellExists, CellNotFound, TooManyCells, VersionConflict
 from gateway.notebook.cell_graph import CellGraph
 from gateway.notebook.dependencies import CellNames, analyse
 from gateway.notebook.outputs import Output
@@ -56,6 +56,7 @@ class Notebook:
     """
 
     cells: dict[int, Cell] = field(default_factory=dict)
+    version: int = 0  # changes with every add, edit and delete: writers detect each other (``expect_version``)
     _graph: CellGraph = field(default_factory=CellGraph, init=False, repr=False, compare=False)
     # Staleness record: a clock ticking at each change of a ``stale`` flag, and for each cell number the tick of
     # its latest change, oldest first (see ``stale_changes_since``).
@@ -167,3 +168,14 @@ class Notebook:
             cell = self.cells[number]
             if cell.status is not None:  # a cell that never ran has nothing out of date to show
                 self._set_stale(cell, True)
+
+    # --- version --------------------------------------------------------------------------------------------
+
+    def expect_version(self, expected: int | None) -> None:
+        """Raise VersionConflict unless ``expected`` is None or the current version."""
+        if expected is not None and expected != self.version:
+            raise VersionConflict(expected, self.version)
+
+    def next_number(self) -> int:
+        """The number a cell appended after every other cell gets (1 for an empty notebook)."""
+        return max(self.cells, default=0) + 1

@@ -68,3 +68,20 @@ def test_seed_example_through_the_gateway_image(gateway_container: tuple[str, st
         assert api.http.get("/docs").status_code == 200
     finally:
         api.close()
+
+
+def test_mcp_client_through_the_gateway_image(gateway_container: tuple[str, str]) -> None:
+    """Issue 12: the image serves /mcp on the same port, with its default allowed hosts (compose publishes the port
+    on 127.0.0.1, so that is the Host clients send; here the container may be reached through another address)."""
+    from tests.integration.test_mcp import run, started, text_of
+
+    url, _ = gateway_container
+
+    async def scenario(client):  # noqa: ANN001, ANN202
+        kernel_id = await started(client)
+        result = await client.call_tool("execute_code", {"kernel_id": kernel_id, "code": "print(6 * 7)"})
+        await client.call_tool("shutdown_kernel", {"kernel_id": kernel_id})
+        return result
+
+    port = url.rsplit(":", 1)[1]
+    assert text_of(run(url, scenario, key=None, host=f"127.0.0.1:{port}")) == "42\n"

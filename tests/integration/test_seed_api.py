@@ -23,9 +23,9 @@ def test_start_returns_random_integer_ids(api: Api) -> None:
 
 def test_seed_readme_example(api: Api, kernel: int) -> None:
     """The README's curl sequence: 20, then 30 after editing cell 2 (the seed's 15 was wrong)."""
-    assert api.add(kernel, 1, "x = 10").json() == {"status": "Cell 1 added."}
-    assert api.add(kernel, 2, "y = x * 2").json() == {"status": "Cell 2 added."}
-    assert api.add(kernel, 3, "print(y)").json() == {"status": "Cell 3 added."}
+    assert api.add(kernel, 1, "x = 10").json() == {"status": "Cell 1 added.", "version": 1}
+    assert api.add(kernel, 2, "y = x * 2").json() == {"status": "Cell 2 added.", "version": 2}
+    assert api.add(kernel, 3, "print(y)").json() == {"status": "Cell 3 added.", "version": 3}
 
     run_all = api.cell(kernel, "run_all").json()
     assert [c["cell_number"] for c in run_all["outputs"]] == [1, 2, 3]
@@ -34,7 +34,7 @@ def test_seed_readme_example(api: Api, kernel: int) -> None:
     outputs = api.http.get("/cell_outputs", params={"kernel_id": kernel, "cell_number": 3}).json()
     assert outputs["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "20\n"}]
 
-    assert api.cell(kernel, "edit", 2, "y = x * 3").json() == {"status": "Cell 2 updated."}
+    assert api.cell(kernel, "edit", 2, "y = x * 3").json() == {"status": "Cell 2 updated.", "version": 4}
     api.cell(kernel, "run_all")
     outputs = api.http.get("/cell_outputs", params={"kernel_id": kernel, "cell_number": 3}).json()
     assert outputs["outputs"][0]["text"] == "30\n"
@@ -45,7 +45,7 @@ def test_run_single_cell_and_delete(api: Api, kernel: int) -> None:
     result = api.run(kernel, 1).json()
     assert result["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "Hello, World!\n"}]
     assert result["status"] == "ok" and result["execution_count"] == 1
-    assert api.cell(kernel, "delete", 1).json() == {"status": "Cell 1 deleted."}
+    assert api.cell(kernel, "delete", 1).json() == {"status": "Cell 1 deleted.", "version": 2}
     assert api.run(kernel, 1).status_code == 404
 
 

@@ -25,9 +25,15 @@ def post(client: TestClient, **body: object):
 
 
 def test_add_edit_delete_messages(client: TestClient) -> None:
-    assert post(client, kernel_id=7, cell_number=1, code="x", action="add").json() == {"status": "Cell 1 added."}
-    assert post(client, kernel_id=7, cell_number=1, code="y", action="edit").json() == {"status": "Cell 1 updated."}
-    assert post(client, kernel_id=7, cell_number=1, action="delete").json() == {"status": "Cell 1 deleted."}
+    # the notebook's version moves with every change
+    added = {"status": "Cell 1 added.", "version": 1}
+    assert post(client, kernel_id=7, cell_number=1, code="x", action="add").json() == added
+    updated = {"status": "Cell 1 updated.", "version": 2}
+    assert post(client, kernel_id=7, cell_number=1, code="y", action="edit").json() == updated
+    assert post(client, kernel_id=7, cell_number=1, action="delete").json() == {
+        "status": "Cell 1 deleted.",
+        "version": 3,
+    }
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,15 @@ kernels = Table(
     Column("last_death", Text, nullable=True, comment="why it last died"),
     Column("created_at", Double, nullable=False),
     Column("last_activity_at", Double, nullable=False),
+    # Issue 12 (migration 0002): the notebook's version, changed by every add, edit and delete of a cell.
+    Column(
+        "notebook_version",
+        BigInteger,
+        nullable=False,
+        default=0,
+        server_default="0",
+        comment="changed by every add, edit and delete of a cell",
+    ),
 )
 
 cells = Table(

@@ -80,6 +80,12 @@ def _cell_from_row(row: Any) -> Cell:
     )
 
 
+def _set_version(connection: Connection, kernel_id: int, version: int | None) -> None:
+    """Issue 12: write the notebook's new version in the same transaction as the change that made it."""
+    if version is not None:
+        connection.execute(update(kernels).where(kernels.c.id == kernel_id).values(notebook_version=version))
+
+
 def _set_stale(connection: Connection, kernel_id: int, stale: dict[int, bool] | None) -> None:
     """Write the staleness a change caused in other cells: ``{cell number: stale}``."""
     for flag in (True, False):
@@ -189,30 +195,39 @@ class Store:
 
     # ``stale``: the cells whose staleness the change altered, ``{number: stale}``, written in the same transaction.
 
-    async def add_cell(self, kernel_id: int, cell: Cell, *, stale: dict[int, bool] | None = None) -> None:
+    async def add_cell(
+        self, kernel_id: int, cell: Cell, *, stale: dict[int, bool] | None = None, version: int | None = None
+    ) -> None:
         now = time.time()
         values = {"kernel_id": kernel_id, "number": cell.number, **_cell_values(cell), "created_at": now}
 
         def work(connection: Connection) -> None:
             connection.execute(insert(cells).values(**values, updated_at=now))
             _set_stale(connection, kernel_id, stale)
+            _set_version(connection, kernel_id, version)
 
         await self._do(work)
 
-    async def save_cell(self, kernel_id: int, cell: Cell, *, stale: dict[int, bool] | None = None) -> None:
+    async def save_cell(
+        self, kernel_id: int, cell: Cell, *, stale: dict[int, bool] | None = None, version: int | None = None
+    ) -> None:
         """Write the cell's code, outputs and last run's record."""
         values = {**_cell_values(cell), "updated_at": time.time()}
 
         def work(connection: Connection) -> None:
             connection.execute(_update_cell(kernel_id, cell.number).values(**values))
             _set_stale(connection, kernel_id, stale)
+            _set_version(connection, kernel_id, version)
 
         await self._do(work)
 
-    async def delete_cell(self, kernel_id: int, number: int, *, stale: dict[int, bool] | None = None) -> None:
+    async def delete_cell(
+        self, kernel_id: int, number: int, *, stale: dict[int, bool] | None = None, version: int | None = None
+    ) -> None:
         def work(connection: Connection) -> None:
             connection.execute(delete(cells).where(cells.c.kernel_id == kernel_id, cells.c.number == number))
             _set_stale(connection, kernel_id, stale)
+            _set_version(connection, kernel_id, version)
 
         await self._do(work)
 
