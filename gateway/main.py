@@ -37,6 +37,8 @@ log = logging.getLogger("gateway")
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app. Settings are read from the environment unless given."""
     settings = settings or Settings()
+    if not logging.getLogger().handlers:  # before the MCP SDK, which would install its own (rich) handler
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     keys = KeyRing.load(settings.api_keys.get_secret_value() if settings.api_keys else None, settings.api_keys_file)
     audit = AuditLog(settings.audit_log)
     observer = KernelObserver(cgroups=CgroupReader(settings.cgroup_root))  # live events, metrics, run usage
@@ -44,8 +46,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         store = await Store.open(settings)
         connector = ZmqConnector(settings.max_message_bytes)
         service = KernelService(settings, DockerSandbox.from_settings(settings), connector, store, observer)
