@@ -71,11 +71,13 @@ def merge_streams(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 class KernelUnderTest:
     """One kernel container and a client with stdin; ``environment`` picks the launcher (see the image's
-    entrypoint: ``JUPYCELL_KERNEL_LAUNCHER=stock`` is ipykernel unconfigured)."""
+    entrypoint: ``JUPYCELL_KERNEL_LAUNCHER=stock`` is ipykernel unconfigured), ``command`` adds options to it."""
 
-    def __init__(self, floor: RawFloor, environment: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, floor: RawFloor, environment: dict[str, str] | None = None, command: list[str] | None = None
+    ) -> None:
         self.floor = floor
-        self.raw: RawKernel = floor.start(environment, stdin=True)[0]
+        self.raw: RawKernel = floor.start(environment, command, stdin=True)[0]
         self.client = self.raw.client
 
     def close(self) -> None:

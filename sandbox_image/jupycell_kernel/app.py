@@ -1,6 +1,8 @@
 """``JupyCellKernelApp``: ipykernel's ``IPKernelApp`` with the round-trip switches of this package.
 
-Switches (traits, on by default; ``--JupyCellKernelApp.<name>=False`` turns one off, to measure it):
+Switches (traits; ``--JupyCellKernelApp.<name>=False|True`` flips one, which is how each is measured):
+
+The others are on by default:
 
 - ``quick_flush``: ``sys.stdout``/``sys.stderr`` skip a flush that has nothing to wait for (``iopub.py``).
 - ``direct_iopub``: a thread sends an IOPub message itself when nothing is queued before it (``iopub.py``).
@@ -13,8 +15,11 @@ Switches (traits, on by default; ``--JupyCellKernelApp.<name>=False`` turns one 
   number: a container starts with an empty history file anyway (``IPYTHONDIR`` is on its tmpfs).
 
 - ``prewarm``: run the execute path once, invisibly, before the first request (``prewarm.py``).
-- ``subshells``: keep ipykernel 7's shell channel thread (kernel subshells); off, the main thread owns the shell
-  socket, as in ipykernel 6 (``kernel.py``).
+- ``subshells`` (off): ipykernel 7's shell channel thread, there for kernel subshells (protocol 5.5), costs two
+  thread hand-offs per request; off, the main thread owns the shell socket, as in ipykernel 6 (``kernel.py``), and
+  ``kernel_info`` does not list "kernel subshells" (clients then do not create any; JupyCell's API never does).
+  Everything else — outputs, counts, interrupts, ``input()``, requests aborted after an error — is the same
+  (tests/integration/test_kernel_equivalence.py). ``--JupyCellKernelApp.subshells=True`` brings the thread back.
 
 Command-line options and config files still win over these defaults.
 """
@@ -50,7 +55,7 @@ class JupyCellKernelApp(IPKernelApp):
     memory_history = Bool(True, help="History database in memory, written when read.").tag(config=True)
 
     prewarm = Bool(True, help="Run the execute path once, invisibly, before taking requests.").tag(config=True)
-    subshells = Bool(True, help="Keep the shell channel thread (kernel subshells).").tag(config=True)
+    subshells = Bool(False, help="Keep ipykernel 7's shell channel thread (kernel subshells).").tag(config=True)
 
     def init_sockets(self) -> None:
         super().init_sockets()
