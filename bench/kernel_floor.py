@@ -21,7 +21,9 @@ from bench.raw_floor import RawFloor, RawKernel
 from bench.stats import p50, percentile
 
 STOCK = {"JUPYCELL_KERNEL_LAUNCHER": "stock"}
-SWITCHES = ("quick_flush", "direct_iopub", "coalesce_iopub", "no_execute_sleep", "memory_history", "subshells")
+SWITCHES = (
+    "quick_flush", "direct_iopub", "coalesce_iopub", "no_execute_sleep", "memory_history", "freeze_gc", "subshells"
+)
 
 
 @dataclass

@@ -265,12 +265,15 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
 
         # --- load: N clients, each on its own kernel: JupyCell vs raw jupyter_client on as many containers --------
         all_clients = []
+        with_cell: set[int] = set()  # kernels that already have the load cell (a later phase reuses them)
         for count in plan.clients:
             print(f"{count} clients for {plan.duration:g} s: JupyCell, then raw jupyter_client ...", flush=True)
             clients = [(await warm.connection(), kernel_id) for kernel_id in kernels[:count]]
             all_clients += [conn for conn, _ in clients]
             for conn, kernel_id in clients:
-                await jc.add_cell(conn, kernel_id, 1, LOAD_CELL)
+                if kernel_id not in with_cell:
+                    await jc.add_cell(conn, kernel_id, 1, LOAD_CELL)
+                    with_cell.add(kernel_id)
             await jc.wait_pool_full(warm_conn)
             mine = await jupycell_load(clients, 1, plan.duration)
             raw_load_kernels = await asyncio.to_thread(raw_kernels, raw, count)
