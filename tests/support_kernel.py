@@ -85,14 +85,7 @@ class KernelUnderTest:
 
     def kernel_info(self) -> dict[str, Any]:
         msg_id = self.client.kernel_info()
-        return self._reply(msg_id, 30)
-
-    def _reply(self, msg_id: str, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            msg = self.client.get_shell_msg(timeout=max(0.01, deadline - time.monotonic()))
-            if msg["parent_header"].get("msg_id") == msg_id:
-                return msg
+        return self.raw._reply(msg_id, 30)
 
     def send(self, code: str, **options: Any) -> str:
         """Send an execute request (``allow_stdin`` on by default) and return its id."""
@@ -138,7 +131,7 @@ class KernelUnderTest:
                     self.client.control_channel.send(self.client.session.msg("interrupt_request", {}))
                     interrupt_after = None
         result.iopub = merge_streams(result.iopub)
-        result.reply = normalise(self._reply(msg_id, timeout))
+        result.reply = normalise(self.raw._reply(msg_id, timeout))
         return result
 
     def run(self, code: str, **options: Any) -> CellResult:
