@@ -14,7 +14,8 @@ machine, up to a scheduler time slice on a busy one. A ``1+1`` pays about twenty
   subscription events (ipykernel answers each with an ``iopub_welcome``) are read under the same lock.
 - ``QuickFlushOutStream``: ``flush()`` returns at once when there is nothing to flush — no buffered text, no flush
   pending, nothing unread in the captured file descriptor — and the IOPub thread has nothing queued or running (so
-  every message sent before is on the socket). Otherwise it is ipykernel's flush, unchanged. So what a flush
+  every message sent before is on the socket; a timed flush of buffered text, which ipykernel runs on that thread
+  outside the queue, counts as running). Otherwise it is ipykernel's flush, unchanged. So what a flush
   guaranteed (text before the ``execute_result``, IOPub messages on the socket before the shell reply or an
   ``input_request``) still holds; only the round trip that had nothing to wait for is gone.
 """
@@ -130,6 +131,21 @@ class QuickFlushOutStream(OutStream):
     def flush(self) -> None:
         if not self._nothing_to_flush():
             super().flush()
+
+    def _flush(self) -> None:
+        """ipykernel's ``_flush``; on the IOPub thread it counts as running a callback (it also runs from a
+        timer, outside the queue), so that between taking the buffered text and queueing its message nobody
+        concludes there is nothing to wait for and sends ahead of it."""
+        pub = self.pub_thread
+        if not isinstance(pub, QuickIOPubThread) or threading.current_thread() is not pub.thread:
+            super()._flush()
+            return
+        was_running = pub._running
+        pub._running = True  # before the buffers are taken
+        try:
+            super()._flush()
+        finally:
+            pub._running = was_running
 
     def _nothing_to_flush(self) -> bool:
         pub = self.pub_thread

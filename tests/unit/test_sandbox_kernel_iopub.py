@@ -117,3 +117,40 @@ def test_flush_sends_buffered_text_before_what_follows_and_skips_when_empty(wire
     while not stream._nothing_to_flush():
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_a_timed_flush_in_progress_is_waited_for(wire) -> None:
+    """ipykernel flushes buffered text from a timer on the IOPub thread, outside the queue: while that flush has
+    taken the text but not yet queued its message, a thread that flushes and then sends (as the displayhook and
+    the execute handler do) must not skip the flush and send ahead of that text."""
+    thread, sub = wire
+    stream = QuickFlushOutStream(Session(key=b""), thread, "stdout", watchfd=False)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(msg):  # runs inside _flush, after the buffers were taken, before the message is queued
+        inside.set()
+        release.wait(10)
+        return msg
+
+    thread.io_loop.add_callback(lambda: stream.register_hook(hold))  # hooks are per thread: the IOPub thread's
+    stream.write("early")
+    deadline = time.monotonic() + 5
+    while not thread.idle():  # the write's own callback (it arms the flush timer) has run
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    thread.io_loop.add_callback(stream._flush)  # as the flush timer does
+    assert inside.wait(10)
+    assert not stream._nothing_to_flush()
+
+    def flush_then_send() -> None:
+        stream.flush()
+        thread.send_multipart([b"late"])
+
+    sender = threading.Thread(target=flush_then_send)
+    sender.start()
+    time.sleep(0.05)  # not synchronisation: gives a wrong implementation the chance to overtake
+    release.set()
+    sender.join(10)
+    first, second = received(sub, 2)
+    assert first[0] == b"stream.stdout" and b"early" in first[-1]
+    assert second == [b"late"]
