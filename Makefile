@@ -11,6 +11,7 @@
 #   make bench-deadlines  how long after a run's deadline the response comes (timeout, SIGINT ignored)
 #   make bench-jupyter    `1+1` over the kernel websocket, direct and through jupyter server --gateway-url
 #   make bench-runtimes   kernel start and `1+1` latency under runc and runsc
+#   make bench-kernel     the sandbox kernel's `1+1` vs stock ipykernel, one row per change (bench/kernel_floor.py)
 #   make clean    remove kernel containers left behind (label jupycell.managed=true)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -25,7 +26,7 @@ BENCH_VENV := bench/.venv
 # tests clean up by label instead.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: engine images deps postgres test test-runsc up clean bench bench-deadlines bench-jupyter bench-runtimes
+.PHONY: engine images deps postgres test test-runsc up clean bench bench-deadlines bench-jupyter bench-runtimes bench-kernel
 
 engine:
 	scripts/ensure-docker.sh
@@ -67,3 +68,6 @@ bench-jupyter:
 
 bench-runtimes:
 	$(PYTHON) bench/runtimes.py
+
+bench-kernel:
+	$(PYTHON) -m bench.kernel_floor --switches --firsts 5

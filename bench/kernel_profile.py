@@ -51,12 +51,12 @@ def split(raw: Path, ms_per_execute: float) -> list[str]:
         thread = re.sub(r"thread \(\d+\): ", "", frames[0])
         joined = ";".join(frames)
         if "MainThread" in thread:
-            if frames[-1].startswith(_IDLE[:2]):
+            if any(k in frames[-1] for k in _IDLE[:2]):
                 bucket = "waiting for the next request (event loop idle)"
             else:
                 bucket = next((name for name, keys in MAIN_BUCKETS if any(k in joined for k in keys)), "other")
             main[bucket] += int(count)
-        elif not frames[-1].startswith(_IDLE) and not any(b in thread for b in _BLOCKED_FOREVER):
+        elif not any(k in frames[-1] for k in _IDLE) and not any(b in thread for b in _BLOCKED_FOREVER):
             others[thread] += int(count)
     total = sum(main.values()) or 1
     lines = [f"main thread, ms per execute (of {ms_per_execute:.2f}):"]
