@@ -6,13 +6,15 @@ the ipykernel, IPython and pyzmq versions are the same by construction. Requests
 the kernels, so every kernel sees the same machine; besides wall time, the CPU time each container spent per
 execute is read from its cgroup (a figure a busy machine disturbs far less).
 
-``python -m bench.kernel_floor [--switches]`` runs it alone; ``--switches`` adds one kernel per switch of
-``JupyCellKernelApp`` turned off, which is how each change is measured.
+``python -m bench.kernel_floor [--switches] [--favour]`` runs it alone; ``--switches`` adds one kernel per switch of
+``JupyCellKernelApp`` flipped, which is how each change is measured; ``--favour`` runs the kernels at the highest CPU
+weight and the client at nice -20 (as root), which approximates a quiet machine on a shared one.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,10 +60,20 @@ def cgroup_cpu_seconds(container_id: str) -> float | None:
     return None
 
 
-def measure(floor: RawFloor, found: list[Variant], executes: int, warmup: int = 30, code: str = "1+1") -> None:
+def favour(kernel: RawKernel) -> None:
+    """Give a kernel container the highest CPU weight (cgroup shares): with the client at nice -20, the pair runs
+    much as on a quiet machine even when the machine is shared (``--favour``)."""
+    kernel.container.update(cpu_shares=262144)
+
+
+def measure(
+    floor: RawFloor, found: list[Variant], executes: int, warmup: int = 30, code: str = "1+1", favoured: bool = False
+) -> None:
     """Start every variant, then ``executes`` round trips each, interleaved one by one (rotating who goes first)."""
     for variant in found:
         variant.kernel, _ = floor.start(variant.environment, variant.command)
+        if favoured:
+            favour(variant.kernel)
     kernels = [v for v in found if v.kernel is not None]
     for variant in kernels:
         for _ in range(warmup):
@@ -114,11 +126,16 @@ def main() -> None:
     parser.add_argument("--executes", type=int, default=500, help="round trips per kernel")
     parser.add_argument("--switches", action="store_true", help="also one kernel per switch turned off")
     parser.add_argument("--firsts", type=int, default=0, help="also time the first execute of N fresh kernels each")
+    parser.add_argument(
+        "--favour", action="store_true", help="kernels at the highest CPU weight, this client at nice -20 (root)"
+    )
     args = parser.parse_args()
+    if args.favour:
+        os.nice(-20)
     floor = RawFloor(args.image)
     try:
         found = variants(args.switches)
-        measure(floor, found, args.executes)
+        measure(floor, found, args.executes, favoured=args.favour)
         print("\n".join(report(found)))
         if args.firsts:
             firsts = first_executes(floor, found[:2], args.firsts)
