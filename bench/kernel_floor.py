@@ -24,7 +24,13 @@ from bench.stats import p50, percentile
 
 STOCK = {"JUPYCELL_KERNEL_LAUNCHER": "stock"}
 SWITCHES = (
-    "quick_flush", "direct_iopub", "coalesce_iopub", "no_execute_sleep", "memory_history", "freeze_gc", "subshells"
+    "quick_flush",
+    "direct_iopub",
+    "coalesce_iopub",
+    "no_execute_sleep",
+    "memory_history",
+    "freeze_gc",
+    "subshells",
 )
 
 

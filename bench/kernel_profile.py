@@ -27,7 +27,10 @@ from bench.raw_floor import RawFloor
 MAIN_BUCKETS = [
     ("stdout/stderr flush round trips to the IOPub thread", ("OutStream.flush", "QuickFlushOutStream.flush")),
     ("Kernel._execute_sleep before the reply", ("kernelbase.py:908",)),
-    ("IOPub sends (stock: IOPub-thread wake-ups)", ("BackgroundSocket.send", "_publish_status ", "IOPubThread.schedule")),
+    (
+        "IOPub sends (stock: IOPub-thread wake-ups)",
+        ("BackgroundSocket.send", "_publish_status ", "IOPubThread.schedule"),
+    ),
     ("IPython: displayhook", ("DisplayHook.__call__",)),
     ("IPython: transform + top-level await check", ("transform_cell", "should_run_async")),
     ("IPython: history", ("store_inputs",)),

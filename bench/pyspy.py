@@ -19,7 +19,8 @@ class PySpy:
             raise RuntimeError(f"{executable} not found: `bench/.venv/bin/pip install py-spy`")
         self.out = out
         self.process = subprocess.Popen(
-            [str(executable), "record", "-p", str(pid), "-o", str(out), "-f", "raw", "-r", str(rate), "--nonblocking", *extra],
+            [str(executable), "record", "-p", str(pid), "-o", str(out), "-f", "raw", "-r", str(rate), "--nonblocking"]
+            + list(extra),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -19,7 +19,8 @@ import docker
 
 from bench import jupycell as jc
 from bench.jkg import JkgServer
-from bench.kernel_floor import Variant, measure as measure_kernels, STOCK
+from bench.kernel_floor import STOCK, Variant
+from bench.kernel_floor import measure as measure_kernels
 from bench.load import jupycell_load, raw_kernels, raw_load
 from bench.procs import LoadSampler, container_memory_mb, machine
 from bench.pyspy import PySpy, summarize
@@ -216,7 +217,8 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
         if stock.cpu_per_execute and ours.cpu_per_execute:
             table.add(
                 "raw kernel `1+1`: kernel CPU time per execute", ms(ours.cpu_per_execute),
-                f"stock ipykernel {ms(stock.cpu_per_execute)}", f"{stock.cpu_per_execute / ours.cpu_per_execute:.2f}x less",
+                f"stock ipykernel {ms(stock.cpu_per_execute)}",
+                f"{stock.cpu_per_execute / ours.cpu_per_execute:.2f}x less",
             )
         table.notes.append(
             f"raw kernel p99: JupyCell kernel {ms(percentile(ours.samples, 99))}, stock "
@@ -296,7 +298,8 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
                 f"raw {len(theirs.errors)} of {len(theirs.latencies)}", "—", "0", not mine.errors,
             )
             if mine.errors or theirs.errors:
-                table.notes.append(f"first errors ({count} clients): JupyCell {mine.errors[:3]}, raw {theirs.errors[:3]}")
+                first = f"JupyCell {mine.errors[:3]}, raw {theirs.errors[:3]}"
+                table.notes.append(f"first errors ({count} clients): {first}")
         for conn in all_clients + conns + [cold_conn, warm_conn]:
             await conn.close()
     except BaseException:

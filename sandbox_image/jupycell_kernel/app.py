@@ -33,8 +33,8 @@ import gc
 from typing import Any
 
 import zmq
-from tornado import ioloop
 from ipykernel.kernelapp import IPKernelApp
+from tornado import ioloop
 from traitlets import Bool
 from traitlets.config import Config
 

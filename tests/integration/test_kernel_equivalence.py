@@ -35,7 +35,7 @@ BATTERY: list[tuple[str, dict[str, Any]]] = [
     ("print('a')\nprint('b', end='')\nimport sys\nprint('err', file=sys.stderr)\n3", {}),
     ("for i in range(3):\n    print(i, flush=True)", {}),
     ("print('\\n'.join(str(i) for i in range(5000)))", {}),
-    ("print('héllo wörld ✓ \U0001F600')", {}),
+    ("print('héllo wörld ✓ \U0001f600')", {}),
     ("%who", {}),
     ("%whos", {}),
     ("%time sum(range(1000))", {}),
@@ -49,9 +49,12 @@ BATTERY: list[tuple[str, dict[str, Any]]] = [
     ("%lsmagic", {}),
     ("%%capture captured\nprint('hidden')", {}),
     ("captured.stdout", {}),
-    ("from IPython.display import display, HTML, Markdown, JSON, Latex\n"
-     "display(HTML('<b>bold</b>'))\ndisplay(Markdown('*md*'), Latex(r'$x^2$'))\ndisplay({'a': 1}, raw=True)\n"
-     "display(JSON({'k': [1, 2]}))", {}),
+    (
+        "from IPython.display import display, HTML, Markdown, JSON, Latex\n"
+        "display(HTML('<b>bold</b>'))\ndisplay(Markdown('*md*'), Latex(r'$x^2$'))\ndisplay({'a': 1}, raw=True)\n"
+        "display(JSON({'k': [1, 2]}))",
+        {},
+    ),
     ("h = display('first', display_id=True)\nh.update('second')", {}),
     ("from IPython.display import clear_output\nprint('one')\nclear_output(wait=True)\nprint('two')", {}),
     ("import pandas as pd\ndf = pd.DataFrame({'a': [1, 2], 'b': ['x', 'y']})\ndf", {}),
