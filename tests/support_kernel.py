@@ -98,9 +98,11 @@ class KernelUnderTest:
         stdin_replies: list[str] | None = None,
         interrupt_after: str | None = None,
         timeout: float = 60,
+        interrupt_at_input: bool = False,
     ) -> CellResult:
         """Read what request ``msg_id`` produced until its ``idle`` and its reply. ``stdin_replies`` answer its
-        ``input_request``s in turn; ``interrupt_after``: send an interrupt once this text was printed."""
+        ``input_request``s in turn; ``interrupt_after``: send an interrupt once this text was printed;
+        ``interrupt_at_input``: answer an ``input_request`` with an interrupt instead."""
         result = CellResult()
         replies = list(stdin_replies or [])
         deadline = time.monotonic() + timeout
@@ -115,7 +117,10 @@ class KernelUnderTest:
                 request = None
             if request is not None:
                 result.stdin.append(normalise(request))
-                self.client.input(replies.pop(0) if replies else "")
+                if interrupt_at_input:
+                    self.interrupt()
+                else:
+                    self.client.input(replies.pop(0) if replies else "")
             try:
                 msg = self.client.get_iopub_msg(timeout=0.02)
             except Empty:
@@ -128,13 +133,19 @@ class KernelUnderTest:
             if interrupt_after is not None and msg["msg_type"] == "stream":
                 printed += msg["content"]["text"]
                 if interrupt_after in printed:
-                    self.client.control_channel.send(self.client.session.msg("interrupt_request", {}))
+                    self.interrupt()
                     interrupt_after = None
         result.iopub = merge_streams(result.iopub)
         result.reply = normalise(self.raw._reply(msg_id, timeout))
         return result
 
+    def interrupt(self) -> None:
+        """An ``interrupt_request`` on the control channel, as the gateway sends it."""
+        self.client.control_channel.send(self.client.session.msg("interrupt_request", {}))
+
     def run(self, code: str, **options: Any) -> CellResult:
         stdin_replies = options.pop("stdin_replies", None)
         interrupt_after = options.pop("interrupt_after", None)
-        return self.collect(self.send(code, **options), stdin_replies, interrupt_after)
+        interrupt_at_input = options.pop("interrupt_at_input", False)
+        msg_id = self.send(code, **options)
+        return self.collect(msg_id, stdin_replies, interrupt_after, interrupt_at_input=interrupt_at_input)

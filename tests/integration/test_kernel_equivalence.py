@@ -130,9 +130,25 @@ def test_a_battery_of_cells_gives_the_same_messages(kernels: tuple[KernelUnderTe
 
 
 def test_an_interrupt_gives_the_same_messages(kernels: tuple[KernelUnderTest, KernelUnderTest]) -> None:
+    """Interrupted while it waits in ``input()`` (a place the kernel is known to be in when the interrupt comes):
+    the same ``KeyboardInterrupt`` and traceback, and the kernel goes on."""
     stock, ours = kernels
-    code = "import time\nprint('started', flush=True)\ntime.sleep(60)"
-    assert_same(code, stock.run(code, interrupt_after="started"), ours.run(code, interrupt_after="started"))
+    code = "print('before')\nname = input('wait: ')"
+    assert_same(code, stock.run(code, interrupt_at_input=True), ours.run(code, interrupt_at_input=True))
+    assert_same("'still alive'", stock.run("'still alive'"), ours.run("'still alive'"))
+
+
+def test_an_interrupted_sleep_ends_alike(kernels: tuple[KernelUnderTest, KernelUnderTest]) -> None:
+    """Interrupted in running code: the same messages and error. (Which line the traceback shows depends on when
+    the signal lands — in ``time.sleep`` or still in the print before it — on any kernel, so only its end is
+    compared.)"""
+    stock, ours = kernels
+    code = "import time\nprint('started', flush=True)\nwhile True: time.sleep(0.01)"
+    results = [kernel.run(code, interrupt_after="started") for kernel in kernels]
+    assert [m["msg_type"] for m in results[1].iopub] == [m["msg_type"] for m in results[0].iopub]
+    for result in results:
+        content = result.reply["content"]
+        assert (content["status"], content["ename"]) == ("error", "KeyboardInterrupt")
     assert_same("'still alive'", stock.run("'still alive'"), ours.run("'still alive'"))
 
 
