@@ -17,6 +17,7 @@
 #   make swarm-check    probe the agents again, and restart them all under running kernels
 #   make swarm-down remove everything swarm-up made
 #   make test-swarm swarm-up, both checks, swarm-down
+#   make bench-kernel     the sandbox kernel's `1+1` vs stock ipykernel, one row per change (bench/kernel_floor.py)
 #   make clean    remove kernel containers left behind (label jupycell.managed=true)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -32,7 +33,7 @@ BENCH_VENV := bench/.venv
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
 .PHONY: engine images deps postgres check test test-runsc up clean bench bench-deadlines bench-jupyter bench-runtimes \
-	bench-agent swarm-up swarm-check swarm-down test-swarm
+	bench-agent swarm-up swarm-check swarm-down test-swarm bench-kernel
 
 engine:
 	scripts/ensure-docker.sh
@@ -101,3 +102,6 @@ swarm-down:
 # The whole Swarm round trip: up, both checks, down (not part of `make test`: several minutes, two dind engines).
 test-swarm: engine
 	trap scripts/swarm-down.sh EXIT; scripts/swarm-up.sh; scripts/swarm-check.sh; scripts/swarm-check.sh --agent-restart
+
+bench-kernel:
+	$(PYTHON) -m bench.kernel_floor --switches --firsts 5

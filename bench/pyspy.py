@@ -13,13 +13,14 @@ from pathlib import Path
 class PySpy:
     """``py-spy record`` (raw, collapsed stacks) attached to a process; stop() ends it and writes the file."""
 
-    def __init__(self, pid: int, out: Path, rate: int = 250) -> None:
+    def __init__(self, pid: int, out: Path, rate: int = 250, extra: tuple[str, ...] = ()) -> None:
         executable = Path(sys.executable).with_name("py-spy")
         if not executable.exists():
             raise RuntimeError(f"{executable} not found: `bench/.venv/bin/pip install py-spy`")
         self.out = out
         self.process = subprocess.Popen(
-            [str(executable), "record", "-p", str(pid), "-o", str(out), "-f", "raw", "-r", str(rate), "--nonblocking"],
+            [str(executable), "record", "-p", str(pid), "-o", str(out), "-f", "raw", "-r", str(rate), "--nonblocking"]
+            + list(extra),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

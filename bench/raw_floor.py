@@ -77,8 +77,12 @@ class RawFloor:
         self.root = Path(tempfile.mkdtemp(prefix="jcb-"))
         self.kernels: list[RawKernel] = []
 
-    def start(self) -> tuple[RawKernel, float]:
-        """One kernel; returns it and the seconds from ``containers.run`` to ready."""
+    def start(
+        self, environment: dict[str, str] | None = None, command: list[str] | None = None, stdin: bool = False
+    ) -> tuple[RawKernel, float]:
+        """One kernel; returns it and the seconds from ``containers.run`` to ready. ``environment`` is added to the
+        container's, ``command`` is passed to the image's entrypoint (see ``bench.kernel_floor``); ``stdin`` also
+        connects the stdin channel (``input()``)."""
         socket_dir = self.root / secrets.token_hex(4)
         info = new_connection_info()
         prepare_socket_dir(socket_dir, info, self.settings.kernel_uid)
@@ -89,11 +93,14 @@ class RawFloor:
             volumes={str(socket_dir): {"bind": CONTAINER_SOCKET_DIR, "mode": "rw"}},
             detach=True,
         )
+        kwargs["environment"] = {**kwargs.get("environment", {}), **(environment or {})}
+        if command:
+            kwargs["command"] = command
         start = time.perf_counter()
         container = self.docker.containers.run(**kwargs)
         client = BlockingKernelClient()
         client.load_connection_info(host_view(info, socket_dir))
-        client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
+        client.start_channels(shell=True, iopub=True, stdin=stdin, hb=False, control=True)
         kernel = RawKernel(container, client, socket_dir)
         self.kernels.append(kernel)
         kernel.wait_ready()

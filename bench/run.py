@@ -19,6 +19,9 @@ import docker
 
 from bench import jupycell as jc
 from bench.jkg import JkgServer
+from bench.kernel_floor import STOCK, Variant
+from bench.kernel_floor import measure as measure_kernels
+from bench.load import jupycell_load, raw_kernels, raw_load
 from bench.procs import LoadSampler, container_memory_mb, machine
 from bench.pyspy import PySpy, summarize
 from bench.raw_floor import RawFloor
@@ -37,8 +40,10 @@ class Plan:
     run_rounds: int  # rounds of `1+1`: raw, JupyCell and JKG interleaved
     run_batch: int
     idle_kernels: int
-    clients: int
+    clients: list[int]  # one load phase per count: JupyCell and raw jupyter_client, same count of kernels
     duration: float
+    kernel_executes: int  # `1+1` round trips per kernel: JupyCell's sandbox kernel vs stock ipykernel
+    restarts: int
     pool_size: int = 5
 
     @classmethod
@@ -47,12 +52,14 @@ class Plan:
             cls(
                 starts=4,
                 warm_starts=6,
-                first_results=3,
+                first_results=5,
                 run_rounds=3,
                 run_batch=40,
                 idle_kernels=30,
-                clients=20,
-                duration=10,
+                clients=[20, 50],
+                duration=5,
+                kernel_executes=300,
+                restarts=5,
             )
             if args.quick
             else cls(
@@ -62,17 +69,19 @@ class Plan:
                 run_rounds=6,
                 run_batch=100,
                 idle_kernels=100,
-                clients=50,
-                duration=60,
+                clients=[20, 50],
+                duration=30,
+                kernel_executes=1000,
+                restarts=10,
             )
         )
         if args.clients:
-            plan.clients = args.clients
+            plan.clients = [int(n) for n in args.clients.split(",")]
         if args.duration:
             plan.duration = args.duration
         if args.idle_kernels:
             plan.idle_kernels = args.idle_kernels
-        plan.idle_kernels = max(plan.idle_kernels, plan.clients)
+        plan.idle_kernels = max(plan.idle_kernels, *plan.clients)
         return plan
 
 
@@ -151,6 +160,29 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
             ms(p50(firsts)),
             f"JKG POST /api/kernels + ws {ms(p50(jkg_firsts))}" if jkg_firsts else "—",
             ratio(p50(firsts), p50(jkg_firsts)) if jkg_firsts else "—",
+            "<= 40 ms",
+            p50(firsts) <= 0.040,
+        )
+
+        # --- restart with a warm pool -----------------------------------------------------------------------------
+        print("POST /kernels/{id}/restart (warm pool) ...", flush=True)
+        kernel_id, _ = await jc.start(warm_conn)
+        restarts = []
+        for _ in range(plan.restarts):
+            await jc.wait_pool_full(warm_conn)
+            begin = time.perf_counter()
+            status, body = await warm_conn.request("POST", f"/kernels/{kernel_id}/restart")
+            restarts.append(time.perf_counter() - begin)
+            if status != 200:
+                raise RuntimeError(f"restart: {status} {body}")
+        await jc.shutdown(warm_conn, kernel_id)
+        table.add(
+            "`POST /kernels/{id}/restart`, warm pool, p50",
+            ms(p50(restarts)),
+            f"raw docker run + ready {ms(floor)}",
+            ratio(p50(restarts), floor),
+            "<= 50 ms",
+            p50(restarts) <= 0.050,
         )
 
         # --- `1+1` round trips: raw jupyter_client, HTTP, JKG websocket, interleaved rounds ----------------------
@@ -196,8 +228,8 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
             ms(p50(http_runs)),
             f"raw jupyter_client over IPC {ms(raw_p50)}",
             ratio(p50(http_runs), raw_p50),
-            "<= 1.30x",
-            p50(http_runs) <= 1.3 * raw_p50,
+            "<= 1.20x",
+            p50(http_runs) <= 1.2 * raw_p50,
         )
         if jkg_runs:
             speedup = p50(jkg_runs) / p50(http_runs)
@@ -209,11 +241,39 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
                 ">= 10x faster",
                 speedup >= 10,
             )
+        raw_p99 = percentile(raw_runs, 99)
         table.add(
             "`POST /cell` run `1+1`, p99",
             ms(percentile(http_runs, 99)),
-            f"raw jupyter_client {ms(percentile(raw_runs, 99))}",
-            ratio(percentile(http_runs, 99), percentile(raw_runs, 99)),
+            f"raw jupyter_client {ms(raw_p99)}",
+            ratio(percentile(http_runs, 99), raw_p99),
+            "<= 1.50x",
+            percentile(http_runs, 99) <= 1.5 * raw_p99,
+        )
+
+        # --- the kernel itself: JupyCell's sandbox kernel vs stock ipykernel, same image, interleaved ------------
+        print("raw `1+1`: JupyCell's sandbox kernel vs stock ipykernel ...", flush=True)
+        stock, ours = Variant("stock ipykernel", STOCK), Variant("JupyCell kernel")
+        measure_kernels(raw, [stock, ours], plan.kernel_executes)
+        speedup = p50(stock.samples) / p50(ours.samples)
+        table.add(
+            "raw kernel `1+1` round trip, p50",
+            ms(p50(ours.samples)),
+            f"stock ipykernel (same image, unconfigured) {ms(p50(stock.samples))}",
+            f"{speedup:.2f}x faster",
+            ">= 2x faster",
+            speedup >= 2,
+        )
+        if stock.cpu_per_execute and ours.cpu_per_execute:
+            table.add(
+                "raw kernel `1+1`: kernel CPU time per execute",
+                ms(ours.cpu_per_execute),
+                f"stock ipykernel {ms(stock.cpu_per_execute)}",
+                f"{stock.cpu_per_execute / ours.cpu_per_execute:.2f}x less",
+            )
+        table.notes.append(
+            f"raw kernel p99: JupyCell kernel {ms(percentile(ours.samples, 99))}, stock "
+            f"{ms(percentile(stock.samples, 99))}; {plan.kernel_executes} round trips each, interleaved one by one"
         )
 
         # --- idle kernels: memory ------------------------------------------------------------------------------
@@ -238,7 +298,10 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
         _, listing = await warm_conn.request("GET", "/kernels")
         live = sum(1 for k in listing["kernels"] if k["state"] == "idle")
         rss_at = warm.rss_mb()
-        table.add("live idle kernels", str(live), "—", "—", f"{plan.idle_kernels}", live >= plan.idle_kernels)
+        if plan.idle_kernels >= 100:
+            table.add("live idle kernels", str(live), "—", "—", ">= 100", live >= 100)
+        else:
+            table.add("live idle kernels", str(live), "—", "—", f">= 100 (this run started {plan.idle_kernels})")
         table.add(
             "memory per idle kernel (container, p50)",
             f"{p50(memory):.0f} MiB",
@@ -256,38 +319,50 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
             f"containers (kernels + pool); p99 {percentile(memory, 99):.0f} MiB"
         )
 
-        # --- load: N clients, each running cells on its own kernel ----------------------------------------------
-        print(f"{plan.clients} clients for {plan.duration:g} s ...", flush=True)
-        mine = kernels[: plan.clients]
-        clients = [await warm.connection() for _ in mine]
-        for conn, kernel_id in zip(clients, mine, strict=True):
-            await jc.add_cell(conn, kernel_id, 1, LOAD_CELL)
-        latencies: list[float] = []
-        errors: list[str] = []
-        await jc.wait_pool_full(warm_conn)
-        stop_at = time.perf_counter() + plan.duration
-
-        async def client(conn, kernel_id: int) -> None:
-            while time.perf_counter() < stop_at:
-                begin = time.perf_counter()
-                try:
-                    result = await jc.run_cell(conn, kernel_id, 1)
-                    if result["status"] != "ok":
-                        errors.append(result["status"])
-                except Exception as error:  # counted, reported
-                    errors.append(repr(error))
-                latencies.append(time.perf_counter() - begin)
-
-        began = time.perf_counter()
-        await asyncio.gather(*(client(c, k) for c, k in zip(clients, mine, strict=True)))
-        elapsed = time.perf_counter() - began
-        label = f"{plan.clients} clients x {plan.duration:g} s, own kernel each"
-        table.add(f"{label}: throughput", f"{len(latencies) / elapsed:.0f} cells/s")
-        table.add(f"{label}: latency p50 / p99", f"{ms(p50(latencies))} / {ms(percentile(latencies, 99))}")
-        table.add(f"{label}: errors", f"{len(errors)} of {len(latencies)}", "—", "—", "0", not errors)
-        if errors:
-            table.notes.append(f"first errors: {errors[:3]}")
-        for conn in clients + conns + [cold_conn, warm_conn]:
+        # --- load: N clients, each on its own kernel: JupyCell vs raw jupyter_client on as many containers --------
+        all_clients = []
+        with_cell: set[int] = set()  # kernels that already have the load cell (a later phase reuses them)
+        for count in plan.clients:
+            print(f"{count} clients for {plan.duration:g} s: JupyCell, then raw jupyter_client ...", flush=True)
+            clients = [(await warm.connection(), kernel_id) for kernel_id in kernels[:count]]
+            all_clients += [conn for conn, _ in clients]
+            for conn, kernel_id in clients:
+                if kernel_id not in with_cell:
+                    await jc.add_cell(conn, kernel_id, 1, LOAD_CELL)
+                    with_cell.add(kernel_id)
+            await jc.wait_pool_full(warm_conn)
+            mine = await jupycell_load(clients, 1, plan.duration)
+            raw_load_kernels = await asyncio.to_thread(raw_kernels, raw, count)
+            theirs = await asyncio.to_thread(raw_load, raw_load_kernels, LOAD_CELL, plan.duration)
+            for kernel in raw_load_kernels:
+                raw.stop(kernel)
+            label = f"{count} clients x {plan.duration:g} s, own kernel each"
+            share = mine.throughput / theirs.throughput if theirs.throughput else float("nan")
+            table.add(
+                f"{label}: throughput",
+                f"{mine.throughput:.0f} cells/s",
+                f"raw jupyter_client, {count} containers: {theirs.throughput:.0f} cells/s",
+                f"{share:.2f}x",
+                ">= 0.80x" if count >= 50 else "",
+                share >= 0.8 if count >= 50 else None,
+            )
+            table.add(
+                f"{label}: latency p50 / p99",
+                f"{ms(p50(mine.latencies))} / {ms(percentile(mine.latencies, 99))}",
+                f"raw {ms(p50(theirs.latencies))} / {ms(percentile(theirs.latencies, 99))}",
+            )
+            table.add(
+                f"{label}: errors",
+                f"{len(mine.errors)} of {len(mine.latencies)}",
+                f"raw {len(theirs.errors)} of {len(theirs.latencies)}",
+                "—",
+                "0",
+                not mine.errors,
+            )
+            if mine.errors or theirs.errors:
+                first = f"JupyCell {mine.errors[:3]}, raw {theirs.errors[:3]}"
+                table.notes.append(f"first errors ({count} clients): {first}")
+        for conn in all_clients + conns + [cold_conn, warm_conn]:
             await conn.close()
     except BaseException:
         for gateway in (cold, warm):
@@ -317,8 +392,8 @@ def write_docs(table: Table, header: str, quick: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer samples, 20 clients for 10 s (a fast check)")
-    parser.add_argument("--clients", type=int, help="concurrent clients in the load phase")
+    parser.add_argument("--quick", action="store_true", help="fewer samples, 30 idle kernels, load phases of 5 s")
+    parser.add_argument("--clients", help="concurrent clients in the load phases, comma-separated (default 20,50)")
     parser.add_argument("--duration", type=float, help="seconds of the load phase")
     parser.add_argument("--idle-kernels", type=int, help="kernels kept live for the memory figures")
     parser.add_argument("--image", default="jupycell-sandbox:latest", help="sandbox image (built by make images)")
