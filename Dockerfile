@@ -36,4 +36,4 @@ ENV PYTHONPATH=/app
 COPY gateway/ /app/gateway/
 
 EXPOSE 8000
-CMD ["uvicorn", "gateway.main:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "--factory", "gateway.main:create_app", "--host", "0.0.0.0", "--port", "8000"]

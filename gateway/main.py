@@ -1,6 +1,7 @@
 """The FastAPI application: settings, lifespan (store, engine check, kernel manager), routers, error mapping.
 
-Run with ``uvicorn gateway.main:app``; tests build their own app with ``create_app(settings)``.
+Run with ``uvicorn --factory gateway.main:create_app`` (no app is built at import time); tests build their own
+app with ``create_app(settings)``.
 """
 
 from __future__ import annotations
@@ -120,6 +121,3 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
         problems.append(f"{where}: {item['msg']}" if where else item["msg"])
     errors = [{k: v for k, v in item.items() if k in ("loc", "msg", "type")} for item in error.errors()]
     return JSONResponse({"detail": "Invalid request: " + "; ".join(problems), "errors": errors}, status_code=422)
-
-
-app = create_app()

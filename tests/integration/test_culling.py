@@ -5,23 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-import docker
-
-from tests.support import Api, GatewayProcess, remove_instance_containers
+from testing.harness import Api, GatewayProcess, instance_containers, wait_for
+from tests.conftest import GatewayFactory
 
 
 @contextmanager
-def gateway_with(kernels_dir: Path, **limits: float) -> Iterator[tuple[Api, GatewayProcess]]:
-    gateway = GatewayProcess(kernels_dir, mem_limit_mb=512, cull_interval=0.2, **limits).start()
-    api = Api(gateway.url)
-    try:
+def gateway_with(gateway_factory: GatewayFactory, name: str, **limits: float) -> Iterator[tuple[Api, GatewayProcess]]:
+    gateway = gateway_factory(name, mem_limit_mb=512, cull_interval=0.2, **limits)
+    with Api(gateway.url) as api:
         yield api, gateway
-    finally:
-        api.close()
-        gateway.stop()
-        remove_instance_containers(gateway.instance)
 
 
 def wait_for_404(api: Api, kernel: int, timeout: float = 90) -> str:
@@ -35,24 +28,11 @@ def wait_for_404(api: Api, kernel: int, timeout: float = 90) -> str:
 
 def wait_until_removed(instance: str, timeout: float = 60) -> bool:
     """True once no container of the gateway is left (removal finishes just after the kernel is gone)."""
-    deadline = time.monotonic() + timeout
-    while containers(instance):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
+    return wait_for("the containers' removal", lambda: not instance_containers(instance), timeout)
 
 
-def containers(instance: str) -> list:
-    client = docker.from_env()
-    try:
-        return client.containers.list(all=True, sparse=True, filters={"label": f"jupycell.instance={instance}"})
-    finally:
-        client.close()
-
-
-def test_idle_kernel_is_shut_down_but_not_while_it_runs(kernels_root: Path) -> None:
-    with gateway_with(kernels_root / "idle", idle_timeout=4) as (api, gateway):
+def test_idle_kernel_is_shut_down_but_not_while_it_runs(gateway_factory: GatewayFactory) -> None:
+    with gateway_with(gateway_factory, "idle", idle_timeout=4) as (api, gateway):
         kernel = api.start()
         api.add(kernel, 1, "import time; time.sleep(6); print('survived')")
         result = api.run(kernel, 1).json()  # runs longer than the idle timeout
@@ -61,8 +41,8 @@ def test_idle_kernel_is_shut_down_but_not_while_it_runs(kernels_root: Path) -> N
         assert wait_until_removed(gateway.instance)
 
 
-def test_busy_kernel_is_shut_down_at_its_maximum_lifetime(kernels_root: Path) -> None:
-    with gateway_with(kernels_root / "life", max_lifetime=20) as (api, gateway):
+def test_busy_kernel_is_shut_down_at_its_maximum_lifetime(gateway_factory: GatewayFactory) -> None:
+    with gateway_with(gateway_factory, "life", max_lifetime=20) as (api, gateway):
         kernel = api.start()
         api.add(kernel, 1, "import time; time.sleep(120)")
         response = api.run(kernel, 1)  # never idle: shut down under the run (20 s leaves room for a slow start)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.support import Api, GatewayProcess, stdout_of
-from tests.support_jupyter import KernelWebsocket, ws_url
+from testing.harness import Api, GatewayProcess, stdout_of
+from testing.jupyter import KernelWebsocket, ws_url
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 
 import docker
 
-from tests.support import Api, GatewayProcess, stdout_of
+from testing.harness import Api, GatewayProcess, stdout_of
 
 
 def wait_until_busy(api: Api, kernel: int, timeout: float = 30) -> None:

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tests.support import Api, stdout_of
+from testing.harness import Api, stdout_of
 
 
 def test_start_returns_random_integer_ids(api: Api) -> None:

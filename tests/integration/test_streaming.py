@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.support import Api, stdout_of
+from testing.harness import Api, stdout_of
 
 
 def sse_events(response: httpx.Response) -> Iterator[tuple[str, Any]]:

@@ -11,8 +11,8 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from testing.harness import Api, stdout_of
 from tests.security.conftest import LIMITS
-from tests.support import Api, stdout_of
 
 JUNK = r"""
 import json

@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from testing.harness import Api, GatewayProcess, stdout_of
 from tests.security.conftest import GVISOR, LIMITS, json_out
-from tests.support import Api, GatewayProcess, stdout_of
 
 
 def test_ignored_interrupt_and_endless_loop_end_at_the_deadline(api: Api, victim: int) -> None:

@@ -16,7 +16,7 @@ from gateway.notebook import Cell
 from gateway.settings import Settings
 from gateway.store import KernelRecord, Store
 from gateway.store.database import SQLITE_FILE
-from tests.support import postgres_database, skip_without_postgres
+from testing.harness import postgres_database, skip_without_postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
