@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from testing.harness import Api, GatewayProcess, stdout_of
+from testing.harness import Api, GatewayProcess, stdout_of, wait_for
 from testing.jupyter import KernelWebsocket, ws_url
 
 
@@ -104,10 +103,8 @@ def test_execute_over_the_websocket(api: Api, gateway: GatewayProcess, jkernel: 
         assert api.http.get(f"/api/kernels/{jkernel['id']}").json()["connections"] == 1
         failed = ws.execute("1/0")
         assert failed.reply["status"] == "error" and failed.error == "ZeroDivisionError"
-    deadline = time.monotonic() + 10
-    while api.http.get(f"/api/kernels/{jkernel['id']}").json()["connections"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert api.http.get(f"/api/kernels/{jkernel['id']}").json()["connections"] == 0
+    connections = lambda: api.http.get(f"/api/kernels/{jkernel['id']}").json()["connections"]  # noqa: E731
+    wait_for("the closed websocket to be counted off", lambda: connections() == 0, timeout=60, interval=0.05)
 
 
 def test_seed_api_and_websocket_share_the_kernel(api: Api, gateway: GatewayProcess, kernel: int) -> None:

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime
 from typing import Any
 
 import docker
 
 from testing.harness import Api, GatewayProcess, stdout_of
-
-
-def wait_until_busy(api: Api, kernel: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while api.http.get(f"/kernels/{kernel}").json()["state"] != "busy":
-        assert time.monotonic() < deadline, "kernel never became busy"
-        time.sleep(0.05)
+from tests.integration.test_streaming import sse_events
 
 
 def in_background(call) -> tuple[threading.Thread, dict[str, Any]]:
@@ -46,17 +39,34 @@ def test_run_record_in_response_outputs_and_listing(api: Api, kernel: int) -> No
 
 
 def test_concurrent_runs_queue_in_order_and_no_wait_is_409(api: Api, kernel: int) -> None:
-    api.add(kernel, 1, "import time; time.sleep(2); first = True")
+    # Cell 1 holds the kernel until the test interrupts it (not for a fixed time a slow machine could use up);
+    # it is streamed, so the test knows when the cell is inside its ``try``.
+    holding = "import time\ntry:\n    print('holding', flush=True)\n    time.sleep(600)\nexcept KeyboardInterrupt:\n"
+    api.add(kernel, 1, holding + "    first = True")
     api.add(kernel, 2, "print(first)")
-    thread, first = in_background(lambda: api.run(kernel, 1))
-    wait_until_busy(api, kernel)
+    inside = threading.Event()
+
+    def run_first() -> dict[str, Any]:
+        with api.http.stream("POST", "/cell/stream", json={"kernel_id": kernel, "cell_number": 1}) as response:
+            for kind, data in sse_events(response):
+                if kind == "output":
+                    inside.set()
+                elif kind == "done":
+                    return data
+        raise AssertionError("the stream ended without its done event")
+
+    thread, first = in_background(run_first)
+    assert inside.wait(120), "cell 1 never printed"
     busy = api.run(kernel, 2, wait=False)
     assert busy.status_code == 409 and "busy" in busy.json()["detail"]
-    second = api.run(kernel, 2)  # queues behind cell 1
+    queued, box = in_background(lambda: api.run(kernel, 2))  # queues behind cell 1
+    assert api.http.post(f"/kernels/{kernel}/interrupt").status_code == 200
     thread.join()
-    assert first["response"].json()["status"] == "ok"
+    queued.join()
+    second = box["response"]
+    assert first["response"]["status"] == "ok" and stdout_of(first["response"]) == "holding\n"
     assert second.status_code == 200 and stdout_of(second.json()) == "True\n"
-    assert parse(second.json()["started"]) >= parse(first["response"].json()["ended"])
+    assert parse(second.json()["started"]) >= parse(first["response"]["ended"])
     assert api.cell(kernel, "run_all", wait=False).status_code == 200  # idle again: no-wait runs go through
 
 
