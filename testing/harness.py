@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
@@ -331,6 +332,80 @@ class Api:
 
     def shutdown(self, kernel_id: int) -> httpx.Response:
         return self.http.delete(f"/kernels/{kernel_id}")
+
+
+def sse_events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
+    """(event, data) pairs of an event stream, as they arrive; comments (keep-alives) skipped."""
+    kind, data = "message", []
+    for line in response.iter_lines():
+        if not line:
+            if data:
+                yield kind, json.loads("\n".join(data))
+            kind, data = "message", []
+        elif line.startswith("event:"):
+            kind = line[len("event:") :].strip()
+        elif line.startswith("data:"):
+            data.append(line[len("data:") :].strip())
+
+
+#: Cell code that prints ``holding``, then blocks until interrupted, then prints ``released`` (and ends ``ok``).
+HOLD_UNTIL_INTERRUPTED = """import time
+try:
+    print("holding", flush=True)
+    time.sleep(3600)
+except KeyboardInterrupt:
+    print("released")"""
+
+
+class BackgroundRun:
+    """A cell run streamed (``POST /cell/stream``) in a thread of its own.
+
+    ``wait_for_output()`` returns once the cell has sent its first output: the run is then certainly executing
+    (a test can make a cell print, then block until it interrupts it, instead of guessing with a sleep).
+    ``result()`` is the run's ``done`` body.
+    """
+
+    def __init__(self, api: Api, kernel_id: int, cell_number: int) -> None:
+        self._api, self._body = api, {"kernel_id": kernel_id, "cell_number": cell_number}
+        self._first_output = threading.Event()
+        self._result: dict[str, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with self._api.http.stream("POST", "/cell/stream", json=self._body) as response:
+                assert response.status_code == 200, response.read().decode(errors="replace")
+                for kind, data in sse_events(response):
+                    if kind == "output":
+                        self._first_output.set()
+                    elif kind == "done":
+                        self._result = data
+                    elif kind == "error":
+                        raise AssertionError(f"the run failed: {data}")
+        except BaseException as error:  # handed to the test by result()
+            self._error = error
+        finally:
+            self._first_output.set()  # never leave a waiter hanging
+
+    def wait_for_output(self, timeout: float = 120) -> None:
+        if not self._first_output.wait(timeout):
+            raise AssertionError(f"the cell sent no output within {timeout} s")
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def result(self, timeout: float = 300) -> dict[str, Any]:
+        self._thread.join(timeout)
+        if self._error is not None:
+            raise self._error
+        if self._result is None:
+            raise AssertionError(f"the run did not end within {timeout} s (or its stream had no done event)")
+        return self._result
 
 
 def client_for(gateway: GatewayProcess, key_id: str | None = None, timeout: float = 120) -> Api:

@@ -8,8 +8,7 @@ from typing import Any
 
 import docker
 
-from testing.harness import Api, GatewayProcess, stdout_of
-from tests.integration.test_streaming import sse_events
+from testing.harness import HOLD_UNTIL_INTERRUPTED, Api, BackgroundRun, GatewayProcess, stdout_of
 
 
 def in_background(call) -> tuple[threading.Thread, dict[str, Any]]:
@@ -39,34 +38,21 @@ def test_run_record_in_response_outputs_and_listing(api: Api, kernel: int) -> No
 
 
 def test_concurrent_runs_queue_in_order_and_no_wait_is_409(api: Api, kernel: int) -> None:
-    # Cell 1 holds the kernel until the test interrupts it (not for a fixed time a slow machine could use up);
-    # it is streamed, so the test knows when the cell is inside its ``try``.
-    holding = "import time\ntry:\n    print('holding', flush=True)\n    time.sleep(600)\nexcept KeyboardInterrupt:\n"
-    api.add(kernel, 1, holding + "    first = True")
+    # Cell 1 holds the kernel until the test interrupts it (not for a fixed time a slow machine could use up).
+    api.add(kernel, 1, HOLD_UNTIL_INTERRUPTED + "\nfirst = True")
     api.add(kernel, 2, "print(first)")
-    inside = threading.Event()
-
-    def run_first() -> dict[str, Any]:
-        with api.http.stream("POST", "/cell/stream", json={"kernel_id": kernel, "cell_number": 1}) as response:
-            for kind, data in sse_events(response):
-                if kind == "output":
-                    inside.set()
-                elif kind == "done":
-                    return data
-        raise AssertionError("the stream ended without its done event")
-
-    thread, first = in_background(run_first)
-    assert inside.wait(120), "cell 1 never printed"
+    run = BackgroundRun(api, kernel, 1)
+    run.wait_for_output()  # cell 1 is inside its wait
     busy = api.run(kernel, 2, wait=False)
     assert busy.status_code == 409 and "busy" in busy.json()["detail"]
     queued, box = in_background(lambda: api.run(kernel, 2))  # queues behind cell 1
     assert api.http.post(f"/kernels/{kernel}/interrupt").status_code == 200
-    thread.join()
+    first = run.result()
     queued.join()
     second = box["response"]
-    assert first["response"]["status"] == "ok" and stdout_of(first["response"]) == "holding\n"
+    assert first["status"] == "ok" and stdout_of(first) == "holding\nreleased\n"
     assert second.status_code == 200 and stdout_of(second.json()) == "True\n"
-    assert parse(second.json()["started"]) >= parse(first["response"]["ended"])
+    assert parse(second.json()["started"]) >= parse(first["ended"])
     assert api.cell(kernel, "run_all", wait=False).status_code == 200  # idle again: no-wait runs go through
 
 

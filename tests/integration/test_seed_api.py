@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import base64
-import threading
 
 import pytest
 
-from testing.harness import Api, stdout_of
+from testing.harness import HOLD_UNTIL_INTERRUPTED, Api, BackgroundRun, stdout_of
 
 
 def test_start_returns_random_integer_ids(api: Api) -> None:
@@ -109,14 +108,13 @@ def test_several_kernels_work_at_once(api: Api) -> None:
     """A long run on one kernel does not hold up another kernel."""
     slow, fast = api.start(), api.start()
     try:
-        api.add(slow, 1, "import time; time.sleep(6); print('slow done')")
-        slow_result: dict = {}
-        thread = threading.Thread(target=lambda: slow_result.update(api.run(slow, 1).json()))
-        thread.start()
+        api.add(slow, 1, HOLD_UNTIL_INTERRUPTED)  # runs until interrupted: the fast kernel cannot wait it out
+        run = BackgroundRun(api, slow, 1)
+        run.wait_for_output()
         assert stdout_of(api.execute(fast, "print(1 + 1)")) == "2\n"
-        assert thread.is_alive(), "the fast kernel waited for the slow one"
-        thread.join()
-        assert stdout_of(slow_result) == "slow done\n"
+        assert run.running, "the slow run ended before it was interrupted"
+        assert api.http.post(f"/kernels/{slow}/interrupt").status_code == 200
+        assert stdout_of(run.result()) == "holding\nreleased\n"
     finally:
         api.shutdown(slow)
         api.shutdown(fast)
