@@ -20,6 +20,8 @@ TEST_SETTINGS = {"mem_limit_mb": 512, "run_timeout": 60, "interrupt_grace": 2, "
 
 #: Tests under these directories need the Docker engine (and the images): ``pytest -m "not docker"`` skips them.
 DOCKER_DIRS = ("integration", "security", "e2e")
+#: Deadline of a test without Docker (seconds); the others have pyproject.toml's default, or their own mark.
+FAST_TIER_TIMEOUT = 60
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -28,6 +30,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         relative = item.path.relative_to(tests) if item.path.is_relative_to(tests) else None
         if relative is not None and relative.parts[0] in DOCKER_DIRS:
             item.add_marker(pytest.mark.docker)
+        elif item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(FAST_TIER_TIMEOUT))
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from testing.harness import Api, GatewayProcess, instance_containers, wait_for
 from tests.conftest import GatewayFactory
 
@@ -35,6 +37,7 @@ def wait_until_removed(instance: str, kernel: int, timeout: float = 60) -> bool:
     return wait_for("the container's removal", removed, timeout)
 
 
+@pytest.mark.slow
 def test_idle_kernel_is_shut_down_but_not_while_it_runs(gateway_factory: GatewayFactory) -> None:
     # 8 s idle: room for the two requests between the kernel's start and its run on a loaded machine
     with gateway_with(gateway_factory, "idle", idle_timeout=8) as (api, gateway):
@@ -46,6 +49,7 @@ def test_idle_kernel_is_shut_down_but_not_while_it_runs(gateway_factory: Gateway
         assert wait_until_removed(gateway.instance, kernel)
 
 
+@pytest.mark.slow
 def test_busy_kernel_is_shut_down_at_its_maximum_lifetime(gateway_factory: GatewayFactory) -> None:
     # The lifetime counts from the start request; a cold start on a loaded machine can take 20 s, so the kernel
     # comes from the warm pool (ready at once) and only two requests separate its start from its run.

@@ -154,6 +154,8 @@ def _check_and_shut_down(api: Api, kernel_ids: list[int]) -> None:
             list(threads.map(api.shutdown, kernel_ids))
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # 60 kernel starts and runs: minutes on a loaded 2-core machine, more under gVisor
 def test_30_concurrent_starts_with_the_pool_warm_then_drained(pool_api: Api, pool_gateway: GatewayProcess) -> None:
     before = wait_full(pool_api)
     warm = _start_many(pool_api, 30)
@@ -173,6 +175,7 @@ def test_pool_size_zero_turns_the_pool_off(api: Api, kernel: int) -> None:
     assert (status["size"], status["ready"], status["starting"], status["hits"]) == (0, 0, 0, 0)
 
 
+@pytest.mark.slow
 def test_pool_containers_are_removed_on_stop_and_as_leftovers(gateway_factory: GatewayFactory) -> None:
     first = gateway_factory("pool-stop", pool_size=1)
     with Api(first.url) as client:

@@ -46,6 +46,8 @@ def gateway_peak_rss_mb(gateway: GatewayProcess) -> float:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # its HTTP client waits up to 400 s (below)
 @pytest.mark.parametrize(
     ("name", "code"),
     [
