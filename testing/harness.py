@@ -150,6 +150,9 @@ class GatewayProcess:
         # Warm pool off unless a test asks for one: a kernel's container is then exactly the one /start made,
         # named after its id, and no idle containers load the shared machine.
         settings.setdefault("pool_size", 0)
+        # Tests and benchmarks share a loaded machine: 30 kernels starting at once there can take minutes, so a
+        # kernel's first answer gets 240 s (the product default, 60 s, is for one gateway on a machine of its own).
+        settings.setdefault("kernel_start_timeout", 240)
         settings.setdefault("data_dir", kernels_dir.parent / f"data-{self.instance}")
         settings.setdefault("audit_log", kernels_dir.parent / f"audit-{self.instance}.jsonl")
         self.kernels_dir = kernels_dir
@@ -287,7 +290,7 @@ class GatewayProcess:
 class Api:
     """The seed API as plain method calls. Each returns the ``httpx.Response``."""
 
-    def __init__(self, url: str, timeout: float = 120, key: str | None = None) -> None:
+    def __init__(self, url: str, timeout: float = 300, key: str | None = None) -> None:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.http = httpx.Client(base_url=url, timeout=timeout, headers=headers)
 
@@ -408,7 +411,7 @@ class BackgroundRun:
         return self._result
 
 
-def client_for(gateway: GatewayProcess, key_id: str | None = None, timeout: float = 120) -> Api:
+def client_for(gateway: GatewayProcess, key_id: str | None = None, timeout: float = 300) -> Api:
     """A seed-API client of ``gateway`` authenticated with its key ``key_id`` (no key when None)."""
     return Api(gateway.url, timeout=timeout, key=gateway.keys[key_id] if key_id is not None else None)
 
