@@ -25,7 +25,8 @@ from gateway.store.schema import runs
 from testing.harness import Api, GatewayProcess, postgres_database, skip_without_postgres, stdout_of
 from tests.conftest import GatewayFactory
 
-pytestmark = pytest.mark.slow  # each test starts and stops gateways, on SQLite and on PostgreSQL
+# each test starts and stops gateways, on SQLite and on PostgreSQL: 3 minutes seen for one under load
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 SETTINGS = {"mem_limit_mb": 512, "run_timeout": 120, "interrupt_grace": 2, "output_flush_interval": 0.1}
 
