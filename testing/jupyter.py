@@ -120,12 +120,15 @@ class KernelWebsocket:
         return execution
 
     def wait_ready(self, timeout: float = 120) -> None:
-        """Send kernel_info requests until one is answered (e.g. after a restart)."""
+        """Send kernel_info requests until one is answered (e.g. after a restart). A request sent before the new
+        kernel listened may be lost, so one is sent every 2 s; an answer to any of them counts (a loaded machine
+        may take longer than 2 s to answer)."""
         deadline = time.monotonic() + timeout
+        sent: set[str] = set()
         while time.monotonic() < deadline:
-            msg_id = self.send("shell", "kernel_info_request", {})
+            sent.add(self.send("shell", "kernel_info_request", {}))
             try:
-                self.until(lambda ch, m, i=msg_id: ch == "shell" and m["parent_header"].get("msg_id") == i, 2)
+                self.until(lambda ch, m: ch == "shell" and m["parent_header"].get("msg_id") in sent, 2)
                 return
             except TimeoutError:
                 continue

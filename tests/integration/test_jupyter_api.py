@@ -148,7 +148,7 @@ def test_shutdown_closes_the_websocket(api: Api, gateway: GatewayProcess) -> Non
         assert ws.execute("1").reply["status"] == "ok"
         assert api.http.delete(f"/api/kernels/{model['id']}").status_code == 204
         with pytest.raises(ConnectionClosed):
-            ws.until(lambda ch, m: False, timeout=30)
+            ws.until(lambda ch, m: False, timeout=120)
         assert ws.ws.close_code == 1000
     assert api.http.get(f"/api/kernels/{model['id']}").status_code == 404
     assert api.http.delete(f"/api/kernels/{model['id']}").status_code == 404
@@ -165,12 +165,12 @@ def test_a_bad_frame_closes_the_websocket_with_a_reason(gateway: GatewayProcess,
     with _channels(gateway, jkernel["id"]) as ws:
         ws.ws.send(json.dumps({"channel": "shell", "header": "nope"}))
         with pytest.raises(ConnectionClosed):
-            ws.until(lambda ch, m: False, timeout=30)
+            ws.until(lambda ch, m: False, timeout=120)
         assert ws.ws.close_code == 1007 and "msg_id" in ws.ws.close_reason
     with _channels(gateway, jkernel["id"]) as ws:  # the seed API's code size cap holds here too
         ws.send("shell", "execute_request", {"code": "#" * (2**20 + 1)})
         with pytest.raises(ConnectionClosed):
-            ws.until(lambda ch, m: False, timeout=30)
+            ws.until(lambda ch, m: False, timeout=120)
         assert ws.ws.close_code == 1009 and "code too large" in ws.ws.close_reason
     with _channels(gateway, jkernel["id"]) as ws:  # the kernel is fine
         assert ws.execute("print(1)").stdout == "1\n"
