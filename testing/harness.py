@@ -339,7 +339,7 @@ class Api:
 
 def sse_events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
     """(event, data) pairs of an event stream, as they arrive; comments (keep-alives) skipped."""
-    kind, data = "message", []
+    kind, data = "message", list[str]()  # the event's type and its data lines so far
     for line in response.iter_lines():
         if not line:
             if data:
