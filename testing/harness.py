@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 AuditRecord = dict[str, Any]
 
+#: The gateway's command line as the image runs it (Dockerfile CMD), without host and port.
+GATEWAY_COMMAND = ["-m", "uvicorn", "--factory", "gateway.main:create_app"]
+
 
 def wait_for(what: str, check: Callable[[], T | None], timeout: float = 120, interval: float = 0.1) -> T:
     """Poll ``check`` until it returns something truthy; return that. A deadline for slow machines, not a timing
@@ -43,6 +47,15 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 120, int
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what} after {timeout} s")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """A loopback port free at the time of the call. Another process may take it before the caller binds it:
+    only for servers that cannot bind port 0 and report the port they got (``GatewayProcess`` and
+    ``JupyterServer`` do not use it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def unique_instance(prefix: str = "t") -> str:
@@ -195,9 +208,8 @@ class GatewayProcess:
         self.kernels_dir.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 (kept open by the process)
         offset = log.tell()
-        command = [sys.executable, "-m", "uvicorn", "--factory", "gateway.main:create_app"]
         self.process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", "0"],
+            [sys.executable, *GATEWAY_COMMAND, "--host", "127.0.0.1", "--port", "0"],
             cwd=ROOT,
             env=self.env,
             stdout=log,
