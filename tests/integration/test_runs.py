@@ -53,7 +53,7 @@ def test_concurrent_runs_queue_in_order_and_no_wait_is_409(api: Api, kernel: int
     assert first["status"] == "ok" and stdout_of(first) == "holding\nreleased\n"
     assert second.status_code == 200 and stdout_of(second.json()) == "True\n"
     assert parse(second.json()["started"]) >= parse(first["ended"])
-    assert api.cell(kernel, "run_all", wait=False).status_code == 200  # idle again: no-wait runs go through
+    assert api.run(kernel, 2, wait=False).status_code == 200  # idle again: no-wait runs go through
 
 
 def test_ansi_codes_stripped_on_request(api: Api, kernel: int) -> None:
