@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from jupyter_client import BlockingKernelClient  # noqa: E402
 
 from gateway.adapters.docker.sockets import host_view, new_connection_info  # noqa: E402
-from tests.support import remove_instance_containers  # noqa: E402
+from testing.harness import remove_instance_containers  # noqa: E402
 from tests.support_agent import AgentKeys, AgentProcess, relayed_kernel, run, wait_ready  # noqa: E402
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support import Api, GatewayProcess, remove_instance_containers  # noqa: E402
+from testing.harness import Api, GatewayProcess, remove_instance_containers  # noqa: E402
 
 CASES = {
     "while True (interrupt)": "while True: pass",

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "clients" / "python" / "src"))
 
 import jupycell  # noqa: E402
 
-from tests.support import GatewayProcess, remove_instance_containers  # noqa: E402
+from testing.harness import GatewayProcess, remove_instance_containers  # noqa: E402
 
 
 async def measure(url: str, runs: int) -> dict[str, list[float]]:

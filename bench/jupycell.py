@@ -12,11 +12,11 @@ import docker
 
 from bench.client import Connection
 from bench.procs import container_memory_mb, rss_mb
-from tests.support import GatewayProcess, remove_instance_containers
+from testing.harness import GatewayProcess, remove_instance_containers
 
 
 class Gateway:
-    """``uvicorn --factory gateway.main:create_app`` on loopback (the gateway image's command), its own instance."""
+    """``uvicorn --factory gateway.main:create_app`` on loopback (the image's command), own instance label."""
 
     def __init__(self, root: Path, name: str, **settings: Any) -> None:
         root.mkdir(parents=True, exist_ok=True)

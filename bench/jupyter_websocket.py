@@ -26,8 +26,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support import Api, GatewayProcess, remove_instance_containers  # noqa: E402
-from tests.support_jupyter import JupyterServer, KernelWebsocket, ws_url  # noqa: E402
+from testing.harness import Api, GatewayProcess, remove_instance_containers  # noqa: E402
+from testing.jupyter import JupyterServer, KernelWebsocket, ws_url  # noqa: E402
 
 
 def timed(fn: Callable[[], object], runs: int) -> list[float]:

@@ -18,7 +18,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support import GatewayProcess, remove_instance_containers  # noqa: E402
+from testing.harness import GatewayProcess, remove_instance_containers  # noqa: E402
 
 BLOCK = 20
 
@@ -74,7 +74,7 @@ def main() -> None:
         try:
             for name, gateway in gateways.items():
                 if name == "baseline":
-                    import tests.support as support
+                    import testing.harness as support
 
                     support.ROOT, saved = Path(baseline), support.ROOT
                     gateway.start()

@@ -18,7 +18,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support import GatewayProcess, remove_instance_containers  # noqa: E402
+from testing.harness import GatewayProcess, remove_instance_containers  # noqa: E402
 
 RUNTIMES = ("runc", "runsc")
 

@@ -27,7 +27,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
 
-from tests.support import GatewayProcess, remove_instance_containers  # noqa: E402
+from testing.harness import GatewayProcess, remove_instance_containers  # noqa: E402
 
 
 def p50(values: list[float]) -> float:
@@ -69,9 +69,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="jcb-"))
     gateway = GatewayProcess(root / "k")
     gateway.env["PYTHONPATH"] = str(args.repo)
-    import tests.support as support
+    import testing.harness as harness
 
-    support.ROOT = args.repo  # run uvicorn from that checkout
+    harness.ROOT = args.repo  # run uvicorn from that checkout
     gateway.start()
     http = httpx.Client(base_url=gateway.url, timeout=60)
     try:

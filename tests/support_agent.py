@@ -22,7 +22,7 @@ from gateway.agent.client import (
 )
 from gateway.agent.keys import create_keys, load_keypair, load_public_key
 from gateway.errors import SandboxUnavailable
-from tests.support import ROOT, free_port, unique_instance
+from testing.harness import ROOT, free_port, unique_instance
 
 T = TypeVar("T")
 

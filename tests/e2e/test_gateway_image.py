@@ -6,7 +6,7 @@ import os
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image cannot be pulled without a registry
 
-import time
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import httpx
 import pytest
 from testcontainers.core.container import DockerContainer
 
-from tests.support import Api, remove_instance_containers, stdout_of, unique_instance
+from testing.harness import Api, remove_instance_containers, stdout_of, unique_instance, wait_for
 
 GATEWAY_IMAGE = os.environ.get("JUPYCELL_GATEWAY_IMAGE", "jupycell-gateway:latest")
 
@@ -34,17 +34,17 @@ def gateway_container(kernels_root: Path) -> Iterator[tuple[str, str]]:
     container.start()
     try:
         url = f"http://{container.get_container_host_ip()}:{container.get_exposed_port(8000)}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                stdout, stderr = container.get_logs()
-                pytest.fail(f"gateway container did not come up:\n{stdout.decode()}\n{stderr.decode()}")
-            time.sleep(0.2)
+
+        def healthy() -> bool:
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(f"{url}/health", timeout=5).status_code == 200
+            return False
+
+        try:
+            wait_for("the gateway container's /health", healthy, timeout=120, interval=0.2)
+        except AssertionError:
+            stdout, stderr = container.get_logs()
+            pytest.fail(f"gateway container did not come up:\n{stdout.decode()}\n{stderr.decode()}")
         yield url, instance
     finally:
         container.stop()

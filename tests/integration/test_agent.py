@@ -22,7 +22,7 @@ import zmq
 
 from gateway.agent.client import AgentClient, AgentEvents, AgentRefused, CurveKeys, Death, StartedKernel
 from gateway.errors import SandboxUnavailable
-from tests.support import remove_instance_containers
+from testing.harness import remove_instance_containers
 from tests.support_agent import AgentKeys, AgentProcess, evaluate, relayed_kernel, run, wait_ready
 
 MEM_LIMIT_MB = 256

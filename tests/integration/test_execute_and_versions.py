@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from tests.integration.test_streaming import sse_events
-from tests.support import Api, GatewayProcess, remove_instance_containers, stdout_of
+from testing.harness import Api, GatewayProcess, remove_instance_containers, stdout_of
 
 
 def cells_of(api: Api, kernel: int) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support import Api, stdout_of
+from testing.harness import Api, stdout_of
 
 
 def test_deadline_interrupts_and_keeps_state(api: Api, kernel: int) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -13,9 +11,9 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from testing.harness import GatewayProcess, client_for
+from testing.jupyter import KernelWebsocket, ws_url
 from tests.conftest import TEST_SETTINGS
-from tests.support import Api, GatewayProcess, remove_instance_containers
-from tests.support_jupyter import KernelWebsocket, ws_url
 
 ALICE = "alice-jupyter-secret-000001"
 BOB = "bob-jupyter-secret-0000002"
@@ -24,34 +22,14 @@ ROOT = "root-jupyter-secret-000003"
 
 @pytest.fixture(scope="module")
 def secured(kernels_root: Path) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(
-        kernels_root / "jsec",
-        **TEST_SETTINGS,
-        api_keys=f"alice:{ALICE},bob:{BOB},root:{ROOT}:admin",
-        runtime="runc",  # this module's premise: runc by default, runsc on request (whatever JUPYCELL_RUNTIME says)
-        allowed_runtimes="runc,runsc",
-        audit_log=kernels_root / f"jaudit-{time.monotonic_ns()}.jsonl",
-    )
-    process.start()
-    try:
+    keys = {"alice": ALICE, "bob": BOB, "root": ROOT}
+    # this module's premise: runc by default, runsc on request (whatever JUPYCELL_RUNTIME says)
+    settings = {**TEST_SETTINGS, "runtime": "runc", "allowed_runtimes": "runc,runsc"}
+    with GatewayProcess(kernels_root / "jsec", keys=keys, admins={"root"}, **settings) as process:
         yield process
-    finally:
-        process.stop()
-        remove_instance_containers(process.instance)
 
 
 CHANNELS = "WEBSOCKET /api/kernels/{kernel_id}/channels"
-
-
-def _audit_until(gateway: GatewayProcess, predicate: Callable[[list[dict]], bool], timeout: float = 30) -> list[dict]:
-    """The audit log's records, once ``predicate`` holds for them (lines are written by a thread, after the fact)."""
-    path = Path(gateway.env["JUPYCELL_AUDIT_LOG"])
-    deadline = time.monotonic() + timeout
-    while True:
-        records = [json.loads(line) for line in path.read_text().splitlines()]
-        if predicate(records) or time.monotonic() > deadline:
-            return records
-        time.sleep(0.05)
 
 
 def _http(gateway: GatewayProcess, header: str | None) -> httpx.Client:
@@ -77,7 +55,7 @@ def test_keys_and_ownership(secured: GatewayProcess) -> None:
 
         model = alice.post("/api/kernels").json()  # Jupyter's `token` scheme
         kid = model["id"]
-        seed_bob = Api(secured.url, key=BOB)
+        seed_bob = client_for(secured, "bob")
         try:
             assert kid in [k["id"] for k in alice.get("/api/kernels").json()]
             assert kid not in [k["id"] for k in bob.get("/api/kernels").json()]
@@ -104,7 +82,7 @@ def test_keys_and_ownership(secured: GatewayProcess) -> None:
                 assert ws.execute("print('mine')").stdout == "mine\n"
             # code run over the websocket is audited like code run through the seed API, and so is the websocket
             digest = hashlib.sha256(b"print('mine')").hexdigest()
-            lines = _audit_until(secured, lambda rs: any(r.get("code_sha256") == digest for r in rs) and any(
+            lines = secured.audit_records(until=lambda rs: any(r.get("code_sha256") == digest for r in rs) and any(
                 r["action"] == CHANNELS and r["key_id"] == "alice" for r in rs
             ))  # fmt: skip
             (line,) = [r for r in lines if r.get("code_sha256") == digest]
@@ -117,6 +95,7 @@ def test_keys_and_ownership(secured: GatewayProcess) -> None:
             assert alice.delete(f"/api/kernels/{kid}").status_code == 204
 
 
+@pytest.mark.gvisor
 def test_kernelspec_per_runtime_starts_a_gvisor_kernel(secured: GatewayProcess) -> None:
     with _http(secured, f"token {ALICE}") as alice:
         names = list(alice.get("/api/kernelspecs").json()["kernelspecs"])

@@ -14,9 +14,9 @@ import docker
 import httpx
 import pytest
 
+from testing.harness import Api, GatewayProcess, client_for, stdout_of
+from testing.jupyter import JupyterServer, KernelWebsocket, ws_url
 from tests.conftest import TEST_SETTINGS
-from tests.support import Api, GatewayProcess, remove_instance_containers, stdout_of
-from tests.support_jupyter import JupyterServer, KernelWebsocket, ws_url
 
 KEY = "jupyter-server-integration-key-0001"
 
@@ -24,19 +24,14 @@ KEY = "jupyter-server-integration-key-0001"
 @pytest.fixture(scope="module")
 def gateway(kernels_root: Path) -> Iterator[GatewayProcess]:
     """A gateway of this module's own, with an API key."""
-    process = GatewayProcess(kernels_root / "js", **TEST_SETTINGS, api_keys=f"lab:{KEY}").start()
-    try:
+    with GatewayProcess(kernels_root / "js", keys={"lab": KEY}, **TEST_SETTINGS) as process:
         yield process
-    finally:
-        process.stop()
-        remove_instance_containers(process.instance)
 
 
 @pytest.fixture(scope="module")
 def api(gateway: GatewayProcess) -> Iterator[Api]:
-    client = Api(gateway.url, key=KEY)
-    yield client
-    client.close()
+    with client_for(gateway, "lab") as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

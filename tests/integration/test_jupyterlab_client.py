@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import GatewayProcess
+from testing.harness import GatewayProcess
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "jupyterlab-client-check.sh"
 

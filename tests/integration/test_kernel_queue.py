@@ -8,8 +8,8 @@ from pathlib import Path
 
 import docker
 
-from tests.support import Api, GatewayProcess, remove_instance_containers, stdout_of
-from tests.support_jupyter import KernelWebsocket, ws_url
+from testing.harness import Api, GatewayProcess, remove_instance_containers, stdout_of
+from testing.jupyter import KernelWebsocket, ws_url
 
 
 def _channels(gateway: GatewayProcess, kernel_id: str) -> KernelWebsocket:

@@ -6,7 +6,7 @@ import os
 
 import docker
 
-from tests.support import Api, GatewayProcess, stdout_of
+from testing.harness import Api, GatewayProcess, stdout_of
 
 
 def _containers(instance: str) -> list:

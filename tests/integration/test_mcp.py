@@ -19,7 +19,7 @@ from mcp.types import CallToolResult, ImageContent, TextContent
 from PIL import Image
 
 from tests.conftest import KEYS
-from tests.support import Api, GatewayProcess
+from testing.harness import Api, GatewayProcess
 
 T = TypeVar("T")
 

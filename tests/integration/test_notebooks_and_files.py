@@ -7,7 +7,7 @@ import os
 
 import nbformat
 
-from tests.support import Api, stdout_of
+from testing.harness import Api, stdout_of
 
 
 def test_ipynb_round_trip_between_kernels(api: Api, kernel: int) -> None:

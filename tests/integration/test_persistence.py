@@ -22,14 +22,11 @@ from sqlalchemy import create_engine, select
 
 from gateway.adapters.sql.database import SQLITE_FILE
 from gateway.adapters.sql.schema import runs
-from tests.support import (
-    Api,
-    GatewayProcess,
-    postgres_database,
-    remove_instance_containers,
-    skip_without_postgres,
-    stdout_of,
-)
+from testing.harness import Api, GatewayProcess, postgres_database, skip_without_postgres, stdout_of
+from tests.conftest import GatewayFactory
+
+# each test starts and stops gateways, on SQLite and on PostgreSQL: 3 minutes seen for one under load
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 SETTINGS = {"mem_limit_mb": 512, "run_timeout": 120, "interrupt_grace": 2, "output_flush_interval": 0.1}
 
@@ -37,12 +34,13 @@ SETTINGS = {"mem_limit_mb": 512, "run_timeout": 120, "interrupt_grace": 2, "outp
 class Gateway:
     """One gateway, started, killed and started again on the same instance, kernels dir and database."""
 
-    def __init__(self, process: GatewayProcess) -> None:
+    def __init__(self, factory: GatewayFactory, process: GatewayProcess) -> None:
+        self.factory = factory  # stops every process of this gateway at the end of the test
         self.process = process
         self.api: Api | None = None
 
     def start(self) -> Api:
-        self.process.start()
+        self.factory.start(self.process)
         self.api = Api(self.process.url)
         return self.api
 
@@ -101,23 +99,22 @@ def database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
         yield {"database_url": url}
 
 
-def _gateway(kernels_root: Path, database: dict[str, str], **settings: Any) -> Iterator[Gateway]:
-    gateway = Gateway(GatewayProcess(kernels_root / "p", **SETTINGS, **database, **settings))
-    try:
-        yield gateway
-    finally:
-        gateway.stop(signal.SIGTERM)
-        remove_instance_containers(gateway.instance)
+def _gateway(factory: GatewayFactory, database: dict[str, str], **settings: Any) -> Iterator[Gateway]:
+    gateway = Gateway(factory, GatewayProcess(factory.kernels_root / "p", **SETTINGS, **database, **settings))
+    yield gateway
+    if gateway.api is not None:
+        gateway.api.close()
 
 
 @pytest.fixture
-def gateway(kernels_root: Path, database: dict[str, str]) -> Iterator[Gateway]:
-    yield from _gateway(kernels_root, database)
+def gateway(database: dict[str, str], gateway_factory: GatewayFactory) -> Iterator[Gateway]:
+    # database first: set up before, torn down after the factory that stops the gateway
+    yield from _gateway(gateway_factory, database)
 
 
 @pytest.fixture
-def keeping_gateway(kernels_root: Path, database: dict[str, str]) -> Iterator[Gateway]:
-    yield from _gateway(kernels_root, database, on_stop="keep")
+def keeping_gateway(database: dict[str, str], gateway_factory: GatewayFactory) -> Iterator[Gateway]:
+    yield from _gateway(gateway_factory, database, on_stop="keep")
 
 
 def outputs_of(api: Api, kernel_id: int, cell_number: int) -> dict[str, Any]:

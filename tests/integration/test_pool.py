@@ -4,8 +4,7 @@ and 30 concurrent starts with the pool warm and with it drained."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,19 +13,10 @@ from typing import Any
 import docker
 import pytest
 
-from tests.support import Api, GatewayProcess, remove_instance_containers, stdout_of
+from testing.harness import Api, GatewayProcess, instance_containers, stdout_of, wait_for
+from tests.conftest import GatewayFactory
 
 POOL_SIZE = 3
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 120) -> Any:
-    """Poll ``check`` until it returns something truthy (a wait with a generous deadline, not a timing test)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 @dataclass(frozen=True)
@@ -38,12 +28,7 @@ class Container:
 
 def containers(instance: str) -> list[Container]:
     """The instance's containers, in one engine call (no per-container look-up that could race a removal)."""
-    client = docker.APIClient()
-    try:
-        found = client.containers(all=True, filters={"label": f"jupycell.instance={instance}"})
-        return [Container(c["Id"], c["Names"][0].lstrip("/"), c["Labels"]) for c in found]
-    finally:
-        client.close()
+    return [Container(c["Id"], c["Names"][0].lstrip("/"), c["Labels"]) for c in instance_containers(instance)]
 
 
 def kill(container: Container) -> None:
@@ -56,19 +41,14 @@ def kill(container: Container) -> None:
 
 @pytest.fixture(scope="module")
 def pool_gateway(kernels_root: Path) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(kernels_root / "pool", pool_size=POOL_SIZE, mem_limit_mb=512).start()
-    try:
+    with GatewayProcess(kernels_root / "pool", pool_size=POOL_SIZE, mem_limit_mb=512) as process:
         yield process
-    finally:
-        process.stop()
-        remove_instance_containers(process.instance)
 
 
 @pytest.fixture(scope="module")
 def pool_api(pool_gateway: GatewayProcess) -> Iterator[Api]:
-    client = Api(pool_gateway.url)
-    yield client
-    client.close()
+    with Api(pool_gateway.url) as client:
+        yield client
 
 
 def pool_status(api: Api) -> dict[str, Any]:
@@ -174,6 +154,8 @@ def _check_and_shut_down(api: Api, kernel_ids: list[int]) -> None:
             list(threads.map(api.shutdown, kernel_ids))
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # 60 kernel starts and runs: minutes on a loaded 2-core machine, more under gVisor
 def test_30_concurrent_starts_with_the_pool_warm_then_drained(pool_api: Api, pool_gateway: GatewayProcess) -> None:
     before = wait_full(pool_api)
     warm = _start_many(pool_api, 30)
@@ -193,26 +175,22 @@ def test_pool_size_zero_turns_the_pool_off(api: Api, kernel: int) -> None:
     assert (status["size"], status["ready"], status["starting"], status["hits"]) == (0, 0, 0, 0)
 
 
-def test_pool_containers_are_removed_on_stop_and_as_leftovers(kernels_root: Path) -> None:
-    first = GatewayProcess(kernels_root / "pool-stop", pool_size=1).start()
-    client = Api(first.url)
-    try:
+@pytest.mark.slow
+def test_pool_containers_are_removed_on_stop_and_as_leftovers(gateway_factory: GatewayFactory) -> None:
+    first = gateway_factory("pool-stop", pool_size=1)
+    with Api(first.url) as client:
         wait_full(client)
-        assert [c.labels["jupycell.managed"] for c in containers(first.instance)] == ["true"]
-        assert first.stop() in (0, -15)
-        assert containers(first.instance) == []
-        assert not list((first.kernels_dir / first.instance).glob("*/kernel.json"))
+    assert [c.labels["jupycell.managed"] for c in containers(first.instance)] == ["true"]
+    assert first.stop() in (0, -15)
+    assert containers(first.instance) == []
+    assert not list((first.kernels_dir / first.instance).glob("*/kernel.json"))
 
-        # A gateway killed with SIGKILL leaves its pool behind; the next start of the instance removes it.
-        crashed = GatewayProcess(kernels_root / "pool-stop", instance=first.instance, pool_size=1).start()
-        client.close()
-        client = Api(crashed.url)
+    # A gateway killed with SIGKILL leaves its pool behind; the next start of the instance removes it.
+    crashed = gateway_factory.again(first)
+    with Api(crashed.url) as client:
         wait_full(client)
-        crashed.stop(sig=9)
-        assert len(containers(first.instance)) == 1
-        third = GatewayProcess(kernels_root / "pool-stop", instance=first.instance).start()
-        assert containers(first.instance) == []
-        third.stop()
-    finally:
-        client.close()
-        remove_instance_containers(first.instance)
+    crashed.stop(sig=9)
+    assert len(containers(first.instance)) == 1
+    third = gateway_factory.again(first, pool_size=0)
+    assert containers(first.instance) == []
+    third.stop()

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime
 from typing import Any
 
 import docker
 
-from tests.support import Api, GatewayProcess, stdout_of
-
-
-def wait_until_busy(api: Api, kernel: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while api.http.get(f"/kernels/{kernel}").json()["state"] != "busy":
-        assert time.monotonic() < deadline, "kernel never became busy"
-        time.sleep(0.05)
+from testing.harness import HOLD_UNTIL_INTERRUPTED, Api, BackgroundRun, GatewayProcess, stdout_of
 
 
 def in_background(call) -> tuple[threading.Thread, dict[str, Any]]:
@@ -46,18 +38,22 @@ def test_run_record_in_response_outputs_and_listing(api: Api, kernel: int) -> No
 
 
 def test_concurrent_runs_queue_in_order_and_no_wait_is_409(api: Api, kernel: int) -> None:
-    api.add(kernel, 1, "import time; time.sleep(2); first = True")
+    # Cell 1 holds the kernel until the test interrupts it (not for a fixed time a slow machine could use up).
+    api.add(kernel, 1, HOLD_UNTIL_INTERRUPTED + "\nfirst = True")
     api.add(kernel, 2, "print(first)")
-    thread, first = in_background(lambda: api.run(kernel, 1))
-    wait_until_busy(api, kernel)
+    run = BackgroundRun(api, kernel, 1)
+    run.wait_for_output()  # cell 1 is inside its wait
     busy = api.run(kernel, 2, wait=False)
     assert busy.status_code == 409 and "busy" in busy.json()["detail"]
-    second = api.run(kernel, 2)  # queues behind cell 1
-    thread.join()
-    assert first["response"].json()["status"] == "ok"
+    queued, box = in_background(lambda: api.run(kernel, 2))  # queues behind cell 1
+    assert api.http.post(f"/kernels/{kernel}/interrupt").status_code == 200
+    first = run.result()
+    queued.join()
+    second = box["response"]
+    assert first["status"] == "ok" and stdout_of(first) == "holding\nreleased\n"
     assert second.status_code == 200 and stdout_of(second.json()) == "True\n"
-    assert parse(second.json()["started"]) >= parse(first["response"].json()["ended"])
-    assert api.cell(kernel, "run_all", wait=False).status_code == 200  # idle again: no-wait runs go through
+    assert parse(second.json()["started"]) >= parse(first["ended"])
+    assert api.run(kernel, 2, wait=False).status_code == 200  # idle again: no-wait runs go through
 
 
 def test_ansi_codes_stripped_on_request(api: Api, kernel: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import docker
 import pytest
 
-from tests.support import Api, GatewayProcess, stdout_of
+from testing.harness import Api, GatewayProcess, stdout_of
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import KEYS
-from tests.support import ROOT, GatewayProcess
+from testing.harness import ROOT, GatewayProcess
 
 sys.path.insert(0, str(ROOT / "clients" / "python" / "src"))
 

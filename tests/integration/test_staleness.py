@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support import Api, stdout_of
+from testing.harness import Api, stdout_of
 
 
 def stale_cells(api: Api, kernel: int) -> list[int]:

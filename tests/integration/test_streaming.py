@@ -2,27 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from typing import Any
-
-import httpx
-
-from tests.support import Api, stdout_of
-
-
-def sse_events(response: httpx.Response) -> Iterator[tuple[str, Any]]:
-    """(event, data) pairs of an event stream, as they arrive; comments (keep-alives) skipped."""
-    kind, data = "message", []
-    for line in response.iter_lines():
-        if not line:
-            if data:
-                yield kind, json.loads("\n".join(data))
-            kind, data = "message", []
-        elif line.startswith("event:"):
-            kind = line[len("event:") :].strip()
-        elif line.startswith("data:"):
-            data.append(line[len("data:") :].strip())
+from testing.harness import Api, sse_events, stdout_of
 
 
 def test_outputs_arrive_as_separate_events_in_order_then_done(api: Api, kernel: int) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_SETTINGS
-from tests.support import ROOT, GatewayProcess
+from testing.harness import ROOT, GatewayProcess
 
 ALICE = "alice-live-view-secret-0001"
 BOB = "bob-live-view-secret-000002"
@@ -87,5 +87,5 @@ def secured(kernels_root: Path) -> Iterator[GatewayProcess]:
     process = GatewayProcess(
         kernels_root / "live", **TEST_SETTINGS, api_keys=f"alice:{ALICE},bob:{BOB}", metrics_token=METRICS_TOKEN
     )
-    with process.serving():
+    with process:
         yield process

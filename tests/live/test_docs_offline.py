@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from tests.live.conftest import save_screenshot
-from tests.support import GatewayProcess
+from testing.harness import GatewayProcess
 
 
 def block_outside(page: Any, gateway: GatewayProcess) -> list[str]:

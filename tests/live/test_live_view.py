@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.live.conftest import ALICE, BOB, save_screenshot
-from tests.support import Api, GatewayProcess
+from testing.harness import Api, GatewayProcess
 
 
 def view_url(api: Api, kernel: int) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support import Api, GatewayProcess, remove_instance_containers, stdout_of
+from testing.harness import Api, GatewayProcess, client_for, stdout_of
 
 KEY = "attacker-secret-key-0123456789abcdef"
 ADMIN_KEY = "operator-secret-key-0123456789abcdef"
@@ -42,43 +42,31 @@ GVISOR = RUNTIME == "runsc"
 
 @pytest.fixture(scope="session")
 def hostile_gateway(kernels_root: Path) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(
-        kernels_root / "h",
-        **LIMITS,
-        api_keys=f"attacker:{KEY},operator:{ADMIN_KEY}:admin",
-        audit_log="off",
-    )
-    process.start()
-    try:
+    keys = {"attacker": KEY, "operator": ADMIN_KEY}
+    with GatewayProcess(kernels_root / "h", keys=keys, admins={"operator"}, audit_log="off", **LIMITS) as process:
         yield process
-    finally:
-        process.stop()
-        remove_instance_containers(process.instance)
 
 
 @pytest.fixture(scope="session")
 def api(hostile_gateway: GatewayProcess) -> Iterator[Api]:
-    client = Api(hostile_gateway.url, key=KEY)
-    yield client
-    client.close()
+    with client_for(hostile_gateway, "attacker") as client:
+        yield client
 
 
 @pytest.fixture(scope="session")
-def bystander(api: Api) -> Iterator[int]:
+def bystander(hostile_gateway: GatewayProcess) -> Iterator[int]:
     """Another caller's kernel, started before any attack, holding state every attack must leave intact."""
-    owner = Api(api.http.base_url.__str__(), key=ADMIN_KEY)
-    kernel = owner.start()
-    assert stdout_of(owner.execute(kernel, "bystander_state = {'n': 12345}\nprint('ready')")) == "ready\n"
-    yield kernel
-    owner.shutdown(kernel)
-    owner.close()
+    with client_for(hostile_gateway, "operator") as owner:
+        kernel = owner.start()
+        assert stdout_of(owner.execute(kernel, "bystander_state = {'n': 12345}\nprint('ready')")) == "ready\n"
+        yield kernel
+        owner.shutdown(kernel)
 
 
 @pytest.fixture
-def bystander_api(api: Api) -> Iterator[Api]:
-    client = Api(str(api.http.base_url), key=ADMIN_KEY)
-    yield client
-    client.close()
+def bystander_api(hostile_gateway: GatewayProcess) -> Iterator[Api]:
+    with client_for(hostile_gateway, "operator") as client:
+        yield client
 
 
 @pytest.fixture(autouse=True)

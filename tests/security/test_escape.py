@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from testing.harness import Api, GatewayProcess, stdout_of
 from tests.security.conftest import ADMIN_KEY, GVISOR, KEY, json_out
-from tests.support import Api, GatewayProcess, stdout_of
 
 
 def test_writing_outside_the_writable_places_is_read_only(api: Api, victim: int) -> None:

@@ -11,8 +11,10 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
+from testing.harness import Api, stdout_of
 from tests.security.conftest import LIMITS
-from tests.support import Api, stdout_of
 
 JUNK = r"""
 import json
@@ -57,6 +59,7 @@ print("done")
 """
 
 
+@pytest.mark.slow
 def test_junk_and_a_flood_on_iopub_are_dropped(api: Api, victim: int, bystander: int, bystander_api: Api) -> None:
     latencies: list[float] = []
 

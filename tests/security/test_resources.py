@@ -13,8 +13,8 @@ import time
 import docker
 import pytest
 
+from testing.harness import Api, GatewayProcess, stdout_of
 from tests.security.conftest import GVISOR, LIMITS, container_of, json_out
-from tests.support import Api, GatewayProcess, stdout_of
 
 FORK_BOMB = """
 import os, time, json

@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from testing.harness import Api, GatewayProcess, stdout_of
 from tests.security.conftest import GVISOR, LIMITS, json_out
-from tests.support import Api, GatewayProcess, stdout_of
 
 
 def test_ignored_interrupt_and_endless_loop_end_at_the_deadline(api: Api, victim: int) -> None:
@@ -46,6 +46,8 @@ def gateway_peak_rss_mb(gateway: GatewayProcess) -> float:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # its HTTP client waits up to 400 s (below)
 @pytest.mark.parametrize(
     ("name", "code"),
     [

@@ -41,6 +41,8 @@ def test_add_edit_delete_messages(client: TestClient) -> None:
     [
         ({"kernel_id": 8, "cell_number": 1, "code": "x", "action": "add"}, 404, "Kernel 8 not found."),
         ({"kernel_id": 7, "cell_number": 1, "action": "add"}, 422, "code: Field required"),
+        ({"kernel_id": 7, "cell_number": 1, "action": "edit"}, 422, "code"),
+        ({"kernel_id": 7, "cell_number": "one", "code": "x", "action": "add"}, 422, "cell_number"),
         ({"kernel_id": 7, "cell_number": 1, "action": "fly"}, 422, "'fly'"),
         ({"kernel_id": 7, "cell_number": 1}, 422, "action"),
         ({"kernel_id": "x", "action": "run_all"}, 422, "kernel_id"),

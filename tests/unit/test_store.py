@@ -17,7 +17,7 @@ from gateway.adapters.sql.database import SQLITE_FILE
 from gateway.kernels.ports import KernelRecord
 from gateway.notebook import Cell
 from gateway.settings import Settings
-from tests.support import postgres_database, skip_without_postgres
+from testing.harness import postgres_database, skip_without_postgres
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

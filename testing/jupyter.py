@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -17,8 +18,6 @@ from typing import Any
 
 import httpx
 from websockets.sync.client import ClientConnection, connect
-
-from tests.support import free_port
 
 V1 = "v1.kernel.websocket.jupyter.org"
 
@@ -121,12 +120,15 @@ class KernelWebsocket:
         return execution
 
     def wait_ready(self, timeout: float = 120) -> None:
-        """Send kernel_info requests until one is answered (e.g. after a restart)."""
+        """Send kernel_info requests until one is answered (e.g. after a restart). A request sent before the new
+        kernel listened may be lost, so one is sent every 2 s; an answer to any of them counts (a loaded machine
+        may take longer than 2 s to answer)."""
         deadline = time.monotonic() + timeout
+        sent: set[str] = set()
         while time.monotonic() < deadline:
-            msg_id = self.send("shell", "kernel_info_request", {})
+            sent.add(self.send("shell", "kernel_info_request", {}))
             try:
-                self.until(lambda ch, m, i=msg_id: ch == "shell" and m["parent_header"].get("msg_id") == i, 2)
+                self.until(lambda ch, m: ch == "shell" and m["parent_header"].get("msg_id") in sent, 2)
                 return
             except TimeoutError:
                 continue
@@ -157,8 +159,7 @@ class JupyterServer:
 
     def __init__(self, gateway_url: str, extra_env: dict[str, str] | None = None) -> None:
         self.gateway_url = gateway_url
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port: int | None = None
         self.token = secrets.token_hex(16)
         self.home = Path(tempfile.mkdtemp(prefix="jc-jupyter-"))
         self.extra_env = extra_env or {}
@@ -166,10 +167,18 @@ class JupyterServer:
         self.log_path = self.home / "server.log"
 
     @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the server has not been started: its port is not known yet")
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"token {self.token}"}
 
-    def start(self, timeout: float = 90) -> JupyterServer:
+    def start(self, timeout: float = 120) -> JupyterServer:
+        """Start the server on a port the kernel picks (``--port=0``); return once ``/api/status`` answers. The port
+        is read from the server's runtime file (``jpserver-<pid>.json``)."""
         for sub in ("config", "data", "runtime", "root"):
             (self.home / sub).mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "KERNEL_"))}
@@ -186,7 +195,7 @@ class JupyterServer:
             f"--gateway-url={self.gateway_url}",
             "--GatewayClient.request_timeout=180",
             "--GatewayClient.connect_timeout=60",
-            "--ip=127.0.0.1", f"--port={self.port}", "--ServerApp.port_retries=0",
+            "--ip=127.0.0.1", "--port=0", "--ServerApp.port_retries=0",
             "--no-browser", f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.home / 'root'}",
         ]  # fmt: skip
@@ -194,15 +203,18 @@ class JupyterServer:
             command.append("--allow-root")
         log = open(self.log_path, "ab")  # noqa: SIM115 (kept open by the process)
         self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.home)
+        runtime_file = self.home / "runtime" / f"jpserver-{self.process.pid}.json"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"jupyter server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/api/status", headers=self.headers, timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
+            if self.port is None and runtime_file.exists():
+                with contextlib.suppress(ValueError, KeyError):  # written, perhaps not completely yet
+                    self.port = int(json.loads(runtime_file.read_text())["port"])
+            if self.port is not None:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{self.url}/api/status", headers=self.headers, timeout=5).status_code == 200:
+                        return self
             time.sleep(0.2)
         raise RuntimeError(f"jupyter server did not answer within {timeout} s:\n{self.log()}")
 

@@ -1,0 +1,1 @@
+"""Harness shared by the test suite and the benchmarks: real gateway processes, clients, Jupyter helpers."""
