@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from tests.integration.test_streaming import sse_events
 from testing.harness import Api, GatewayProcess, remove_instance_containers, stdout_of
+from tests.integration.test_streaming import sse_events
 
 
 def cells_of(api: Api, kernel: int) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, ImageContent, TextContent
 from PIL import Image
 
-from tests.conftest import KEYS
 from testing.harness import Api, GatewayProcess
+from tests.conftest import KEYS
 
 T = TypeVar("T")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KEYS
 from testing.harness import ROOT, GatewayProcess
+from tests.conftest import KEYS
 
 sys.path.insert(0, str(ROOT / "clients" / "python" / "src"))
 

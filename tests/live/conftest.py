@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TEST_SETTINGS
 from testing.harness import ROOT, GatewayProcess
+from tests.conftest import TEST_SETTINGS
 
 ALICE = "alice-live-view-secret-0001"
 BOB = "bob-live-view-secret-000002"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
-from tests.live.conftest import save_screenshot
 from testing.harness import GatewayProcess
+from tests.live.conftest import save_screenshot
 
 
 def block_outside(page: Any, gateway: GatewayProcess) -> list[str]:

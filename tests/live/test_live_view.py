@@ -12,8 +12,8 @@ import docker
 import httpx
 import pytest
 
-from tests.live.conftest import ALICE, BOB, save_screenshot
 from testing.harness import Api, GatewayProcess
+from tests.live.conftest import ALICE, BOB, save_screenshot
 
 
 def view_url(api: Api, kernel: int) -> str:
