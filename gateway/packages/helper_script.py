@@ -222,7 +222,11 @@ def _download_all(wheels: list[dict[str, Any]], budget: int) -> dict[str, Any] |
         counter = {"bytes": 0}
         lock = threading.Lock()
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda pair: _save(pair[0], pair[1], budget, counter, lock), zip(wheels, responses, strict=True)))
+            list(
+                pool.map(
+                    lambda pair: _save(pair[0], pair[1], budget, counter, lock), zip(wheels, responses, strict=True)
+                )
+            )
     finally:
         for response in responses:
             response.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.main import create_app
+from gateway.packages.settings import PackageSettings
 from gateway.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +21,10 @@ SCRIPT_VARIABLES = {
     "JUPYCELL_GATEWAY_IMAGE",  # scripts/build-images.sh, make swarm-up
     "JUPYCELL_SWARM_PORT",  # make swarm-up
     "JUPYCELL_BACKEND",  # named in docs/kubernetes.md and docs/swarm.md as not existing yet
+    "JUPYCELL_KERNEL_LAUNCHER",  # sandbox image: `stock` starts plain ipykernel (the benchmark's baseline)
+    "JUPYCELL_ALLOWED_IMAGES",  # docs/packages.md: custom images per kernel, with the packages wiring (issue 13)
+    "JUPYCELL_BUILD",  # docs/packages.md: scripts/build-images.sh options of the packages branch
+    "JUPYCELL_REQUIREMENTS_APP",
 }
 
 
@@ -35,7 +40,7 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda path: path.name)
 def test_every_setting_named_exists(path: Path) -> None:
-    settings = {f"JUPYCELL_{name.upper()}" for name in Settings.model_fields}
+    settings = {f"JUPYCELL_{name.upper()}" for name in [*Settings.model_fields, *PackageSettings.model_fields]}
     named = set(re.findall(r"JUPYCELL_[A-Z_]+[A-Z]", text(path)))
     assert named - settings - SCRIPT_VARIABLES == set()
 
