@@ -34,6 +34,7 @@ class CellEditor:
             self.store.add_cell(kernel.id, cell, stale=stale, version=version), undo=lambda: notebook.delete(number),
             notebook=notebook, stale=stale,
         )  # fmt: skip
+        kernel.touch()
         self.observer.cell_added(kernel, cell)
         return cell
 
@@ -48,6 +49,7 @@ class CellEditor:
             undo=lambda: notebook.edit(number, old_code),
             notebook=notebook, stale=stale,
         )  # fmt: skip
+        kernel.touch()
         self.observer.cell_edited(kernel, cell)
         return cell
 
@@ -61,6 +63,7 @@ class CellEditor:
             undo=lambda: _put_back(notebook, cell),
             notebook=notebook, stale=stale,
         )  # fmt: skip
+        kernel.touch()
         self.observer.cell_deleted(kernel, number)
         return cell
 

@@ -93,6 +93,7 @@ class KernelLifecycle:
             else:
                 kernel = Kernel(id=new_kernel_id(), owner=owner, runtime=runtime, env=dict(env or {}))
                 launched = await self.launcher.launch(kernel.id, kernel.uuid, runtime, env)
+                kernel.created = time.time()  # its lifetime counts from when it answers
             self._attach(kernel, launched)
             try:
                 await self.store.add_kernel(self.record(kernel))
@@ -234,8 +235,9 @@ class KernelLifecycle:
         backend = self.launcher.backend
         client = self.launcher.connector.connect(handle.connection_info)
         try:
-            if interrupt:
+            if interrupt:  # what ran when the gateway stopped is cut off: request, then the engine's SIGINT
                 await client.interrupt()
+                await backend.signal(kernel.id, "SIGINT")
             await client.wait_ready(timeout)
         except (KernelUnresponsive, KernelGone) as error:
             client.close()
