@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from gateway import errors
+from gateway.security.view_tokens import ViewTokenNotFound, ViewTokenTooLong
 
 STATUS: dict[type[errors.JupyCellError], int] = {
     errors.KernelNotFound: 404,
@@ -32,6 +33,8 @@ STATUS: dict[type[errors.JupyCellError], int] = {
     errors.KernelStartFailed: 503,
     errors.SandboxUnavailable: 503,
     errors.StoreUnavailable: 503,
+    ViewTokenNotFound: 404,
+    ViewTokenTooLong: 422,
 }
 
 

@@ -26,15 +26,11 @@ VIEW_PATHS = re.compile(r"^/kernels/(\d{1,16})/events$")
 
 
 class ViewTokenNotFound(JupyCellError):
-    status_code = 404
-
     def __init__(self, kernel_id: int, token_id: str) -> None:
         super().__init__(f"Kernel {kernel_id} has no view token {token_id!r}.")
 
 
 class ViewTokenTooLong(JupyCellError):
-    status_code = 422
-
     def __init__(self, asked: int, limit: int) -> None:
         super().__init__(f"expires_in must be at most {limit} s (view_token_max_seconds); got {asked}.")
 

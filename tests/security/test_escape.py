@@ -126,7 +126,8 @@ print(json.dumps({
     assert seen["proc_sys"] in ("Read-only file system", "Permission denied"), seen["proc_sys"]
     assert seen["sysrq"] in ("Read-only file system", "Permission denied", "No such file or directory")
     # Only the sandbox's own processes: its init, the kernel (and this cell's reading of /proc).
-    assert all("ipykernel" in c or "docker-init" in c or "init" in c for c in seen["processes"]), seen["processes"]
+    kernel = ("ipykernel", "jupycell_kernel")  # the sandbox's launcher runs ipykernel as `python -m jupycell_kernel`
+    assert all(any(k in c for k in kernel) or "init" in c for c in seen["processes"]), seen["processes"]
     assert str(bystander) not in seen["mounts"] and str(bystander) not in " ".join(seen["processes"])
 
 
