@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 _FAIRNESS_BATCH = 64
 #: After the execute_reply, how long to wait for the run's idle before sending the sentinel (most runs need none).
 _SENTINEL_AFTER = 0.05
+#: How often an execute request the kernel aborted unrun (see ``execute``) is sent again.
+_ABORT_RETRIES = 3
 #: After an interrupt request at the deadline, how long before a SIGINT goes through the engine.
 _ESCALATE_AFTER = 0.5
 
@@ -247,6 +249,23 @@ class KernelClient:
         Raises KernelUnresponsive if it is still busy after that (the caller replaces the kernel), and
         KernelGone if its container dies meanwhile.
         """
+        for _ in range(_ABORT_RETRIES):
+            execution = await self._execute_once(code, timeout, collector, interrupt_grace, escalate)
+            if execution.status != "aborted":
+                return execution
+            # The kernel aborted the request unrun: it was still aborting requests queued behind another client's
+            # failed execution (stop_on_error). Nothing of it ran; send it again.
+            log.info("an execute request was aborted by the kernel before it ran; sending it again")
+        return Execution("error", None, collector.outputs(), collector.truncated)
+
+    async def _execute_once(
+        self,
+        code: str,
+        timeout: float,
+        collector: OutputCollector,
+        interrupt_grace: float,
+        escalate: Callable[[], Awaitable[Any]] | None,
+    ) -> Execution:
         loop = asyncio.get_running_loop()
         msg_id = self._client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
         reply = asyncio.ensure_future(self._reply(msg_id, timeout + _ESCALATE_AFTER + interrupt_grace))
@@ -272,7 +291,10 @@ class KernelClient:
                 reply.cancel()
             elif not reply.cancelled():
                 reply.exception()  # retrieved: a death is reported through the IOPub side
-        status = "ok" if answer is not None and answer["content"].get("status") == "ok" else "error"
+        reply_status = answer["content"].get("status") if answer is not None else None
+        if reply_status == "aborted" and count is None and not collector.outputs():
+            return Execution("aborted", None, [], False)
+        status = "ok" if reply_status == "ok" else "error"
         if answer is not None:
             count = _count(answer["content"].get("execution_count")) or count
         return Execution(status, count, collector.outputs(), collector.truncated)

@@ -45,6 +45,10 @@ from jupycell_kernel.prewarm import prewarm
 QUICK_FLUSH_STREAM = "jupycell_kernel.iopub.QuickFlushOutStream"
 
 
+#: Messages the kernel queues for a slow IOPub subscriber before ZMQ drops (its default: 1000).
+IOPUB_SNDHWM = 500_000
+
+
 class JupyCellKernelApp(IPKernelApp):
     """The sandbox kernel: stock ipykernel with less waiting per request."""
 
@@ -94,6 +98,9 @@ class JupyCellKernelApp(IPKernelApp):
             return
         self.iopub_socket = context.socket(zmq.XPUB)
         self.iopub_socket.linger = 1000
+        # A flood (print in a loop) outruns the gateway's reading: queue it here, within the container's memory
+        # limit, rather than let ZMQ drop messages past its default 1000, the run's last outputs and idle among them.
+        self.iopub_socket.sndhwm = IOPUB_SNDHWM
         self._apply_curve_server_options(self.iopub_socket)
         self.iopub_port = self._bind_socket(self.iopub_socket, self.iopub_port)
         self.log.debug("iopub PUB Channel on port: %i", self.iopub_port)
