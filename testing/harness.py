@@ -230,7 +230,9 @@ class GatewayProcess:
                     if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
                         return self
             time.sleep(0.1)
-        raise RuntimeError(f"gateway did not answer within {timeout} s:\n{self.log()}")
+        log = self.log()
+        self.stop()  # nothing left running: a caller whose start failed never reaches its clean-up
+        raise RuntimeError(f"gateway did not answer within {timeout} s:\n{log}")
 
     def _listening_port(self, offset: int) -> int | None:
         with open(self.log_path, "rb") as log:
