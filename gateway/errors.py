@@ -98,6 +98,16 @@ class RuntimeNotAllowed(JupyCellError):
         super().__init__(f"Runtime {runtime!r} is not allowed here; allowed: {', '.join(allowed)}.")
 
 
+class ImageNotAllowed(JupyCellError):
+    """A kernel image that is not on the allow-list (JUPYCELL_ALLOWED_IMAGES, issue 13)."""
+
+    def __init__(self, image: str, allowed: tuple[str, ...]) -> None:
+        self.image, self.allowed = image, allowed
+        super().__init__(
+            f"Image {image!r} is not allowed here; allowed: {', '.join(allowed)} (JUPYCELL_ALLOWED_IMAGES)."
+        )
+
+
 class KernelSpecNotFound(JupyCellError):
     def __init__(self, name: str, available: list[str]) -> None:
         self.name, self.available = name, available

@@ -5,6 +5,7 @@ Run with ``uvicorn --factory gateway.main:create_app``; nothing is built at impo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,12 +18,14 @@ from gateway.adapters.docker import DockerSandbox
 from gateway.adapters.docker.cgroups import CgroupReader
 from gateway.adapters.sql import Store
 from gateway.api import cells, docs, errors, execute, files, health, kernels, live, metrics, notebooks, pool, stream
+from gateway.api import packages as packages_api
 from gateway.api.jupyter import routes as jupyter
 from gateway.api.jupyter.relay import Relays
 from gateway.kernels.service import KernelService
 from gateway.mcp import mount_mcp
 from gateway.metrics.http import HttpMetricsMiddleware
 from gateway.metrics.observer import KernelObserver
+from gateway.packages.service import PackageService
 from gateway.protocol.client import ZmqConnector
 from gateway.security.audit import AuditLog
 from gateway.security.keys import KeyRing
@@ -48,7 +51,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await Store.open(settings)
         connector = ZmqConnector(settings.max_message_bytes)
-        service = KernelService(settings, DockerSandbox.from_settings(settings), connector, store, observer)
+        # Packages on demand (issue 13): fetched outside the kernels, mounted read-only into each one.
+        packages = await asyncio.to_thread(PackageService, settings, store)
+        sandbox = DockerSandbox.from_settings(settings, packages.container_mounts if packages.enabled else None)
+        service = KernelService(settings, sandbox, connector, store, observer, packages)
         app.state.relays = Relays(settings, connector.context, audit)
         observer.metrics.watch_store(store.engine)
         observer.metrics.watch_kernels(lambda: [k.state for k in service.registry])
@@ -106,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=live.STATIC), name="static")
     app.include_router(execute.router)
+    app.include_router(packages_api.router)  # issue 13
     if settings.mcp_enabled:
         mount_mcp(app, settings)  # /mcp, after every route of the app's own
     errors.install(app)

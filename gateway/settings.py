@@ -55,6 +55,13 @@ class Settings(BaseSettings):
         description='Comma-separated runtimes a caller may pick per kernel (POST /start {"runtime": ...}); '
         "empty: only `runtime`.",
     )
+    allowed_images: str = Field(  # issue 13: custom images per kernel
+        "",
+        pattern=r"^[a-zA-Z0-9_.,:/@\s-]*$",
+        description='Comma-separated images a caller may pick per kernel (POST /start {"image": ...}, or a Jupyter '
+        "kernel spec per image) besides sandbox_image; each must exist when the gateway starts (`make images`, "
+        "docs/packages.md).",
+    )
     docker_host: str | None = Field(None, description="Docker engine URL; default: the environment's (DOCKER_HOST).")
 
     # --- limits of every kernel container --------------------------------------------------------------------
@@ -212,6 +219,12 @@ class Settings(BaseSettings):
         """Runtimes a kernel may use; the deployment's default first."""
         extra = [r.strip() for r in self.allowed_runtimes.split(",") if r.strip()]
         return tuple(dict.fromkeys([self.runtime, *extra]))
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        """Images a kernel may run; the deployment's default (``sandbox_image``) first."""
+        extra = [i.strip() for i in self.allowed_images.split(",") if i.strip()]
+        return tuple(dict.fromkeys([self.sandbox_image, *extra]))
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -12,6 +12,10 @@
 #                           (default: the file SSL_CERT_FILE or PIP_CERT names).
 #   JUPYCELL_PULL_TIMEOUT   seconds to try pulling python:3.11-slim (default 60).
 #   JUPYCELL_SANDBOX_IMAGE / JUPYCELL_GATEWAY_IMAGE   image tags to build.
+#   JUPYCELL_REQUIREMENTS_APP  packages to preinstall in the sandbox image (default requirements_app.txt; a path
+#                           inside the repo). With another file and tag it builds a custom kernel image for
+#                           JUPYCELL_ALLOWED_IMAGES (docs/packages.md).
+#   JUPYCELL_BUILD          which images: "all" (default), "sandbox" or "gateway".
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -65,17 +69,25 @@ chmod 0644 build/extra-ca.pem
 # Dockerfiles use nothing that needs BuildKit.
 export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}"
 
-build() {  # build TAG DOCKERFILE
+build() {  # build TAG DOCKERFILE [BUILD ARGS...]
     log "building $1 from $2"
-    local t0=$SECONDS
-    docker build --force-rm --build-arg "BASE_IMAGE=$BASE" -f "$2" -t "$1" . >build/"${1%%:*}".log 2>&1 || {
-        tail -n 40 build/"${1%%:*}".log >&2
-        log "FAILED: $1 (full log: build/${1%%:*}.log)"
+    local t0=$SECONDS tag=$1 file=$2
+    shift 2
+    docker build --force-rm --build-arg "BASE_IMAGE=$BASE" "$@" -f "$file" -t "$tag" . >build/"${tag%%:*}".log 2>&1 || {
+        tail -n 40 build/"${tag%%:*}".log >&2
+        log "FAILED: $tag (full log: build/${tag%%:*}.log)"
         return 1
     }
-    log "built $1 in $((SECONDS - t0))s"
+    log "built $tag in $((SECONDS - t0))s"
 }
 
-build "$SANDBOX_IMAGE" sandbox_image/Dockerfile
-build "$GATEWAY_IMAGE" Dockerfile
+WHAT="${JUPYCELL_BUILD:-all}"
+REQUIREMENTS_APP="${JUPYCELL_REQUIREMENTS_APP:-requirements_app.txt}"
+[ -f "$REQUIREMENTS_APP" ] || { log "JUPYCELL_REQUIREMENTS_APP=$REQUIREMENTS_APP: no such file in the repo"; exit 1; }
+if [ "$WHAT" != gateway ]; then
+    build "$SANDBOX_IMAGE" sandbox_image/Dockerfile --build-arg "REQUIREMENTS_APP=$REQUIREMENTS_APP"
+fi
+if [ "$WHAT" != sandbox ]; then
+    build "$GATEWAY_IMAGE" Dockerfile
+fi
 docker images --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E '^jupycell-' >&2 || true

@@ -48,6 +48,7 @@ class FakeContainer:
     env: dict[str, str]
     pooled: bool
     jupyter_id: str
+    image: str | None = None
     namespace: dict[str, Any] = field(default_factory=dict)
     exit: ContainerExit | None = None
     sealed: bool = False
@@ -72,7 +73,7 @@ class FakeSandbox:
     def limits(self) -> dict[str, Any]:
         return {"image": "fake", "runtime": "runc", "mem_limit_mb": 64}
 
-    async def check_ready(self, runtimes: tuple[str, ...]) -> None:
+    async def check_ready(self, runtimes: tuple[str, ...], images: tuple[str, ...] = ()) -> None:
         return None
 
     async def ping(self) -> None:
@@ -82,8 +83,9 @@ class FakeSandbox:
         return next((c for c in self.containers.values() if c.kernel_id == kernel_id), None)
 
     async def start(
-        self, kernel_id: int, jupyter_id: str, runtime: str, env: dict[str, str], *, pooled: bool = False
-    ) -> SandboxHandle:
+        self, kernel_id: int, jupyter_id: str, runtime: str, env: dict[str, str], *, pooled: bool = False,
+        image: str | None = None,
+    ) -> SandboxHandle:  # fmt: skip
         if self.start_delay:
             await asyncio.sleep(self.start_delay)
         if self.fail_starts:
@@ -93,7 +95,9 @@ class FakeSandbox:
         self.started += 1
         container_id = f"c{self._counter:06d}"
         name = f"fake-{kernel_id}"
-        self.containers[container_id] = FakeContainer(kernel_id, container_id, name, runtime, env, pooled, jupyter_id)
+        self.containers[container_id] = FakeContainer(
+            kernel_id, container_id, name, runtime, env, pooled, jupyter_id, image
+        )
         info: ConnectionInfo = {"transport": "fake", "ip": container_id, "key": f"key-{self._counter}"}
         return SandboxHandle(kernel_id, container_id, name, info)
 

@@ -38,8 +38,9 @@ async def start_kernel(
 ) -> EncodedJSON:
     """Start a kernel in a new sandbox container; returns once it answers. The body is optional."""
     runtime = body.runtime if body is not None else None
-    kernel = await service.start(owner=caller.key_id, runtime=runtime)
-    audit_note(request, kernel=kernel.id, runtime=kernel.runtime)
+    image = body.image if body is not None else None
+    kernel = await service.start(owner=caller.key_id, runtime=runtime, image=image)
+    audit_note(request, kernel=kernel.id, runtime=kernel.runtime, **({"image": kernel.image} if kernel.image else {}))
     return encoded(StartResponse(kernel_id=kernel.id))
 
 

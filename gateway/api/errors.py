@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from gateway import errors
+from gateway.packages import errors as packages
 from gateway.security.view_tokens import ViewTokenNotFound, ViewTokenTooLong
 
 STATUS: dict[type[errors.JupyCellError], int] = {
@@ -29,10 +30,21 @@ STATUS: dict[type[errors.JupyCellError], int] = {
     errors.InvalidNotebook: 422,
     errors.FileTransferFailed: 422,
     errors.RuntimeNotAllowed: 422,
+    errors.ImageNotAllowed: 422,
     errors.TooManyKernels: 429,
     errors.KernelStartFailed: 503,
     errors.SandboxUnavailable: 503,
     errors.StoreUnavailable: 503,
+    packages.PackageError: 422,  # issue 13: packages on demand
+    packages.InvalidPackageRequest: 422,
+    packages.NoCompatibleWheel: 422,
+    packages.PackageInstallFailed: 422,
+    packages.PackageNotAllowed: 403,
+    packages.PackageLimitExceeded: 413,
+    packages.PackageNotFound: 404,
+    packages.PackageConflict: 409,
+    packages.PackageIndexUnreachable: 502,
+    packages.PackageFetchFailed: 502,
     ViewTokenNotFound: 404,
     ViewTokenTooLong: 422,
 }

@@ -24,6 +24,7 @@ def kernel_model(kernel: Kernel, limits: dict[str, Any]) -> dict[str, Any]:
         "kernel_id": kernel.id,
         "owner": kernel.owner,
         "runtime": kernel.runtime,
+        "image": kernel.image or limits.get("image"),  # issue 13: its own, or the deployment's
         "jupyter_id": kernel.uuid,  # its id in Jupyter's API (/api/kernels/{jupyter_id})
         "state": kernel.state,
         "created": _iso(kernel.created),

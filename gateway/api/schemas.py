@@ -90,6 +90,9 @@ class StartRequest(BaseModel):
     runtime: str | None = Field(
         None, max_length=64, description="Container runtime for this kernel, e.g. 'runsc' (gVisor), if allowed."
     )
+    image: str | None = Field(
+        None, max_length=256, description="Sandbox image for this kernel, if allowed (JUPYCELL_ALLOWED_IMAGES)."
+    )
 
 
 class StartResponse(BaseModel):

@@ -166,6 +166,10 @@ class CellRunner:
             await self.lifecycle.launcher.backend.signal(kernel.id, "SIGINT")
 
         try:
+            refused = await self.lifecycle.packages.before_run(kernel, cell.code)  # issue 13: its %pip lines
+            if refused is not None:  # a package it asks for was refused or could not be fetched: not sent
+                collector.add(refused)
+                return _finish(kernel, cell, started, RunResult(cell, "error", None, collector.outputs()))
             execution = await client.execute(cell.code, timeout, collector, self.limits.interrupt_grace, escalate)
             status: RunStatus = "ok" if execution.status == "ok" else "error"
             if execution.status == "timeout":

@@ -62,6 +62,7 @@ class Kernel:
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))  # the id Jupyter's own protocol uses
     owner: str | None = None  # id of the API key that started it (None: no keys configured)
     runtime: str = "runc"  # container runtime (runc, runsc), kept across restarts
+    image: str | None = None  # an allowed image of its own (issue 13), kept across restarts; None: the deployment's
     env: dict[str, str] = field(default_factory=dict)  # set in its container at every start (Jupyter API's env)
     notebook: Notebook = field(default_factory=Notebook)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)

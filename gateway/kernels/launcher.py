@@ -26,14 +26,17 @@ class KernelLauncher:
         self.start_timeout = start_timeout
 
     async def launch(
-        self, kernel_id: int, jupyter_id: str, runtime: str, env: dict[str, str] | None = None, *, pooled: bool = False
-    ) -> Launched:
+        self, kernel_id: int, jupyter_id: str, runtime: str, env: dict[str, str] | None = None, *,
+        pooled: bool = False, image: str | None = None,
+    ) -> Launched:  # fmt: skip
         """Container, connection, readiness (``kernel_info`` answered and IOPub delivering), then seal. Everything
         is undone on failure (cancellation included); raises KernelStartFailed with the container's log."""
         handle: SandboxHandle | None = None
         client: KernelConnection | None = None
         try:
-            handle = await self.backend.start(kernel_id, jupyter_id, runtime, dict(env or {}), pooled=pooled)
+            handle = await self.backend.start(
+                kernel_id, jupyter_id, runtime, dict(env or {}), pooled=pooled, image=image
+            )
             client = self.connector.connect(handle.connection_info)
             try:
                 await client.wait_ready(self.start_timeout)

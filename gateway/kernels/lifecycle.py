@@ -12,11 +12,12 @@ import contextlib
 import logging
 import time
 
-from gateway.errors import KernelGone, KernelUnresponsive, RuntimeNotAllowed
+from gateway.errors import ImageNotAllowed, KernelGone, KernelUnresponsive, RuntimeNotAllowed
 from gateway.kernels.kernel import Kernel, KernelEvent, KernelState
 from gateway.kernels.launcher import KernelLauncher, Launched
+from gateway.kernels.packages import NoPackages
 from gateway.kernels.pool import KernelPool
-from gateway.kernels.ports import KernelObserver, KernelRecord, KernelStore, SandboxHandle
+from gateway.kernels.ports import KernelObserver, KernelPackages, KernelRecord, KernelStore, SandboxHandle
 from gateway.kernels.registry import KernelRegistry, new_kernel_id
 from gateway.kernels.tasks import TaskSet
 
@@ -39,8 +40,12 @@ class KernelLifecycle:
         tasks: TaskSet,
         mem_limit_mb: int,
         observer: KernelObserver,
+        images: tuple[str, ...] = (),
+        packages: KernelPackages | None = None,
     ) -> None:
         self.observer = observer
+        self.images = images  # the deployment's image first, then the others a kernel may pick (issue 13)
+        self.packages: KernelPackages = packages or NoPackages()
         self.instance = instance
         self.mem_limit_mb = mem_limit_mb
         self.runtimes = runtimes
@@ -64,6 +69,7 @@ class KernelLifecycle:
             instance=self.instance,
             owner=kernel.owner,
             runtime=kernel.runtime,
+            image=kernel.image,
             env=kernel.env,
             sandbox=handle.to_state() if handle is not None else {},
             hmac_key=handle.key if handle is not None else "",
@@ -76,23 +82,26 @@ class KernelLifecycle:
 
     # --- start ----------------------------------------------------------------------------------------------
 
-    async def start(self, owner: str | None, runtime: str | None, env: dict[str, str] | None) -> Kernel:
+    async def start(
+        self, owner: str | None, runtime: str | None, env: dict[str, str] | None, image: str | None = None
+    ) -> Kernel:
         """A new kernel for ``owner``, answering, registered and stored. From the warm pool when it holds one of
-        this runtime and no environment of its own is asked for; cold otherwise. Raises TooManyKernels,
-        RuntimeNotAllowed, KernelStartFailed."""
+        this runtime and neither an environment nor an image of its own is asked for; cold otherwise. Raises
+        TooManyKernels, RuntimeNotAllowed, ImageNotAllowed, KernelStartFailed."""
         runtime = runtime or self.default_runtime
         if runtime not in self.runtimes:
             raise RuntimeNotAllowed(runtime, self.runtimes)
+        image = self._allowed_image(image)
         self.registry.admit(owner)
         began = time.monotonic()
         try:
-            ready = self.pool.claim(runtime) if not env else None
+            ready = self.pool.claim(runtime) if not env and image is None else None
             if ready is not None:
                 kernel = Kernel(id=ready.kernel_id, uuid=ready.jupyter_id, owner=owner, runtime=runtime)
                 launched = ready.launched
             else:
-                kernel = Kernel(id=new_kernel_id(), owner=owner, runtime=runtime, env=dict(env or {}))
-                launched = await self.launcher.launch(kernel.id, kernel.uuid, runtime, env)
+                kernel = Kernel(id=new_kernel_id(), owner=owner, runtime=runtime, env=dict(env or {}), image=image)
+                launched = await self.launcher.launch(kernel.id, kernel.uuid, runtime, env, image=image)
                 kernel.created = time.time()  # its lifetime counts from when it answers
             self._attach(kernel, launched)
             try:
@@ -106,6 +115,14 @@ class KernelLifecycle:
         kernel.notify(KernelEvent.STARTED)
         self.observer.kernel_started(kernel, "pool" if ready is not None else "cold", began)
         return kernel
+
+    def _allowed_image(self, image: str | None) -> str | None:
+        """None for the deployment's image; ``image`` if it is on the allow-list; ImageNotAllowed otherwise."""
+        if image is None or (self.images and image == self.images[0]):
+            return None
+        if image not in self.images[1:]:
+            raise ImageNotAllowed(image, self.images)
+        return image
 
     @staticmethod
     def _attach(kernel: Kernel, launched: Launched) -> None:
@@ -129,11 +146,14 @@ class KernelLifecycle:
             _forget_runs(kernel)
         await self._teardown(kernel, KernelEvent.DIED if died else KernelEvent.STOPPED)
         try:
-            launched = await self.launcher.launch(kernel.id, kernel.uuid, kernel.runtime, kernel.env)
+            launched = await self.launcher.launch(
+                kernel.id, kernel.uuid, kernel.runtime, kernel.env, image=kernel.image
+            )
         except BaseException as error:
             await asyncio.shield(self.mark_dead(kernel, f"could not be restarted: {error}"))
             raise
         self._attach(kernel, launched)
+        await self.packages.after_launch(kernel)  # what it had installed, before anyone uses it
         record = self.record(kernel)
         await self.store.kernel_replaced(
             kernel.id,
@@ -193,6 +213,7 @@ class KernelLifecycle:
         kernel.notify(KernelEvent.SHUT_DOWN)
         self.observer.kernel_gone(kernel, reason)
         await self.store.delete_kernel(kernel_id)
+        await self.packages.forget(kernel_id)
 
     async def forget(self, kernel: Kernel, reason: str) -> None:
         """Remove a dead kernel's record (retention expired)."""
@@ -200,6 +221,7 @@ class KernelLifecycle:
         kernel.notify(KernelEvent.SHUT_DOWN)
         self.observer.kernel_gone(kernel, None)
         await self.store.delete_kernel(kernel.id)
+        await self.packages.forget(kernel.id)
 
     async def stop_for_good(self, kernel: Kernel) -> None:
         """The gateway stops with ``on_stop=shutdown``: remove the container; the record stays, marked dead."""
@@ -248,6 +270,7 @@ class KernelLifecycle:
             return f"{ended.describe(self.mem_limit_mb)} while the gateway restarted"
         kernel.handle, kernel.client = handle, client
         kernel.set_state(KernelState.IDLE)
+        await self.packages.after_launch(kernel)  # same memory: only what is missing (nothing, normally)
         kernel.notify(KernelEvent.STARTED)
         log.info("re-attached kernel %d", kernel.id)
         return None

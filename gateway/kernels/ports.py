@@ -5,6 +5,8 @@
 - ``KernelConnector`` / ``KernelConnection``: talking Jupyter's protocol to one kernel (``gateway.protocol``).
 - ``KernelStore``: durable kernels, cells and runs (``gateway.adapters.sql.Store``).
 - ``KernelObserver``: told of every happening (live events, metrics, run usage: ``gateway.metrics.observer``).
+- ``KernelPackages``: packages on demand (issue 13: ``gateway.packages.service.PackageService``): fetched before a
+  cell that asks for them is sent, installed again whenever a kernel gets a container back.
 
 The records exchanged through these ports (``SandboxHandle``, ``ContainerExit``, ``KernelRecord``...) are plain data
 defined here, so the core never imports an adapter.
@@ -97,8 +99,8 @@ class SandboxBackend(Protocol):
         """The sandbox profile (image, runtime, limits) kernels get, as listings show it."""
         ...
 
-    async def check_ready(self, runtimes: tuple[str, ...]) -> None:
-        """Start-up check (engine answers, image present, runtimes registered); raises SandboxUnavailable."""
+    async def check_ready(self, runtimes: tuple[str, ...], images: tuple[str, ...] = ()) -> None:
+        """Start-up check (engine answers, images present, runtimes registered); raises SandboxUnavailable."""
         ...
 
     async def ping(self) -> None:
@@ -106,10 +108,12 @@ class SandboxBackend(Protocol):
         ...
 
     async def start(
-        self, kernel_id: int, jupyter_id: str, runtime: str, env: dict[str, str], *, pooled: bool = False
-    ) -> SandboxHandle:
+        self, kernel_id: int, jupyter_id: str, runtime: str, env: dict[str, str], *, pooled: bool = False,
+        image: str | None = None,
+    ) -> SandboxHandle:  # fmt: skip
         """Create and start the kernel's container (labelled with both its ids) with fresh connection info; return
-        once it exists (the kernel inside may not answer yet). Raises KernelStartFailed."""
+        once it exists (the kernel inside may not answer yet). ``image``: an allowed image of its own (None: the
+        deployment's). Raises KernelStartFailed."""
         ...
 
     async def seal(self, handle: SandboxHandle) -> None:
@@ -221,6 +225,7 @@ class KernelRecord:
     last_death: str | None
     created_at: float
     last_activity_at: float
+    image: str | None = None  # an image of its own (issue 13); None: the deployment's
     cells: list[Cell] = field(default_factory=list)
     notebook_version: int = 0
 
@@ -333,3 +338,37 @@ class KernelObserver(Protocol):
         ...
 
     def run_abandoned(self, kernel: Kernel, cell: Cell) -> None: ...
+
+
+class KernelPackages(Protocol):
+    """Packages on demand (issue 13), as the core uses them. The kernel's container never downloads anything: what
+    it asks for is fetched outside and handed to it read-only; what it installed is part of its state."""
+
+    async def start_up(self, kernel_ids: set[int]) -> None:
+        """Load what the stored kernels (``kernel_ids``, dead or alive) installed, before they are recovered."""
+        ...
+
+    async def before_run(self, kernel: Kernel, code: str) -> Output | None:
+        """Fetch what ``code``'s ``%pip install`` / ``!pip install`` lines ask for, before it is sent (the lines then
+        install offline). None: send it; else the ``error`` output the run ends with instead (nothing was sent)."""
+        ...
+
+    async def after_launch(self, kernel: Kernel) -> None:
+        """The kernel got a container back (restart, replacement, re-attach): install again what it had, before it
+        is handed back. Never raises: a failure is logged and the kernel starts without them."""
+        ...
+
+    async def install(self, kernel: Kernel, requirements: list[str]) -> dict[str, Any]:
+        """Fetch and install ``requirements`` now (caller holds the kernel's lock; the kernel is up). Raises
+        ``gateway.packages.errors.PackageError`` subclasses."""
+        ...
+
+    def installed(self, kernel_id: int) -> dict[str, Any]:
+        """What the kernel asked for and the wheels fetched for it."""
+        ...
+
+    async def forget(self, kernel_id: int) -> None:
+        """The kernel is gone for good: its wheel directory goes."""
+        ...
+
+    def close(self) -> None: ...

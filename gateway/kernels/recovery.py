@@ -72,6 +72,7 @@ def kernel_from(record: KernelRecord) -> Kernel:
         uuid=record.uuid,
         owner=record.owner,
         runtime=record.runtime,
+        image=record.image,
         env=record.env,
         notebook=Notebook({cell.number: cell for cell in record.cells}, version=record.notebook_version),
         state=KernelState.DEAD if record.state == KernelState.DEAD else KernelState.STARTING,

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from gateway.errors import KernelDead
 from gateway.kernels import recovery
 from gateway.kernels.culling import cull_forever
 from gateway.kernels.editing import CellEditor
@@ -20,8 +21,16 @@ from gateway.kernels.kernel import Kernel, RunResult
 from gateway.kernels.launcher import KernelLauncher
 from gateway.kernels.lifecycle import KernelLifecycle
 from gateway.kernels.observer import NullObserver
+from gateway.kernels.packages import NoPackages
 from gateway.kernels.pool import KernelPool
-from gateway.kernels.ports import KernelConnector, KernelObserver, KernelStore, OnOutput, SandboxBackend
+from gateway.kernels.ports import (
+    KernelConnector,
+    KernelObserver,
+    KernelPackages,
+    KernelStore,
+    OnOutput,
+    SandboxBackend,
+)
 from gateway.kernels.registry import KernelRegistry, new_kernel_id
 from gateway.kernels.supervisor import DeathSupervisor
 from gateway.kernels.tasks import TaskSet
@@ -41,9 +50,11 @@ class KernelService:
         connector: KernelConnector,
         store: KernelStore,
         observer: KernelObserver | None = None,
+        packages: KernelPackages | None = None,
     ) -> None:
         self.settings = settings
         self.observer: KernelObserver = observer or NullObserver()
+        self.packages: KernelPackages = packages or NoPackages()
         self.backend = backend
         self.store = store
         self.tasks = TaskSet()
@@ -64,6 +75,8 @@ class KernelService:
             tasks=self.tasks,
             mem_limit_mb=settings.mem_limit_mb,
             observer=self.observer,
+            images=settings.images,
+            packages=self.packages,
         )
         self.supervisor = DeathSupervisor(self.registry, self.lifecycle, self.tasks)
         self.runner = CellRunner(
@@ -88,7 +101,7 @@ class KernelService:
         """Check the engine, follow container deaths, then take back what an earlier run of this instance left
         (see ``gateway.kernels.recovery``), and start culling and the warm pool."""
         settings = self.settings
-        await self.backend.check_ready(settings.runtimes)
+        await self.backend.check_ready(settings.runtimes, settings.images)
         self.backend.watch_deaths(
             asyncio.get_running_loop(), self.supervisor.container_died, self.supervisor.events_resumed
         )
@@ -96,6 +109,7 @@ class KernelService:
         records = await self.store.load_kernels(settings.instance)
         containers = await self.backend.list_own()
         plan = recovery.plan(records, containers, {run.kernel_id for run in interrupted}, settings.mem_limit_mb)
+        await self.packages.start_up({record.id for record in records})  # re-attached kernels reinstall
         await recovery.apply(plan, self.lifecycle, settings.reattach_timeout)
         if settings.idle_timeout or settings.max_lifetime or settings.dead_kernel_ttl:
             self.tasks.spawn(
@@ -126,6 +140,7 @@ class KernelService:
             await asyncio.gather(*(self.lifecycle.stop_for_good(k) for k in kernels), return_exceptions=True)
             await self.backend.remove_all()
         self.backend.close()
+        self.packages.close()
 
     # --- kernels --------------------------------------------------------------------------------------------
 
@@ -141,10 +156,12 @@ class KernelService:
         return self.registry.visible_to(owns)
 
     async def start(
-        self, owner: str | None = None, runtime: str | None = None, env: dict[str, str] | None = None
-    ) -> Kernel:
-        """Start a new kernel for ``owner`` (an API key id) in its own container; return once it answers."""
-        return await self.lifecycle.start(owner, runtime, env)
+        self, owner: str | None = None, runtime: str | None = None, env: dict[str, str] | None = None,
+        image: str | None = None,
+    ) -> Kernel:  # fmt: skip
+        """Start a new kernel for ``owner`` (an API key id) in its own container; return once it answers.
+        ``image``: one of the allowed images (JUPYCELL_ALLOWED_IMAGES), None for the deployment's."""
+        return await self.lifecycle.start(owner, runtime, env, image)
 
     async def shutdown(self, kernel_id: int, reason: str | None = None) -> None:
         """Stop a kernel and remove its container; its cells are gone with it."""
@@ -207,6 +224,23 @@ class KernelService:
     def start_in_background(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``work`` in a task owned by the service: it goes on when the HTTP client that asked goes away."""
         return self.tasks.spawn(work)
+
+    # --- packages on demand (issue 13) -----------------------------------------------------------------------
+
+    async def install_packages(self, kernel: Kernel, requirements: list[str]) -> dict[str, Any]:
+        """Fetch ``requirements`` (wheels only, with their dependencies) and install them in the kernel, after the
+        work queued before; importable at once and again after a restart. Raises KernelDead, PackageError."""
+        async with kernel.lock:
+            await self.lifecycle.settled(kernel)
+            await kernel.external_finished()
+            if not kernel.alive or kernel.client is None:
+                raise KernelDead(kernel.id, kernel.last_death)
+            kernel.touch()
+            return await self.packages.install(kernel, requirements)
+
+    def installed_packages(self, kernel: Kernel) -> dict[str, Any]:
+        """What the kernel asked for, and the wheels fetched for it."""
+        return self.packages.installed(kernel.id)
 
     # --- files ----------------------------------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import ast
 
 from gateway.errors import KernelCodeError, KernelGone, KernelUnresponsive
+from gateway.kernels.ports import KernelConnection
 from gateway.packages.errors import PackageInstallFailed
-from gateway.protocol.client import KernelClient
 
 #: Where the kernel's wheel directory is mounted (read-only) in its container; pip.conf's find-links.
 CONTAINER_WHEEL_DIR = "/run/jupycell-wheels"
@@ -16,7 +16,7 @@ CONTAINER_WHEEL_DIR = "/run/jupycell-wheels"
 CONTAINER_PACKAGES_DIR = "/opt/jupycell-packages"
 
 
-async def install_in_kernel(client: KernelClient, requirements: list[str], timeout: float) -> str:
+async def install_in_kernel(client: KernelConnection, requirements: list[str], timeout: float) -> str:
     """Install ``requirements`` in the kernel; the installer's output. PackageInstallFailed if it fails."""
     expression = f"__import__('jupycell_pip').install({requirements!r})"
     try:

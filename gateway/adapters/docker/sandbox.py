@@ -8,6 +8,9 @@ removed).
 
 Warm-pool containers (``gateway.kernels.pool``) are made exactly like a kernel's, for the ids they will have once
 claimed, plus the ``jupycell.pool`` label: a claimed one needs no change.
+
+``extra_mounts`` (packages on demand, issue 13) adds per-kernel mounts to every container: its wheel directory
+(read-only) and the tmpfs packages are installed into.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ from gateway.settings import Settings
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: A kernel's extra mounts, by kernel id: ``{"volumes": {...}, "tmpfs": {...}}`` as docker-py takes them. Blocking.
+ExtraMounts = Callable[[int], dict[str, Any]]
 
 LABEL_MANAGED = "jupycell.managed"
 LABEL_INSTANCE = "jupycell.instance"
@@ -121,8 +127,12 @@ class SandboxSpec:
 class DockerSandbox:
     """Creates, watches and removes the kernel containers of one gateway instance (a ``SandboxBackend``)."""
 
-    def __init__(self, spec: SandboxSpec, *, instance: str, instance_dir: Path, docker_host: str | None) -> None:
+    def __init__(
+        self, spec: SandboxSpec, *, instance: str, instance_dir: Path, docker_host: str | None,
+        extra_mounts: ExtraMounts | None = None,
+    ) -> None:  # fmt: skip
         self.instance = instance
+        self.extra_mounts = extra_mounts
         self.instance_dir = instance_dir
         self.spec = spec
         self._docker_host = docker_host
@@ -160,12 +170,13 @@ class DockerSandbox:
         return f"jupycell-{self.instance}-{kernel_id}"
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DockerSandbox:
+    def from_settings(cls, settings: Settings, extra_mounts: ExtraMounts | None = None) -> DockerSandbox:
         return cls(
             SandboxSpec.from_settings(settings),
             instance=settings.instance,
             instance_dir=settings.instance_dir,
             docker_host=settings.docker_host,
+            extra_mounts=extra_mounts,
         )
 
     @property
@@ -195,15 +206,14 @@ class DockerSandbox:
         info: dict[str, Any] = await self._call(self.client.info)
         return info
 
-    async def check_ready(self, runtimes: tuple[str, ...] = ()) -> None:
-        """Start-up check: the engine answers, the image exists and the runtimes are registered."""
+    async def check_ready(self, runtimes: tuple[str, ...] = (), images: tuple[str, ...] = ()) -> None:
+        """Start-up check: the engine answers, the images exist and the runtimes are registered."""
         await self.ping()
-        try:
-            await self._call(self.client.images.get, self.spec.image)
-        except NotFound:
-            raise SandboxUnavailable(
-                f"Sandbox image {self.spec.image!r} not found; build it with `make images`."
-            ) from None
+        for image in dict.fromkeys((self.spec.image, *images)):
+            try:
+                await self._call(self.client.images.get, image)
+            except NotFound:
+                raise SandboxUnavailable(f"Sandbox image {image!r} not found; build it with `make images`.") from None
         info = await self._call(self.client.info)
         registered = info.get("Runtimes", {})
         for runtime in dict.fromkeys((self.spec.runtime, *runtimes)):
@@ -214,15 +224,17 @@ class DockerSandbox:
                 )
 
     async def start(
-        self, kernel_id: int, jupyter_id: str, runtime: str, env: dict[str, str], *, pooled: bool = False
-    ) -> SandboxHandle:
+        self, kernel_id: int, jupyter_id: str, runtime: str, env: dict[str, str], *, pooled: bool = False,
+        image: str | None = None,
+    ) -> SandboxHandle:  # fmt: skip
         """Write fresh connection info into a new socket directory, then create and start the kernel's container
-        with that directory mounted. ``runtime`` was checked by the caller; ``env`` adds to the environment."""
+        with that directory mounted. ``runtime`` and ``image`` were checked by the caller; ``env`` adds to the
+        environment."""
         info = new_connection_info()
         socket_dir = self.socket_dir(kernel_id)
         await asyncio.to_thread(prepare_socket_dir, socket_dir, info, self.spec.uid)
         container_id = await self.create_container(
-            kernel_id, socket_dir, runtime, env, jupyter_id=jupyter_id, pooled=pooled
+            kernel_id, socket_dir, runtime, env, jupyter_id=jupyter_id, pooled=pooled, image=image
         )
         return SandboxHandle(kernel_id, container_id, self.container_name(kernel_id), host_view(info, socket_dir))
 
@@ -235,13 +247,14 @@ class DockerSandbox:
         *,
         jupyter_id: str | None = None,
         pooled: bool = False,
+        image: str | None = None,
     ) -> str:
         """Create and start a kernel container on a socket directory the caller prepared (the node agent does);
         return its id. Labelled ``jupycell.pool`` when ``pooled``."""
         labels = self._labels(kernel_id, jupyter_id)
         if pooled:
             labels[LABEL_POOL] = "true"
-        return await self._run(kernel_id, socket_dir, runtime, labels, env)
+        return await self._run(kernel_id, socket_dir, runtime, labels, env, image)
 
     async def seal(self, handle: SandboxHandle) -> None:
         await asyncio.to_thread(seal_socket_dir, self.socket_dir(handle.kernel_id))
@@ -274,21 +287,27 @@ class DockerSandbox:
         runtime: str | None,
         labels: dict[str, str],
         env: dict[str, str] | None,
+        image: str | None = None,
     ) -> str:
         kwargs = self.spec.run_kwargs()
         kwargs["environment"] = {**kwargs["environment"], **(env or {})}
         kwargs.update(
+            image=image or self.spec.image,
             runtime=runtime or self.spec.runtime,
             name=self.container_name(kernel_id),
             labels=labels,
             volumes={str(socket_dir): {"bind": CONTAINER_SOCKET_DIR, "mode": "rw"}},
             detach=True,
         )
+        if self.extra_mounts is not None:
+            mounts = await asyncio.to_thread(self.extra_mounts, kernel_id)
+            kwargs["volumes"].update(mounts.get("volumes", {}))
+            kwargs["tmpfs"] = {**kwargs["tmpfs"], **mounts.get("tmpfs", {})}
         try:
             container = await self._call(self.client.containers.run, **kwargs)
         except (ImageNotFound, NotFound) as error:
             raise KernelStartFailed(
-                f"Sandbox image {self.spec.image!r} not found: build it with `make images`."
+                f"Sandbox image {kwargs['image']!r} not found: build it with `make images`."
             ) from error
         except SandboxUnavailable as error:
             await self.remove(kernel_id)

@@ -41,6 +41,8 @@ kernels = Table(
     Column("instance", String(32), nullable=False, index=True, comment="the gateway instance that owns it"),
     Column("owner", String(128), nullable=True, comment="id of the API key that started it"),
     Column("runtime", String(32), nullable=False, comment="container runtime: runc, runsc"),
+    # Issue 13 (migration 0004_kernel_packages): a custom image of its own.
+    Column("image", String(256), nullable=True, comment="its own image (JUPYCELL_ALLOWED_IMAGES); null: the default"),
     Column("env", JSON, nullable=False, comment="environment variables set in its container (Jupyter API)"),
     Column("container_name", String(128), nullable=False),
     Column("container_id", String(64), nullable=False, comment="empty while no container exists"),
@@ -103,4 +105,14 @@ runs = Table(
     Column("finished_at", Double, nullable=True),
     Index("ix_runs_kernel_id", "kernel_id"),
     Index("ix_runs_state", "state"),
+)
+
+# Issue 13 (migration 0004_kernel_packages): what each kernel installed on demand, installed again after a restart.
+kernel_packages = Table(
+    "kernel_packages",
+    metadata,
+    Column("kernel_id", BigInteger, ForeignKey("kernels.id", ondelete="CASCADE"), primary_key=True),
+    Column("requirements", JSON, nullable=False, comment="requirement strings the kernel asked for, in order"),
+    Column("wheels", JSON, nullable=False, comment="wheels fetched for them: name, version, filename, sha256, size"),
+    Column("updated_at", Double, nullable=False),
 )

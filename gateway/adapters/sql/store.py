@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, Update, bindparam, delete, insert, se
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.adapters.sql import database
-from gateway.adapters.sql.schema import cells, kernels, runs
+from gateway.adapters.sql.schema import cells, kernel_packages, kernels, runs
 from gateway.errors import StoreUnavailable
 from gateway.kernels.ports import InterruptedRun, KernelRecord
 from gateway.notebook import Cell
@@ -187,6 +187,7 @@ class Store:
             # Explicit rather than ON DELETE CASCADE alone: SQLite files opened without foreign_keys=ON keep rows.
             connection.execute(delete(runs).where(runs.c.kernel_id == kernel_id))
             connection.execute(delete(cells).where(cells.c.kernel_id == kernel_id))
+            connection.execute(delete(kernel_packages).where(kernel_packages.c.kernel_id == kernel_id))
             connection.execute(delete(kernels).where(kernels.c.id == kernel_id))
 
         await self._do(work)
@@ -353,6 +354,34 @@ class Store:
                 )
                 interrupted.append(InterruptedRun(row.kernel_id, row.cell_number, outputs))
             return interrupted
+
+        return await self._do(work)
+
+    # --- packages on demand (issue 13) --------------------------------------------------------------------
+
+    async def save_packages(self, kernel_id: int, requirements: list[str], wheels: list[dict[str, Any]]) -> None:
+        """Record what the kernel installed (replacing the previous record)."""
+
+        def work(connection: Connection) -> None:
+            connection.execute(delete(kernel_packages).where(kernel_packages.c.kernel_id == kernel_id))
+            connection.execute(
+                insert(kernel_packages).values(
+                    kernel_id=kernel_id, requirements=requirements, wheels=wheels, updated_at=time.time()
+                )
+            )
+
+        await self._do(work)
+
+    async def load_packages(self, instance: str) -> dict[int, tuple[list[str], list[dict[str, Any]]]]:
+        """Every kernel of ``instance`` that installed packages: (requirements, wheels)."""
+
+        def work(connection: Connection) -> dict[int, tuple[list[str], list[dict[str, Any]]]]:
+            query = (
+                select(kernel_packages)
+                .join(kernels, kernel_packages.c.kernel_id == kernels.c.id)
+                .where(kernels.c.instance == instance)
+            )
+            return {row.kernel_id: (list(row.requirements), list(row.wheels)) for row in connection.execute(query)}
 
         return await self._do(work)
 

@@ -46,7 +46,7 @@ def kernel_model(kernel: Kernel, connections: int, settings: Settings) -> dict[s
     """The Jupyter kernel model; ``kernel_id`` is the same kernel's id in the seed API."""
     return {
         "id": kernel.uuid,
-        "name": spec_name(kernel.runtime, settings),
+        "name": spec_name(kernel.runtime, settings, kernel.image),
         "last_activity": timestamp(kernel.last_activity),
         "execution_state": kernel.state,
         "connections": connections,

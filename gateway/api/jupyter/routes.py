@@ -90,7 +90,8 @@ async def start_kernel(
     The body is read as JSON whatever its content type: JupyterLab's client sends it as ``text/plain``."""
     body = parse_create(await request.body())
     runtime, env = check_request(body, settings)
-    kernel = await service.start(owner=caller.key_id, runtime=runtime, env=env)
+    image = specs.spec_profile(body.name, settings)[1] if body.name is not None else None  # issue 13
+    kernel = await service.start(owner=caller.key_id, runtime=runtime, env=env, image=image)
     response.headers["Location"] = f"/api/kernels/{kernel.uuid}"
     return kernel_model(kernel, relays.connections(kernel), settings)
 

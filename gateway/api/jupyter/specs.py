@@ -2,13 +2,15 @@
 
 One profile per allowed container runtime, all with the gateway's image and limits: ``python3`` runs on the
 deployment's default runtime (so notebooks saved with the usual kernel name open on it), ``python3-<runtime>`` on
-each other allowed runtime (e.g. ``python3-runsc`` for gVisor). A spec's metadata says what its sandbox is
+each other allowed runtime (e.g. ``python3-runsc`` for gVisor), and ``python3-image-<image>`` for each other allowed
+image (``JUPYCELL_ALLOWED_IMAGES``, on the default runtime; issue 13). A spec's metadata says what its sandbox is
 (``metadata.jupycell``); its resources are two small logos served at ``/kernelspecs/{name}/{file}``, where
 jupyter_server looks for them.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from functools import lru_cache
@@ -24,40 +26,54 @@ _DARK = (0x30, 0x30, 0x30, 0xFF)
 _CLEAR = (0, 0, 0, 0)
 
 
+def profiles(settings: Settings) -> list[tuple[str, str, str | None]]:
+    """``(name, runtime, image)`` of every kernel spec, default first; image None: the deployment's."""
+    found: list[tuple[str, str, str | None]] = [(spec_name(r, settings), r, None) for r in settings.runtimes]
+    found += [(spec_name(settings.runtime, settings, image), settings.runtime, image) for image in settings.images[1:]]
+    return found
+
+
 def kernel_names(settings: Settings) -> list[str]:
     """The kernel spec names, default first."""
-    return [spec_name(runtime, settings) for runtime in settings.runtimes]
+    return [name for name, _, _ in profiles(settings)]
 
 
-def spec_name(runtime: str, settings: Settings) -> str:
-    """The name of the kernel spec whose kernels run on ``runtime``."""
+def spec_name(runtime: str, settings: Settings, image: str | None = None) -> str:
+    """The name of the kernel spec whose kernels run on ``runtime`` (with an allowed ``image`` of their own)."""
+    if image and image != settings.sandbox_image:
+        return f"{DEFAULT_KERNEL_NAME}-image-{re.sub(r'[^a-z0-9]+', '-', image.lower()).strip('-')}"
     return DEFAULT_KERNEL_NAME if runtime == settings.runtime else f"{DEFAULT_KERNEL_NAME}-{runtime}"
+
+
+def spec_profile(name: str, settings: Settings) -> tuple[str, str | None]:
+    """The runtime and image (None: the deployment's) of kernel spec ``name``; KernelSpecNotFound if none."""
+    for spec, runtime, image in profiles(settings):
+        if spec == name:
+            return runtime, image
+    raise KernelSpecNotFound(name, kernel_names(settings))
 
 
 def spec_runtime(name: str, settings: Settings) -> str:
     """The runtime of kernel spec ``name``; KernelSpecNotFound if there is no such spec."""
-    for runtime in settings.runtimes:
-        if spec_name(runtime, settings) == name:
-            return runtime
-    raise KernelSpecNotFound(name, kernel_names(settings))
+    return spec_profile(name, settings)[0]
 
 
 def kernelspec(name: str, settings: Settings, profile: dict[str, Any]) -> dict[str, Any]:
     """The kernel spec model (``{"name", "spec", "resources"}``) of profile ``name``."""
-    runtime = spec_runtime(name, settings)
+    runtime, image = spec_profile(name, settings)
     limits = {k: v for k, v in profile.items() if k not in ("image", "runtime")}
     return {
         "name": name,
         "spec": {
             "argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": f"Python 3 (JupyCell sandbox, {runtime})",
+            "display_name": f"Python 3 (JupyCell sandbox, {runtime}{f', {image}' if image else ''})",
             "language": "python",
             "interrupt_mode": "message",
             "env": {},
             "metadata": {
                 "debugger": False,
                 "jupycell": {
-                    "image": profile["image"],
+                    "image": image or profile["image"],
                     "runtime": runtime,
                     "network": "none",
                     "limits": limits,
