@@ -170,6 +170,8 @@ class GatewayProcess:
         settings.setdefault("kernel_start_timeout", 240)
         settings.setdefault("data_dir", kernels_dir.parent / f"data-{self.instance}")
         settings.setdefault("audit_log", kernels_dir.parent / f"audit-{self.instance}.jsonl")
+        # Packages on demand (issue 13): each gateway its own wheel cache unless a test shares one.
+        settings.setdefault("packages_dir", kernels_dir.parent / f"packages-{self.instance}")
         self.kernels_dir = kernels_dir
         self.settings = settings
         self.data_dir = Path(settings["data_dir"])

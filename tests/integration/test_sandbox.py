@@ -29,13 +29,15 @@ def test_docker_inspect_shows_every_limit(container) -> None:
     assert host["Memory"] == 512 * 2**20 and host["MemorySwap"] == host["Memory"]
     assert host["NanoCpus"] == 10**9
     assert host["PidsLimit"] == 256
-    assert set(host["Tmpfs"]) == {"/tmp", "/work"} and "size=256m" in host["Tmpfs"]["/tmp"]
+    # /opt/jupycell-packages: installed packages (issue 13, docs/packages.md); the only tmpfs without noexec
+    assert set(host["Tmpfs"]) == {"/tmp", "/work", "/opt/jupycell-packages"} and "size=256m" in host["Tmpfs"]["/tmp"]
     assert host["LogConfig"]["Config"]["max-size"] == "1024k" and host["LogConfig"]["Config"]["max-file"] == "1"
     assert host["Ulimits"] == [{"Name": "nofile", "Soft": 1024, "Hard": 1024}]
     assert config["User"] == "1000:1000"
     assert config["Labels"]["jupycell.managed"] == "true"
     mounts = container.attrs["Mounts"]
-    assert [m["Destination"] for m in mounts] == ["/run/jupycell"]
+    assert sorted(m["Destination"] for m in mounts) == ["/run/jupycell", "/run/jupycell-wheels"]
+    assert [m["RW"] for m in mounts if m["Destination"] == "/run/jupycell-wheels"] == [False]  # its wheels, read-only
 
 
 def test_kernel_sees_no_network_and_no_privileges(api: Api, kernel: int) -> None:
@@ -58,7 +60,8 @@ except OSError as e:
 def test_only_tmp_and_work_are_writable(api: Api, kernel: int) -> None:
     code = """
 import os
-for path in ['/', '/usr', '/etc', '/opt', '/tmp', '/work', os.getcwd()]:
+places = ['/', '/usr', '/etc', '/opt', '/tmp', '/work', os.getcwd()]
+for path in places + ['/run/jupycell-wheels', '/opt/jupycell-packages']:
     try:
         open(os.path.join(path, 'probe'), 'w').close(); print(path, 'writable')
     except OSError as e:
@@ -71,7 +74,16 @@ for path in ['/', '/usr', '/etc', '/opt', '/tmp', '/work', os.getcwd()]:
         .replace("Permission denied", "ro")
         .splitlines()
     )
-    assert lines == {"/": "ro", "/usr": "ro", "/etc": "ro", "/opt": "ro", "/tmp": "writable", "/work": "writable"}
+    assert lines == {
+        "/": "ro",
+        "/usr": "ro",
+        "/etc": "ro",
+        "/opt": "ro",
+        "/tmp": "writable",
+        "/work": "writable",
+        "/run/jupycell-wheels": "ro",  # the kernel's fetched wheels (issue 13)
+        "/opt/jupycell-packages": "writable",  # where they are installed: a tmpfs of the kernel (issue 13)
+    }
 
 
 def test_kernel_cannot_see_connection_secrets_of_others(api: Api, kernel: int) -> None:
