@@ -43,12 +43,17 @@ JupyCell runs Python in stateful Jupyter kernels, each in its own sandbox (no ne
 Start a kernel with start_kernel (or reuse one from list_kernels), then run code with execute_code: variables,
 imports and files persist between calls on the same kernel. Every piece of code run becomes a numbered cell of the
 kernel's notebook; list_cells shows them, and edit_cell/run_cell/run_all work on them. Plots (matplotlib) come back
-as images. Files live under /work in the kernel (upload_file, download_file). Shut kernels down when finished."""
+as images. Files live under /work in the kernel (upload_file, download_file). A missing module: install_packages
+(wheels from the gateway's package index; the kernel itself stays offline). Shut kernels down when finished."""
 
 KernelId = Annotated[int, Field(description="The kernel's id, as returned by start_kernel or list_kernels.")]
 CellNumber = Annotated[int, Field(ge=0, le=10**9, description="The cell's number (cells run in ascending order).")]
 Code = Annotated[
-    str, Field(description="Python source code. IPython syntax works (%magics, !commands fail: no network).")
+    str,
+    Field(
+        description="Python source code. IPython syntax works (%magics; `%pip install NAME` lines are fetched by "
+        "the gateway before the code runs; other network access fails)."
+    ),
 ]
 RunTimeout = Annotated[
     float | None,
@@ -399,6 +404,25 @@ class JupyCellTools:
         )
         return CallToolResult(content=[_text(text)], structured_content=facts)
 
+    async def install_packages(
+        self,
+        ctx: Context,
+        kernel_id: KernelId,
+        packages: Annotated[
+            list[str],
+            Field(
+                min_length=1,
+                max_length=100,
+                description='Plain requirements from the package index, e.g. ["tabulate", "cffi>=1.16"].',
+            ),
+        ],
+    ) -> CallToolResult:
+        kernel = self.kernel(ctx, kernel_id)
+        result = await self.run(ctx, "install_packages", lambda: self.service.install_packages(kernel, packages))
+        wheels = ", ".join(f"{w['name']} {w['version']}" for w in result["installed"]) or "nothing new"
+        text = f"Installed in kernel {kernel.id}: {wheels}. Import them now; they come back after a restart."
+        return CallToolResult(content=[_text(text)], structured_content={"kernel_id": kernel.id, **result})
+
     async def interrupt_kernel(self, ctx: Context, kernel_id: KernelId) -> CallToolResult:
         await self.service.interrupt(self.kernel(ctx, kernel_id))
         return _kernel_result(kernel_id, "interrupted: a running cell ends with KeyboardInterrupt; memory is kept.")
@@ -436,7 +460,8 @@ TOOLS: list[tuple[str, ToolAnnotations, str]] = [
         "Run Python code in a kernel and return its output: printed text, results, plots as "
         "images, or the error. The code is appended as a new cell of the kernel's notebook. State persists across "
         "calls. Output is trimmed to a size you can read (the start and the end are kept); long runs send progress. "
-        "The kernel has no network: pip installs fail. timeout is the run's deadline in seconds.",
+        "The kernel has no network: install packages with install_packages (or a `%pip install NAME` line). "
+        "timeout is the run's deadline in seconds.",
     ),
     (
         "add_cell",
@@ -481,6 +506,13 @@ TOOLS: list[tuple[str, ToolAnnotations, str]] = [
         READ_ONLY,
         "Read a file under /work in the kernel: text is returned (trimmed if long), PNG/JPEG "
         "images as images; other binary files are described, not shown.",
+    ),
+    (
+        "install_packages",
+        ADDITIVE,
+        "Install Python packages (with their dependencies) into a kernel: the gateway fetches their wheels from its "
+        "package index and the kernel installs them offline; importable at once, and again after a restart. "
+        "Refused packages (policy, size caps, no wheel for the kernel's platform) come back as an error saying why.",
     ),
     (
         "interrupt_kernel",

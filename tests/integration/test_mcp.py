@@ -41,6 +41,7 @@ TOOL_NAMES = {
     "upload_file",
     "download_file",
     "interrupt_kernel",
+    "install_packages",
     "restart_kernel",
     "shutdown_kernel",
 }
@@ -285,3 +286,24 @@ def test_invalid_arguments_are_error_results(keyed_gateway: GatewayProcess, kern
     assert missing.is_error and "code" in text_of(missing)
     assert negative.is_error and "timeout" in text_of(negative)
     assert absent.is_error and "Cell 77 not found" in text_of(absent)
+
+
+def test_install_packages_fetches_outside_the_kernel_and_the_import_works(
+    keyed_gateway: GatewayProcess, kernel_of_alice: int
+) -> None:
+    async def scenario(client: mcp.Client) -> list[CallToolResult]:
+        async def call(tool: str, **args: Any) -> CallToolResult:
+            return await client.call_tool(tool, {"kernel_id": kernel_of_alice, **args})
+
+        return [
+            await call("install_packages", packages=["tabulate"]),
+            await call("execute_code", code="import tabulate\nprint('imported', tabulate.__name__)"),
+            await call("install_packages", packages=["-r /etc/passwd"]),
+        ]
+
+    installed, imported, hostile = run(keyed_gateway.url, scenario)
+    assert not installed.is_error, text_of(installed)
+    assert {w["name"] for w in installed.structured_content["installed"]} == {"tabulate"}
+    assert not imported.is_error and "imported tabulate" in text_of(imported)
+    assert hostile.is_error and hostile.structured_content["status_code"] == 422
+    assert "pip option" in text_of(hostile)
