@@ -1,6 +1,9 @@
 # JupyCell developer entry points.
 #   make engine   ensure a Docker engine (+ runsc, docker compose) is running
-#   make images   build jupycell-sandbox:latest and jupycell-gateway:latest
+#   make images   build jupycell-sandbox:latest and jupycell-gateway:latest. A custom kernel image from another
+#                 requirements file (for JUPYCELL_ALLOWED_IMAGES, docs/packages.md#custom-images):
+#                 make images JUPYCELL_BUILD=sandbox JUPYCELL_REQUIREMENTS_APP=requirements_science.txt \
+#                             JUPYCELL_SANDBOX_IMAGE=jupycell-sandbox:science
 #   make deps     install Python dependencies for development and tests
 #   make postgres ensure a throwaway PostgreSQL for the persistence tests; run
 #                 them on it with JUPYCELL_TEST_POSTGRES_URL=$$(scripts/ensure-postgres.sh)
@@ -12,6 +15,7 @@
 #   make bench-deadlines  how long after a run's deadline the response comes (timeout, SIGINT ignored)
 #   make bench-jupyter    `1+1` over the kernel websocket, direct and through jupyter server --gateway-url
 #   make bench-runtimes   kernel start and `1+1` latency under runc and runsc
+#   make bench-packages   `%pip install` cell: cached, first fetch, and plain pip on the host (docs/packages.md)
 #   make bench-agent      `1+1` through the node agent's Curve relay vs direct ipc; the agent's footprint
 #   make swarm-up   a two-node Swarm of docker-in-docker nodes on this machine, the stack deployed (docs/swarm.md)
 #   make swarm-check    probe the agents again, and restart them all under running kernels
@@ -33,7 +37,7 @@ BENCH_VENV := bench/.venv
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
 .PHONY: engine images deps postgres check test test-runsc up clean bench bench-deadlines bench-jupyter bench-runtimes \
-	bench-agent swarm-up swarm-check swarm-down test-swarm bench-kernel
+	bench-agent swarm-up swarm-check swarm-down test-swarm bench-kernel bench-packages
 
 engine:
 	scripts/ensure-docker.sh
@@ -81,6 +85,9 @@ bench-jupyter:
 
 bench-runtimes:
 	$(PYTHON) bench/runtimes.py
+
+bench-packages:
+	$(PYTHON) bench/packages.py
 
 bench-agent:
 	$(PYTHON) bench/agent_relay.py

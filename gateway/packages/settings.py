@@ -51,7 +51,7 @@ class PackageSettings(BaseSettings):
     packages_max_per_kernel: int = Field(50, ge=1, description="Packages a kernel may ask for in its life.")
     packages_max_request_mb: float = Field(100, gt=0, description="Wheel bytes one request may fetch.")
     packages_max_kernel_mb: float = Field(
-        200, gt=0, description="Wheel bytes a kernel may hold; installed, they live in its /tmp tmpfs."
+        200, gt=0, description="Wheel bytes a kernel may hold; installed, they live in its packages tmpfs (memory)."
     )
     packages_tmpfs_mb: int = Field(
         512, ge=16, description="Size of the tmpfs in each kernel that installed packages live in (counts as memory)."

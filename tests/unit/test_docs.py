@@ -22,9 +22,8 @@ SCRIPT_VARIABLES = {
     "JUPYCELL_SWARM_PORT",  # make swarm-up
     "JUPYCELL_BACKEND",  # named in docs/kubernetes.md and docs/swarm.md as not existing yet
     "JUPYCELL_KERNEL_LAUNCHER",  # sandbox image: `stock` starts plain ipykernel (the benchmark's baseline)
-    "JUPYCELL_ALLOWED_IMAGES",  # docs/packages.md: custom images per kernel, with the packages wiring (issue 13)
-    "JUPYCELL_BUILD",  # docs/packages.md: scripts/build-images.sh options of the packages branch
-    "JUPYCELL_REQUIREMENTS_APP",
+    "JUPYCELL_BUILD",  # scripts/build-images.sh: which images (docs/packages.md, custom images)
+    "JUPYCELL_REQUIREMENTS_APP",  # scripts/build-images.sh: the requirements file of a (custom) sandbox image
 }
 
 
@@ -34,7 +33,7 @@ def text(path: Path) -> str:
 
 def test_every_setting_is_in_the_configuration_reference() -> None:
     reference = text(ROOT / "docs" / "configuration.md")
-    names = [f"JUPYCELL_{name.upper()}" for name in Settings.model_fields]
+    names = [f"JUPYCELL_{name.upper()}" for name in [*Settings.model_fields, *PackageSettings.model_fields]]
     assert [name for name in names if f"`{name}`" not in reference] == []
 
 
