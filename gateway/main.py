@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         packages = await asyncio.to_thread(PackageService, settings, store)
         sandbox = DockerSandbox.from_settings(settings, packages.container_mounts if packages.enabled else None)
         service = KernelService(settings, sandbox, connector, store, observer, packages)
-        app.state.relays = Relays(settings, connector.context, audit)
+        app.state.relays = Relays(settings, connector.context, audit, prefetch=service.prefetch)
         observer.metrics.watch_store(store.engine)
         observer.metrics.watch_kernels(lambda: [k.state for k in service.registry])
         observer.metrics.watch_pool(service.pool_status)

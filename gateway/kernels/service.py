@@ -35,6 +35,7 @@ from gateway.kernels.registry import KernelRegistry, new_kernel_id
 from gateway.kernels.supervisor import DeathSupervisor
 from gateway.kernels.tasks import TaskSet
 from gateway.notebook import Cell
+from gateway.notebook.outputs import Output
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,11 @@ class KernelService:
                 raise KernelDead(kernel.id, kernel.last_death)
             kernel.touch()
             return await self.packages.install(kernel, requirements)
+
+    async def prefetch(self, kernel: Kernel, code: str) -> Output | None:
+        """Fetch what ``code``'s ``%pip install`` lines ask for before a websocket sends it (caller holds the
+        kernel's lock); None, or the refusal as an ``error`` output."""
+        return await self.packages.before_run(kernel, code)
 
     def installed_packages(self, kernel: Kernel) -> dict[str, Any]:
         """What the kernel asked for, and the wheels fetched for it."""

@@ -25,6 +25,7 @@ import pytest
 from gateway.packages.errors import PackageFetchFailed
 from gateway.packages.fetcher import FetchJob, WheelFetcher
 from testing.harness import Api, GatewayProcess, remove_instance_containers, stdout_of
+from testing.jupyter import KernelWebsocket, ws_url
 from tests.conftest import GatewayFactory
 
 IMAGE = os.environ.get("JUPYCELL_SANDBOX_IMAGE", "jupycell-sandbox:latest")
@@ -154,7 +155,8 @@ def test_no_kernel_sees_another_kernels_wheels_plain_pip_explains_and_shell_pip_
         result = api.execute(
             other,
             "import os, subprocess, sys\n"
-            "print(sorted(os.listdir('/run/jupycell-wheels')))\n"
+            "on_path = any(p.startswith('/opt/jupycell-packages/') for p in sys.path)\n"
+            "print(sorted(os.listdir('/run/jupycell-wheels')), on_path)\n"
             "for pip in (['pip'], [sys.executable, '-m', 'pip']):\n"
             "    p = subprocess.run([*pip, 'install', 'tabulate'], capture_output=True, text=True, timeout=60)\n"
             "    print(p.returncode, 'no network' in p.stderr and '%pip install NAME' in p.stderr)\n"
@@ -162,13 +164,31 @@ def test_no_kernel_sees_another_kernels_wheels_plain_pip_explains_and_shell_pip_
         )
         assert result["status"] == "error"
         assert errors_of(result)[0]["ename"] == "ModuleNotFoundError"
-        assert stdout_of(result) == "[]\n1 True\n1 True\n", result  # no wheels, pip fails and says how to ask
+        # no wheels (yet the packages dir is on sys.path from the start); pip fails and says how to ask
+        assert stdout_of(result) == "[] True\n1 True\n1 True\n", result
 
         result = api.execute(other, "!pip install -q 'tabulate>=0.9'\nimport tabulate\nprint('ok', tabulate.__name__)")
         assert result["status"] == "ok", result
         assert "ok tabulate" in stdout_of(result)
     finally:
         api.shutdown(other)
+
+
+@runtime_independent
+def test_pip_lines_sent_over_the_jupyter_websocket_are_fetched_first_and_refusals_are_errors(
+    api: Api, gateway: GatewayProcess
+) -> None:
+    model = api.http.post("/api/kernels", json={"name": "python3"}).json()
+    try:
+        with KernelWebsocket(f"{ws_url(gateway.url)}/api/kernels/{model['id']}/channels") as ws:
+            result = ws.execute("%pip install tabulate\nimport tabulate\nprint('imported', tabulate.__name__)")
+            assert result.reply["status"] == "ok", result.iopub
+            assert "imported tabulate" in result.stdout
+            refused = ws.execute("%pip install requests")
+            assert refused.reply["status"] == "error" and refused.error == "PackageNotAllowed"
+            assert "JUPYCELL_PACKAGES_DENY" in refused.reply["evalue"]
+    finally:
+        api.http.delete(f"/api/kernels/{model['id']}")
 
 
 HOSTILE_API = [

@@ -11,7 +11,9 @@ closed. Kernel-wide status messages keep the kernel's ``execution_state`` and ``
 
 Executions share the kernel's queue with the seed API: an ``execute_request`` is forwarded when no seed API run
 or file transfer holds the kernel, and is tracked until its reply (or idle) comes, so seed API runs wait for it,
-culling sees the kernel busy, and a seed API deadline never interrupts a websocket's code.
+culling sees the kernel busy, and a seed API deadline never interrupts a websocket's code. Its ``%pip install``
+lines are fetched first, as for a seed API run (issue 13); a refusal becomes the execution's error, raised by the
+kernel (the client sees an ordinary error reply).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import zmq
@@ -28,6 +31,7 @@ from jupyter_client.session import msg_header
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway.kernels.kernel import Kernel, KernelEvent
+from gateway.notebook.outputs import Output
 from gateway.protocol.channels import KernelChannels
 from gateway.protocol.wire import BadFrame, decode, encode
 from gateway.security.audit import AuditLog, code_fields
@@ -41,11 +45,19 @@ _CLOSE_INVALID = 1007  # websocket close code: the client sent a frame that is n
 _CLOSE_TOO_BIG = 1009  # websocket close code: message too big (code past max_code_bytes)
 
 
+#: Fetch what code's ``%pip install`` lines ask for (caller holds the kernel's lock): None, or the refusal.
+Prefetch = Callable[[Kernel, str], Awaitable[Output | None]]
+
+
 class Relays:
     """The open kernel websockets of this gateway, by kernel (for the models' ``connections``)."""
 
-    def __init__(self, settings: Settings, context: zmq.asyncio.Context, audit: AuditLog | None = None) -> None:
+    def __init__(
+        self, settings: Settings, context: zmq.asyncio.Context, audit: AuditLog | None = None,
+        prefetch: Prefetch | None = None,
+    ) -> None:  # fmt: skip
         self.settings = settings
+        self.prefetch = prefetch  # KernelService.prefetch: packages on demand (issue 13)
         self.audit = audit  # execute requests get an audit line each, as seed API runs do
         self.context = context  # the kernel connections' context: one I/O thread
         self._open: dict[int, set[ChannelsRelay]] = {}
@@ -162,11 +174,21 @@ class ChannelsRelay:
             async with self.kernel.lock:
                 if not self._attached.is_set():
                     continue
+                await self._prefetch(msg["content"])
                 msg_id = msg["header"]["msg_id"]
                 self._executing.add(msg_id)
                 self.kernel.begin_external(msg_id)
                 await self._to_kernel("shell", msg)
                 return
+
+    async def _prefetch(self, content: dict[str, Any]) -> None:
+        """Fetch what the code's ``%pip install`` lines ask for; a refusal replaces the code by one that raises it."""
+        if self.relays.prefetch is None or "pip" not in content["code"]:
+            return
+        refused = await self.relays.prefetch(self.kernel, content["code"])
+        if refused is not None:
+            ename, evalue = str(refused.get("ename", "PackageInstallError")), str(refused.get("evalue", ""))
+            content["code"] = f"raise type({ename!r}, (Exception,), {{}})({evalue!r}) from None"
 
     def _finished(self, msg_id: Any) -> None:
         if msg_id in self._executing:
