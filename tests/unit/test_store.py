@@ -224,3 +224,28 @@ def test_settings_pick_the_database(tmp_path: Path) -> None:
     assert "p@db" not in repr(Settings(kernels_dir=Path("/tmp/jc-unit"), database_url="postgresql://u:p@db/x"))
     with pytest.raises(ValueError):
         Settings(data_dir="relative", kernels_dir=Path("/tmp/jc-unit"))
+
+
+def test_a_kernels_image_and_packages_are_kept_and_go_with_it(settings: Settings) -> None:
+    """Issue 13 (migration 0004_kernel_packages): ``kernels.image`` and ``kernel_packages``."""
+    wheel = {"name": "tabulate", "version": "0.9.0", "filename": "tabulate-0.9.0-py3-none-any.whl", "size": 35}
+
+    async def scenario() -> tuple[list[KernelRecord], dict[int, Any], dict[int, Any]]:
+        store = await Store.open(settings)
+        await store.add_kernel(record(1, image="team/science:1"))
+        await store.add_kernel(record(2))
+        await store.add_kernel(record(3, instance="someone-else"))
+        await store.save_packages(1, ["tabulate"], [wheel])
+        await store.save_packages(1, ["tabulate", "cffi"], [wheel])  # replaces the record
+        await store.save_packages(2, ["pyyaml"], [])
+        await store.save_packages(3, ["other"], [])
+        loaded, packages = await store.load_kernels("unit"), await store.load_packages("unit")
+        await store.delete_kernel(2)
+        after = await store.load_packages("unit")
+        await store.close()
+        return loaded, packages, after
+
+    loaded, packages, after = run(scenario())
+    assert {r.id: r.image for r in loaded} == {1: "team/science:1", 2: None}
+    assert packages == {1: (["tabulate", "cffi"], [wheel]), 2: (["pyyaml"], [])}
+    assert after == {1: (["tabulate", "cffi"], [wheel])}
