@@ -16,6 +16,8 @@ from fastapi.staticfiles import StaticFiles
 from gateway.adapters.docker import DockerSandbox
 from gateway.adapters.docker.cgroups import CgroupReader
 from gateway.adapters.sql import Store
+from gateway.adapters.sql.coordination import SqlCoordination
+from gateway.adapters.sql.database import create_database_engine
 from gateway.api import cells, docs, errors, execute, files, health, kernels, live, metrics, notebooks, pool, stream
 from gateway.api.jupyter import routes as jupyter
 from gateway.api.jupyter.relay import Relays
@@ -48,7 +50,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await Store.open(settings)
         connector = ZmqConnector(settings.max_message_bytes)
-        service = KernelService(settings, DockerSandbox.from_settings(settings), connector, store, observer)
+        coordination = None  # issue 11: with PostgreSQL, admission, the warm pool and the leader are shared
+        if store.engine.dialect.name == "postgresql":
+            coordination = SqlCoordination(create_database_engine(settings), settings.instance)
+        service = KernelService(
+            settings, DockerSandbox.from_settings(settings), connector, store, observer, coordination
+        )
         app.state.relays = Relays(settings, connector.context, audit)
         observer.metrics.watch_store(store.engine)
         observer.metrics.watch_kernels(lambda: [k.state for k in service.registry])
@@ -57,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await service.start_up()
         except BaseException:
             await store.close()
+            if coordination is not None:
+                await coordination.close()
             raise
         app.state.service = service
         log.info(
@@ -80,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 audit.close()
             finally:
                 await store.close()
+                if coordination is not None:
+                    await coordination.close()
                 connector.close()
 
     app = FastAPI(

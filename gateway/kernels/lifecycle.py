@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 
 from gateway.errors import KernelGone, KernelUnresponsive, RuntimeNotAllowed
+from gateway.kernels.admission import Admission, LocalAdmission
 from gateway.kernels.kernel import Kernel, KernelEvent, KernelState
 from gateway.kernels.launcher import KernelLauncher, Launched
-from gateway.kernels.pool import KernelPool
-from gateway.kernels.ports import KernelObserver, KernelRecord, KernelStore, SandboxHandle
+from gateway.kernels.pool import ReadyKernel
+from gateway.kernels.ports import KernelObserver, KernelRecord, KernelStore, SandboxHandle, WarmPool
 from gateway.kernels.registry import KernelRegistry, new_kernel_id
 from gateway.kernels.tasks import TaskSet
 
@@ -35,10 +37,11 @@ class KernelLifecycle:
         registry: KernelRegistry,
         launcher: KernelLauncher,
         store: KernelStore,
-        pool: KernelPool,
+        pool: WarmPool,
         tasks: TaskSet,
         mem_limit_mb: int,
         observer: KernelObserver,
+        admission: Admission | None = None,
     ) -> None:
         self.observer = observer
         self.instance = instance
@@ -50,6 +53,7 @@ class KernelLifecycle:
         self.store = store
         self.pool = pool
         self.tasks = tasks
+        self.admission: Admission = admission or LocalAdmission(registry)
 
     @property
     def limits(self) -> dict[str, object]:
@@ -83,15 +87,17 @@ class KernelLifecycle:
         runtime = runtime or self.default_runtime
         if runtime not in self.runtimes:
             raise RuntimeNotAllowed(runtime, self.runtimes)
-        self.registry.admit(owner)
+        ticket = await self.admission.admit(owner)
         began = time.monotonic()
         try:
-            ready = self.pool.claim(runtime) if not env else None
+            ready = await self._claim(runtime) if not env else None
             if ready is not None:
                 kernel = Kernel(id=ready.kernel_id, uuid=ready.jupyter_id, owner=owner, runtime=runtime)
+                await self._bind(ticket, kernel, ready.launched)
                 launched = ready.launched
             else:
                 kernel = Kernel(id=new_kernel_id(), owner=owner, runtime=runtime, env=dict(env or {}))
+                await self.admission.bind(ticket, kernel.id)
                 launched = await self.launcher.launch(kernel.id, kernel.uuid, runtime, env)
                 kernel.created = time.time()  # its lifetime counts from when it answers
             self._attach(kernel, launched)
@@ -102,10 +108,23 @@ class KernelLifecycle:
                 raise
             self.registry.add(kernel)
         finally:
-            self.registry.release(owner)
+            self.admission.release(ticket)
         kernel.notify(KernelEvent.STARTED)
         self.observer.kernel_started(kernel, "pool" if ready is not None else "cold", began)
         return kernel
+
+    async def _claim(self, runtime: str) -> ReadyKernel | None:
+        """A warm kernel from the pool (claimed in memory, or through the shared pool's records)."""
+        claimed = self.pool.claim(runtime)
+        return await claimed if inspect.isawaitable(claimed) else claimed
+
+    async def _bind(self, ticket: object, kernel: Kernel, launched: Launched) -> None:
+        """Tell admission the claimed kernel's id; if that fails, the claimed kernel is removed."""
+        try:
+            await self.admission.bind(ticket, kernel.id)
+        except BaseException:
+            await asyncio.shield(self.launcher.teardown(kernel.id, launched.client))
+            raise
 
     @staticmethod
     def _attach(kernel: Kernel, launched: Launched) -> None:

@@ -35,6 +35,7 @@ class RecoveryPlan:
     dead: list[tuple[KernelRecord, str]] = field(default_factory=list)  # lost while the gateway was down: cause
     stay_dead: list[KernelRecord] = field(default_factory=list)  # already dead: kept with the recorded cause
     remove: list[str] = field(default_factory=list)  # container names: unknown to the store, or exited
+    keep_leftovers: bool = False  # issue 11: other replicas' socket directories are not ours to remove
 
     @property
     def live_ids(self) -> set[int]:
@@ -42,13 +43,21 @@ class RecoveryPlan:
 
 
 def plan(
-    records: list[KernelRecord], containers: list[OwnContainer], interrupted: set[int], mem_limit_mb: int
+    records: list[KernelRecord],
+    containers: list[OwnContainer],
+    interrupted: set[int],
+    mem_limit_mb: int,
+    *,
+    remove_unknown: bool = True,
 ) -> RecoveryPlan:
-    """Decide, for every stored kernel of this instance and every container of it, what start-up does."""
-    result = RecoveryPlan()
+    """Decide, for every stored kernel of this instance and every container of it, what start-up does.
+    ``remove_unknown=False`` (several replicas share the instance: issue 11): containers no record knows are left
+    alone, and so are socket directories (another replica's pool or start; the leader's janitor sweeps)."""
+    result = RecoveryPlan(keep_leftovers=not remove_unknown)
     by_id = {container.container_id: container for container in containers}
     known = {record.container_id for record in records if record.container_id}
-    result.remove += [container.name for container in containers if container.container_id not in known]
+    if remove_unknown:
+        result.remove += [container.name for container in containers if container.container_id not in known]
     for record in records:
         container = by_id.get(record.container_id) if record.container_id else None
         if record.state == KernelState.DEAD:
@@ -102,7 +111,8 @@ async def apply(recovery: RecoveryPlan, lifecycle: KernelLifecycle, reattach_tim
                 await lifecycle.mark_dead(kernel, failure)
 
     await asyncio.gather(*(reattach(record, interrupt) for record, interrupt in recovery.attach))
-    await backend.remove_leftovers({k.id for k in lifecycle.registry if k.alive})
+    if not recovery.keep_leftovers:
+        await backend.remove_leftovers({k.id for k in lifecycle.registry if k.alive})
     alive = lifecycle.registry.live()
     log.info(
         "reconciled instance %r: %d kernels re-attached, %d dead, %d containers removed",
