@@ -40,19 +40,14 @@ _NOW = "extract(epoch from now())"
 #: lock for another replica, and the partitioned holder learns it lost it).
 _KEEPALIVE = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
 
-_LIVE_KERNELS = "SELECT count(*) FROM kernels WHERE instance = :instance AND state <> 'dead'{mine}"
+_LIVE = "SELECT count(*) FROM kernels k WHERE k.instance = :instance AND k.state <> 'dead'"
 _PENDING = (
-    "SELECT count(*) FROM admissions a WHERE a.instance = :instance AND a.expires_at > " + _NOW + "{mine}"
+    "SELECT count(*) FROM admissions a WHERE a.instance = :instance AND a.expires_at > " + _NOW +
     " AND NOT EXISTS (SELECT 1 FROM kernels k WHERE k.id = a.kernel_id)"
-)
-
-
-def _count(mine: str) -> str:
-    return f"SELECT ({_LIVE_KERNELS.format(mine=mine)}) + ({_PENDING.format(mine=mine.replace('owner', 'a.owner'))})"
-
-
-_COUNT_ALL = text(_count(""))
-_COUNT_MINE = text(_count(" AND owner = :owner"))
+)  # fmt: skip
+#: Live kernels of every replica plus pending starts (one whose kernel is stored is counted as that kernel).
+_COUNT_ALL = text(f"SELECT ({_LIVE}) + ({_PENDING})")
+_COUNT_MINE = text(f"SELECT ({_LIVE} AND k.owner = :owner) + ({_PENDING} AND a.owner = :owner)")
 _CLAIM = text(
     "UPDATE pool_kernels p SET state = 'claimed', hmac_key = '', claimed_at = " + _NOW + " FROM ("
     " SELECT kernel_id, hmac_key FROM pool_kernels"
@@ -304,9 +299,11 @@ class SqlCoordination:
             return False
 
     def _drop_lock_connection(self) -> None:
-        connection, self._lock_connection, self._held = self._lock_connection, None, False
+        connection, self._lock_connection, held, self._held = self._lock_connection, None, self._held, False
         if connection is not None:
             try:
+                if held:  # at once: the server may notice a closed connection a moment later
+                    connection.execute(text("SELECT pg_advisory_unlock_all()"))
                 connection.close()
             except SQLAlchemyError:
                 connection.invalidate()
