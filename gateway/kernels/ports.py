@@ -373,9 +373,7 @@ class AdmissionLedger(Protocol):
     and recorded in one atomic step. A pending start expires ``ttl`` seconds after its admission (its replica
     died mid-start)."""
 
-    async def admit(
-        self, owner: str | None, max_kernels: int, max_per_key: int, ttl: float
-    ) -> str | AdmissionRefusal:
+    async def admit(self, owner: str | None, max_kernels: int, max_per_key: int, ttl: float) -> str | AdmissionRefusal:
         """A ticket for the start, or which limit refused it."""
         ...
 

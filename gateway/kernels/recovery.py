@@ -48,16 +48,18 @@ def plan(
     interrupted: set[int],
     mem_limit_mb: int,
     *,
-    remove_unknown: bool = True,
+    deployment: set[int] | None = None,
 ) -> RecoveryPlan:
     """Decide, for every stored kernel of this instance and every container of it, what start-up does.
-    ``remove_unknown=False`` (several replicas share the instance: issue 11): containers no record knows are left
-    alone, and so are socket directories (another replica's pool or start; the leader's janitor sweeps)."""
-    result = RecoveryPlan(keep_leftovers=not remove_unknown)
+
+    ``deployment`` (several replicas share the instance, issue 11): every kernel id the deployment knows of (stored
+    kernels, pool kernels, pending starts), read after ``containers`` were listed. A container whose kernel id is in
+    it is another replica's business and stays; socket directories are left alone (the leader's janitor sweeps)."""
+    result = RecoveryPlan(keep_leftovers=deployment is not None)
     by_id = {container.container_id: container for container in containers}
     known = {record.container_id for record in records if record.container_id}
-    if remove_unknown:
-        result.remove += [container.name for container in containers if container.container_id not in known]
+    others = deployment or set()
+    result.remove += [c.name for c in containers if c.container_id not in known and c.kernel_id not in others]
     for record in records:
         container = by_id.get(record.container_id) if record.container_id else None
         if record.state == KernelState.DEAD:

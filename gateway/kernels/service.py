@@ -134,10 +134,10 @@ class KernelService:
         interrupted = await self.store.interrupt_open_runs(settings.instance, recovery.INTERRUPTED_DETAIL)
         records = await self.store.load_kernels(settings.instance)
         containers = await self.backend.list_own()
+        deployment = None if self.coordination is None else await self.coordination.known_kernel_ids()
         plan = recovery.plan(
-            records, containers, {run.kernel_id for run in interrupted}, settings.mem_limit_mb,
-            remove_unknown=self.coordination is None,  # shared: other replicas' pool and starts; the janitor's job
-        )  # fmt: skip
+            records, containers, {run.kernel_id for run in interrupted}, settings.mem_limit_mb, deployment=deployment
+        )
         await recovery.apply(plan, self.lifecycle, settings.reattach_timeout)
         if settings.idle_timeout or settings.max_lifetime or settings.dead_kernel_ttl:
             self.tasks.spawn(
