@@ -17,7 +17,7 @@ from gateway.adapters.docker import DockerSandbox
 from gateway.adapters.docker.cgroups import CgroupReader
 from gateway.adapters.sql import Store
 from gateway.adapters.sql.coordination import SqlCoordination
-from gateway.adapters.sql.database import create_database_engine
+from gateway.adapters.sql.database import database_url
 from gateway.api import cells, docs, errors, execute, files, health, kernels, live, metrics, notebooks, pool, stream
 from gateway.api.jupyter import routes as jupyter
 from gateway.api.jupyter.relay import Relays
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         connector = ZmqConnector(settings.max_message_bytes)
         coordination = None  # issue 11: with PostgreSQL, admission, the warm pool and the leader are shared
         if store.engine.dialect.name == "postgresql":
-            coordination = SqlCoordination(create_database_engine(settings), settings.instance)
+            coordination = SqlCoordination(database_url(settings), settings.instance)
         service = KernelService(
             settings, DockerSandbox.from_settings(settings), connector, store, observer, coordination
         )

@@ -469,19 +469,29 @@ class FakeCoordination:
         record.update(state="ready", sandbox=sandbox, key=hmac_key, ready_at=time.time())
         return True
 
-    async def claim(self, runtime: str) -> Any:
-        from gateway.kernels.ports import PooledKernel
-
-        await asyncio.sleep(0)
+    def _ready(self, runtime: str) -> list[int]:
         ready = [(r["ready_at"], k) for k, r in self.deployment.pool.items() if r["state"] == "ready"]
-        ready = [(at, k) for at, k in ready if self.deployment.pool[k]["runtime"] == runtime]
+        return [k for _, k in sorted(ready) if self.deployment.pool[k]["runtime"] == runtime]
+
+    async def claim(self, runtime: str, prefer: Any = ()) -> Any:
+        await asyncio.sleep(0)
+        ready = self._ready(runtime)
         if not ready:
             return None
-        kernel_id = min(ready)[1]
+        kernel_id = next((k for k in ready if k in prefer), ready[0])
         record = self.deployment.pool[kernel_id]
-        key, record["key"] = record["key"], ""
-        record.update(state="claimed", claimed_at=time.time())
-        return PooledKernel(kernel_id, record["uuid"], runtime, record["sandbox"], key, record["ready_at"])
+        pooled = self._pooled(kernel_id)
+        record.update(state="claimed", claimed_at=time.time(), key="")
+        return pooled
+
+    async def ready(self, runtime: str, limit: int) -> list[Any]:
+        return [self._pooled(k) for k in self._ready(runtime)[:limit]]
+
+    def _pooled(self, kernel_id: int) -> Any:
+        from gateway.kernels.ports import PooledKernel
+
+        r = self.deployment.pool[kernel_id]
+        return PooledKernel(kernel_id, r["uuid"], r["runtime"], r["sandbox"], r["key"], r["ready_at"])
 
     async def drop(self, kernel_id: int) -> bool:
         record = self.deployment.pool.get(kernel_id)

@@ -13,7 +13,7 @@ defined here, so the core never imports an adapter.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
@@ -398,8 +398,13 @@ class PoolLedger(Protocol):
         """The reserved kernel answers: claimable from now on. False if its record was dropped meanwhile."""
         ...
 
-    async def claim(self, runtime: str) -> PooledKernel | None:
-        """The oldest ready kernel of ``runtime``, now the caller's alone; None if there is none."""
+    async def claim(self, runtime: str, prefer: Collection[int] = ()) -> PooledKernel | None:
+        """A ready kernel of ``runtime`` (one of ``prefer`` if any is ready, else the oldest), now the caller's
+        alone; None if there is none."""
+        ...
+
+    async def ready(self, runtime: str, limit: int) -> list[PooledKernel]:
+        """Up to ``limit`` ready kernels of ``runtime``, oldest first (not claimed: a claim may take them)."""
         ...
 
     async def drop(self, kernel_id: int) -> bool:

@@ -4,9 +4,12 @@
 - Only the leader (``LeaderRole``) fills it: it records each kernel before starting it (``starting``), starts it
   through the same ``KernelLauncher`` as every kernel, and marks it ``ready`` once it answers. It then closes its
   own connection: whoever claims the kernel connects its own.
-- Any replica claims: the ledger hands each ready kernel out exactly once; the claimer restores the kernel's
-  handle through ``SandboxBackend.restore``, connects (``KernelConnector``) and waits until the kernel answers on
-  that connection. A claimed kernel whose container died is removed and the next one is tried.
+- Any replica claims: the ledger hands each ready kernel out exactly once. Every replica keeps connections ready
+  (connected and answering) to a few of the pool's ready kernels ahead of time, so a claim that gets one of them
+  costs the claim's round trip and nothing more; for any other kernel the claimer restores its handle through
+  ``SandboxBackend.restore``, connects (``KernelConnector``) and waits until the kernel answers on that connection.
+  A claimed kernel whose container died is removed and the next one is tried. A connection made ahead of time to
+  a kernel another replica claimed is closed on the next look at the pool (within ``interval``).
 - A pool container that dies unclaimed is dropped by whichever replica hears of it first; the leader's janitor
   (``gateway.kernels.janitor``) drops the ones nobody heard of. Closing a replica leaves the pool's kernels to the
   others.
@@ -25,7 +28,7 @@ from gateway.errors import KernelGone, KernelUnresponsive
 from gateway.kernels.launcher import KernelLauncher, Launched
 from gateway.kernels.leader import LeaderRole
 from gateway.kernels.pool import ReadyKernel
-from gateway.kernels.ports import PoolCounts, PooledKernel, PoolLedger
+from gateway.kernels.ports import KernelConnection, PoolCounts, PooledKernel, PoolLedger
 from gateway.kernels.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,8 @@ _MAX_BACKOFF = 30.0
 _FIRST_LOOK = 1.0
 #: Claimed kernels found dead before one answers: then the start goes cold.
 _CLAIM_TRIES = 3
+#: Most ready kernels a replica keeps a connection to ahead of time.
+_MAX_AHEAD = 8
 
 
 class SharedKernelPool:
@@ -67,6 +72,8 @@ class SharedKernelPool:
         self.misses = 0
         self.failures = 0
         self._counts = PoolCounts(0, 0)
+        self._ahead: dict[int, Launched] = {}  # connections made ahead of time to ready kernels, by kernel id
+        self._connecting: set[int] = set()
         self._starting = 0
         self._backoff = 0.0
         self._closed = False
@@ -84,6 +91,8 @@ class SharedKernelPool:
         """Stop filling. Unclaimed kernels stay for the other replicas (the janitor sweeps them if none is left)."""
         self._closed = True
         await self._tasks.cancel_all()
+        for kernel_id in list(self._ahead):
+            self._ahead.pop(kernel_id).client.close()
 
     # --- used by the core ---------------------------------------------------------------------------------
 
@@ -93,10 +102,10 @@ class SharedKernelPool:
         if self.size <= 0 or runtime != self.runtime:
             return None
         for _ in range(_CLAIM_TRIES):
-            entry = await self.ledger.claim(runtime)
+            entry = await self.ledger.claim(runtime, prefer=list(self._ahead))
             if entry is None:
                 break
-            launched = await self._connect(entry)
+            launched = self._ahead.pop(entry.kernel_id, None) or await self._connect(entry)
             self._changed.set()
             if launched is not None:
                 self.hits += 1
@@ -129,16 +138,10 @@ class SharedKernelPool:
 
     async def _connect(self, entry: PooledKernel) -> Launched | None:
         """Connect to a claimed kernel; None (and it is removed) if its container is gone."""
-        backend = self.launcher.backend
-        handle = backend.restore(entry.kernel_id, entry.sandbox, entry.hmac_key)
+        handle = self.launcher.backend.restore(entry.kernel_id, entry.sandbox, entry.hmac_key)
         client = self.launcher.connector.connect(handle.connection_info)
         try:
-            try:
-                await client.wait_ready(min(_FIRST_LOOK, self.launcher.start_timeout))
-            except KernelUnresponsive:
-                if await backend.exit_status(entry.kernel_id) is not None:
-                    raise KernelGone("its container is not running") from None
-                await client.wait_ready(self.launcher.start_timeout)
+            await self._until_ready(entry.kernel_id, client)
         except (KernelUnresponsive, KernelGone) as error:
             log.warning("claimed warm-pool kernel %d is unusable (%s); removing it", entry.kernel_id, error)
             self.failures += 1
@@ -150,11 +153,55 @@ class SharedKernelPool:
             raise
         return Launched(handle, client)
 
+    async def _until_ready(self, kernel_id: int, client: KernelConnection) -> None:
+        """Wait until the kernel answers on ``client``; KernelGone at once if its container is not running."""
+        try:
+            await client.wait_ready(min(_FIRST_LOOK, self.launcher.start_timeout))
+        except KernelUnresponsive:
+            if await self.launcher.backend.exit_status(kernel_id) is not None:
+                raise KernelGone("its container is not running") from None
+            await client.wait_ready(self.launcher.start_timeout)
+
+    # --- connections made ahead of time -------------------------------------------------------------------
+
+    def _connect_ahead(self, ready: list[PooledKernel]) -> None:
+        """Keep connections to the ready kernels listed (close the ones to kernels no longer ready: claimed by
+        another replica, or dropped)."""
+        listed = {entry.kernel_id for entry in ready}
+        for kernel_id in [k for k in self._ahead if k not in listed]:
+            self._ahead.pop(kernel_id).client.close()
+        for entry in ready:
+            if entry.kernel_id not in self._ahead and entry.kernel_id not in self._connecting:
+                self._connecting.add(entry.kernel_id)
+                self._tasks.spawn(self._connect_one_ahead(entry), name="pool-connect")
+
+    async def _connect_one_ahead(self, entry: PooledKernel) -> None:
+        handle = self.launcher.backend.restore(entry.kernel_id, entry.sandbox, entry.hmac_key)
+        client = self.launcher.connector.connect(handle.connection_info)
+        try:
+            await self._until_ready(entry.kernel_id, client)
+        except (KernelUnresponsive, KernelGone):
+            client.close()  # dead: its death is dropped by whoever hears of it, or by the janitor
+            return
+        except BaseException:
+            client.close()
+            raise
+        finally:
+            self._connecting.discard(entry.kernel_id)
+        self._keep_ahead(entry.kernel_id, Launched(handle, client))
+
+    def _keep_ahead(self, kernel_id: int, launched: Launched) -> None:
+        if self._closed or kernel_id in self._ahead:
+            launched.client.close()
+        else:
+            self._ahead[kernel_id] = launched
+
     async def _drop_container(self, container_id: str) -> None:
         kernel_id = await self.ledger.drop_container(container_id)
         if kernel_id is not None:
             log.warning("warm-pool kernel %d died before it was claimed; replacing it", kernel_id)
-            await self.launcher.teardown(kernel_id, None)
+            ahead = self._ahead.pop(kernel_id, None)
+            await self.launcher.teardown(kernel_id, None if ahead is None else ahead.client)
             self._changed.set()
 
     # --- filling (the leader only) ------------------------------------------------------------------------
@@ -166,9 +213,11 @@ class SharedKernelPool:
             self._changed.clear()
             try:
                 self._counts = await self.ledger.counts(self.runtime)
+                ready = await self.ledger.ready(self.runtime, min(self.size, _MAX_AHEAD))
             except Exception as error:
                 log.warning("warm pool: cannot read its records: %s", error)
             else:
+                self._connect_ahead(ready)
                 if self.leader.is_leader:
                     self._fill()
             with contextlib.suppress(TimeoutError):
@@ -191,10 +240,11 @@ class SharedKernelPool:
             await self.ledger.reserve(kernel_id, jupyter_id, self.runtime, self.filler)
             reserved = True
             launched = await self.launcher.launch(kernel_id, jupyter_id, self.runtime, pooled=True)
-            launched.client.close()  # each claimer connects its own
             handle = launched.handle
-            if not await self.ledger.mark_ready(kernel_id, handle.to_state(), handle.key):
-                await self.launcher.teardown(kernel_id, None)  # swept meanwhile (this replica lost the lead)
+            if await self.ledger.mark_ready(kernel_id, handle.to_state(), handle.key):
+                self._keep_ahead(kernel_id, launched)  # this replica's connection; others connect their own
+            else:
+                await self.launcher.teardown(kernel_id, launched.client)  # swept meanwhile (lost the lead)
             self._backoff = 0.0
         except asyncio.CancelledError:
             if reserved:

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.adapters.sql import Store
 from gateway.adapters.sql.coordination import SqlCoordination
-from gateway.adapters.sql.database import create_database_engine
+from gateway.adapters.sql.database import database_url
 from gateway.kernels.ports import AdmissionRefusal, PoolCounts, PooledKernel
 from gateway.settings import Settings
 from testing.harness import postgres_database, skip_without_postgres, wait_for
@@ -46,7 +46,7 @@ class deployment:  # noqa: N801 (an async context manager used like a function)
 
     async def __aenter__(self) -> tuple[Store, SqlCoordination, SqlCoordination]:
         self.store = await Store.open(self.settings)
-        self.replicas = [SqlCoordination(create_database_engine(self.settings), INSTANCE) for _ in range(2)]
+        self.replicas = [SqlCoordination(database_url(self.settings), INSTANCE) for _ in range(2)]
         return self.store, self.replicas[0], self.replicas[1]
 
     async def __aexit__(self, *exc: object) -> None:

@@ -20,11 +20,11 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import URL, Connection, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _NOW = "extract(epoch from now())"
+#: Commits of this module do not wait for their WAL flush (a start costs one fsync, not four). Nothing a client is
+#: told depends on them alone: a start answers only after the Store committed the kernel's row synchronously, which
+#: flushes the WAL up to it, this module's earlier commits (admission, claim) included. A database crash can only
+#: lose the admission or claim of a start that never answered: its pending start stops counting, its claimed pool
+#: kernel (removed by the failed start) is dropped by the janitor.
+_ASYNCHRONOUS_COMMIT = {"options": "-c synchronous_commit=off"}
 #: PostgreSQL gives up on a silent leader connection after about 5 + 2 * 3 s (both ends: a partition frees the
 #: lock for another replica, and the partitioned holder learns it lost it).
 _KEEPALIVE = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
@@ -52,7 +58,7 @@ _CLAIM = text(
     "UPDATE pool_kernels p SET state = 'claimed', hmac_key = '', claimed_at = " + _NOW + " FROM ("
     " SELECT kernel_id, hmac_key FROM pool_kernels"
     " WHERE instance = :instance AND runtime = :runtime AND state = 'ready'"
-    " ORDER BY ready_at LIMIT 1 FOR UPDATE SKIP LOCKED) picked"
+    " ORDER BY kernel_id = ANY(CAST(:prefer AS bigint[])) DESC, ready_at LIMIT 1 FOR UPDATE SKIP LOCKED) picked"
     " WHERE p.kernel_id = picked.kernel_id"
     " RETURNING p.kernel_id, p.uuid, p.runtime, p.sandbox, picked.hmac_key, p.ready_at"
 )
@@ -61,14 +67,14 @@ _CLAIM = text(
 class SqlCoordination:
     """The ``Coordination`` of one deployment (``instance``) on a PostgreSQL engine. ``close()`` at the end."""
 
-    def __init__(self, engine: Engine, instance: str) -> None:
-        if engine.dialect.name != "postgresql":
+    def __init__(self, url: URL, instance: str) -> None:
+        if url.get_backend_name() != "postgresql":
             raise ValueError("several replicas share their state on PostgreSQL only")
-        self.engine = engine
+        self.engine = create_engine(url, pool_size=4, max_overflow=4, connect_args=_ASYNCHRONOUS_COMMIT)
         self.instance = instance
         self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="coordination")
         self._leader_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leader-lock")
-        self._lock_engine = create_engine(engine.url, poolclass=NullPool, connect_args=_KEEPALIVE)
+        self._lock_engine = create_engine(url, poolclass=NullPool, connect_args=_KEEPALIVE)
         self._lock_connection: Connection | None = None
         self._held = False
 
@@ -190,11 +196,23 @@ class SqlCoordination:
         )  # fmt: skip
         return bool(updated)
 
-    async def claim(self, runtime: str) -> PooledKernel | None:
-        row = await self._do(lambda c: c.execute(_CLAIM, {"instance": self.instance, "runtime": runtime}).first())
-        if row is None:
-            return None
-        return PooledKernel(row.kernel_id, row.uuid, row.runtime, dict(row.sandbox), row.hmac_key, row.ready_at)
+    async def claim(self, runtime: str, prefer: Collection[int] = ()) -> PooledKernel | None:
+        values = {"instance": self.instance, "runtime": runtime, "prefer": list(prefer)}
+        row = await self._do(lambda c: c.execute(_CLAIM, values).first())
+        return None if row is None else _pooled(row)
+
+    async def ready(self, runtime: str, limit: int) -> list[PooledKernel]:
+        rows = await self._do(
+            lambda c: c.execute(
+                text(
+                    "SELECT kernel_id, uuid, runtime, sandbox, hmac_key, ready_at FROM pool_kernels"
+                    " WHERE instance = :instance AND runtime = :runtime AND state = 'ready'"
+                    " ORDER BY ready_at LIMIT :limit"
+                ),
+                {"instance": self.instance, "runtime": runtime, "limit": limit},
+            ).all()
+        )
+        return [_pooled(row) for row in rows]
 
     async def drop(self, kernel_id: int) -> bool:
         deleted = await self._do(
@@ -310,3 +328,7 @@ class SqlCoordination:
 
     async def resign(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._leader_thread, self._drop_lock_connection)
+
+
+def _pooled(row: Any) -> PooledKernel:
+    return PooledKernel(row.kernel_id, row.uuid, row.runtime, dict(row.sandbox), row.hmac_key, row.ready_at)

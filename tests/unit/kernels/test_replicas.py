@@ -160,10 +160,34 @@ def test_a_claimed_pool_kernel_whose_container_died_is_removed_and_the_next_one_
         await until(lambda: ready(deployment) == 2)
         first = min((r["ready_at"], k) for k, r in deployment.pool.items())[1]
         engine(services[1]).die(first, event=False)  # nobody heard of it
+        await services[1].pool.close()  # connections made ahead of time closed: the claim connects anew
+        services[1].pool._closed = False  # type: ignore[attr-defined]
         kernel = await services[1].start()
         assert kernel.id != first and engine(services[1]).by_kernel(kernel.id).pooled  # type: ignore[union-attr]
         await until(lambda: first in engine(services[1]).removed)
         assert services[1].pool_status()["failures"] == 1
+        await close(services)
+
+    run(scenario)
+
+
+def test_a_claim_takes_a_kernel_the_replica_is_already_connected_to_without_connecting_again() -> None:
+    async def scenario() -> None:
+        services, deployment = await replicas(pool_size=2)
+        pool = services[1].pool
+        assert isinstance(pool, SharedKernelPool)
+        await until(lambda: len(pool._ahead) == 2)
+        connector = services[1].lifecycle.launcher.connector
+        connections = len(connector.connections)  # type: ignore[attr-defined]
+        kernel = await services[1].start()
+        assert pool.hits == 1 and len(connector.connections) == connections  # type: ignore[attr-defined]
+        assert kernel.id not in pool._ahead
+        # the other replica's connection to that kernel is closed on its next look at the pool
+        other = services[0].pool
+        assert isinstance(other, SharedKernelPool)
+        await until(lambda: kernel.id not in other._ahead)
+        result = await services[1].execute(kernel, "print(6 * 7)")
+        assert result.cell.outputs[0]["text"] == "42\n"
         await close(services)
 
     run(scenario)
