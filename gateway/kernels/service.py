@@ -160,7 +160,8 @@ class KernelService:
 
     async def shut_down(self) -> None:
         """Clean stop. ``on_stop=keep``: let go of the kernels, leaving them running for the next start.
-        ``on_stop=shutdown``: remove their containers; their records and cells stay, marked dead."""
+        ``on_stop=shutdown``: remove their containers; their records and cells stay, marked dead. With several
+        replicas (``coordination``), only this replica's kernels: the shared pool stays for the others."""
         await self.tasks.cancel_all()
         await self.pool.close()
         if self.leader is not None:
@@ -172,7 +173,8 @@ class KernelService:
             log.info("left %d kernels running for the next start (on_stop=keep)", len(kernels))
         else:
             await asyncio.gather(*(self.lifecycle.stop_for_good(k) for k in kernels), return_exceptions=True)
-            await self.backend.remove_all()
+            if self.coordination is None:  # shared: the pool and other replicas' kernels are not this one's to remove
+                await self.backend.remove_all()
         self.backend.close()
 
     # --- kernels --------------------------------------------------------------------------------------------

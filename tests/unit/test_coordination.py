@@ -132,12 +132,18 @@ def test_concurrent_claims_on_two_replicas_hand_out_each_pool_kernel_once(settin
         assert all(c.hmac_key == f"key-{c.kernel_id}" and c.sandbox["node"] == "n1" for c in got)
         assert await one.counts("runc") == PoolCounts(0, 1)
         assert (await two.claim("runsc")).kernel_id == 99  # type: ignore[union-attr]
+        for kernel_id in (20, 21, 22):
+            await pooled(one, kernel_id)
+        preferred = await two.claim("runc", prefer=[22, 404])  # a kernel the claimer is connected to already
+        assert preferred is not None and preferred.kernel_id == 22
+        assert (await one.claim("runc", prefer=[22])).kernel_id == 20  # type: ignore[union-attr]
+        assert (await one.claim("runc")).kernel_id == 21  # type: ignore[union-attr]
         # claimed records stay known (start-up and the janitor leave their containers alone) until stored
         assert {1, 10, 50, 99} <= await two.known_kernel_ids()
         assert not await one.drop(1)  # a claimed kernel is no one else's to drop
         await store.add_kernel(record(1))
         assert await one.sweep_claimed(older_than=600) == 1
-        assert await one.sweep_claimed(older_than=-1) == 10  # the rest: claims older than that are forgotten
+        assert await one.sweep_claimed(older_than=-1) == 13  # the rest: claims older than that are forgotten
 
     run(scenario, settings)
 
