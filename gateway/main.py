@@ -17,6 +17,8 @@ from fastapi.staticfiles import StaticFiles
 from gateway.adapters.docker import DockerSandbox
 from gateway.adapters.docker.cgroups import CgroupReader
 from gateway.adapters.sql import Store
+from gateway.adapters.sql.coordination import SqlCoordination
+from gateway.adapters.sql.database import database_url
 from gateway.api import cells, docs, errors, execute, files, health, kernels, live, metrics, notebooks, pool, stream
 from gateway.api import packages as packages_api
 from gateway.api.jupyter import routes as jupyter
@@ -51,10 +53,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await Store.open(settings)
         connector = ZmqConnector(settings.max_message_bytes)
+        coordination = None  # issue 11: with PostgreSQL, admission, the warm pool and the leader are shared
+        if store.engine.dialect.name == "postgresql":
+            coordination = SqlCoordination(database_url(settings), settings.instance)
         # Packages on demand (issue 13): fetched outside the kernels, mounted read-only into each one.
         packages = await asyncio.to_thread(PackageService, settings, store)
         sandbox = DockerSandbox.from_settings(settings, packages.container_mounts if packages.enabled else None)
-        service = KernelService(settings, sandbox, connector, store, observer, packages)
+        service = KernelService(settings, sandbox, connector, store, observer, packages, coordination)
         app.state.relays = Relays(settings, connector.context, audit, prefetch=service.prefetch)
         observer.metrics.watch_store(store.engine)
         observer.metrics.watch_kernels(lambda: [k.state for k in service.registry])
@@ -63,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await service.start_up()
         except BaseException:
             await store.close()
+            if coordination is not None:
+                await coordination.close()
             raise
         app.state.service = service
         log.info(
@@ -86,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 audit.close()
             finally:
                 await store.close()
+                if coordination is not None:
+                    await coordination.close()
                 connector.close()
 
     app = FastAPI(

@@ -85,6 +85,16 @@ class Settings(BaseSettings):
     )
     pool_parallel_starts: int = Field(2, ge=1, le=64, description="How many pool kernels start at once on refill.")
 
+    # --- several replicas on one PostgreSQL (issue 11: shared admission and pool, the leader) ---------------------
+    coordination_interval: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="With PostgreSQL: seconds between a replica's tries to become the leader (the one replica that "
+        "fills the shared warm pool and sweeps orphans; another takes over within this long after it dies), and "
+        "between its looks at the shared pool.",
+    )
+
     # --- timing -------------------------------------------------------------------------------------------
     kernel_start_timeout: float = Field(60.0, gt=0, description="Seconds for a new kernel to answer.")
     run_timeout: float = Field(300.0, gt=0, description="Default deadline of one cell run, in seconds.")

@@ -193,7 +193,7 @@ class FakeConnection:
         return self.sandbox.containers.get(self.container_id)
 
     async def wait_ready(self, timeout: float) -> None:
-        if not self.ready or self.container is None:
+        if not self.ready or self.container is None or self.container.exit is not None:
             raise KernelUnresponsive(f"kernel did not answer within {timeout:g} s")
 
     async def execute(
@@ -397,3 +397,163 @@ def kernel_at(service: KernelService, kernel_id: int, owner: str | None = None) 
     kernel = Kernel(id=kernel_id, owner=owner, state=KernelState.IDLE, created=time.time())
     service.registry.add(kernel)
     return kernel
+
+
+# --- issue 11: the state several replicas share (``Coordination``), in memory ----------------------------------------
+
+
+@dataclass
+class FakeDeployment:
+    """What the replicas of one deployment share: the store's kernels, pool records, pending starts, the leader."""
+
+    store: FakeStore
+    pool: dict[int, dict[str, Any]] = field(default_factory=dict)
+    admissions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    leader: str | None = None
+
+
+class FakeCoordination:
+    """One replica's ``Coordination`` on a ``FakeDeployment``. Every call yields to the loop once (a round trip)."""
+
+    def __init__(self, deployment: FakeDeployment, replica: str) -> None:
+        self.deployment = deployment
+        self.replica = replica
+        self._tickets = 0
+
+    async def close(self) -> None:
+        await self.resign()
+
+    def _pending(self, owner: str | None = None, *, mine: bool = False) -> int:
+        now, kernels = time.time(), self.deployment.store.kernels
+        return sum(
+            1 for a in self.deployment.admissions.values()
+            if a["expires_at"] > now and a["kernel_id"] not in kernels and (not mine or a["owner"] == owner)
+        )  # fmt: skip
+
+    async def admit(self, owner: str | None, max_kernels: int, max_per_key: int, ttl: float) -> Any:
+        from gateway.kernels.ports import AdmissionRefusal
+
+        await asyncio.sleep(0)
+        live = [r for r in self.deployment.store.kernels.values() if r.state != "dead"]
+        if len(live) + self._pending() >= max_kernels:
+            return AdmissionRefusal("max_kernels")
+        if owner is not None and sum(r.owner == owner for r in live) + self._pending(owner, mine=True) >= max_per_key:
+            return AdmissionRefusal("max_kernels_per_key")
+        self._tickets += 1
+        ticket = f"{self.replica}-{self._tickets}"
+        self.deployment.admissions[ticket] = {"owner": owner, "kernel_id": None, "expires_at": time.time() + ttl}
+        return ticket
+
+    async def bind(self, ticket: str, kernel_id: int) -> None:
+        await asyncio.sleep(0)
+        self.deployment.admissions[ticket]["kernel_id"] = kernel_id
+
+    def release(self, ticket: str) -> None:
+        self.deployment.admissions.pop(ticket, None)
+
+    async def expire_admissions(self) -> int:
+        now = time.time()
+        expired = [t for t, a in self.deployment.admissions.items() if a["expires_at"] < now]
+        for ticket in expired:
+            del self.deployment.admissions[ticket]
+        return len(expired)
+
+    async def reserve(self, kernel_id: int, jupyter_id: str, runtime: str, filler: str) -> None:
+        await asyncio.sleep(0)
+        self.deployment.pool[kernel_id] = {
+            "uuid": jupyter_id, "runtime": runtime, "state": "starting", "filler": filler, "sandbox": {},
+            "key": "", "ready_at": None, "claimed_at": None,
+        }  # fmt: skip
+
+    async def mark_ready(self, kernel_id: int, sandbox: dict[str, Any], hmac_key: str) -> bool:
+        await asyncio.sleep(0)
+        record = self.deployment.pool.get(kernel_id)
+        if record is None or record["state"] != "starting":
+            return False
+        record.update(state="ready", sandbox=sandbox, key=hmac_key, ready_at=time.time())
+        return True
+
+    def _ready(self, runtime: str) -> list[int]:
+        ready = [(r["ready_at"], k) for k, r in self.deployment.pool.items() if r["state"] == "ready"]
+        return [k for _, k in sorted(ready) if self.deployment.pool[k]["runtime"] == runtime]
+
+    async def claim(self, runtime: str, prefer: Any = ()) -> Any:
+        await asyncio.sleep(0)
+        ready = self._ready(runtime)
+        if not ready:
+            return None
+        kernel_id = next((k for k in ready if k in prefer), ready[0])
+        record = self.deployment.pool[kernel_id]
+        pooled = self._pooled(kernel_id)
+        record.update(state="claimed", claimed_at=time.time(), key="")
+        return pooled
+
+    async def ready(self, runtime: str, limit: int) -> list[Any]:
+        return [self._pooled(k) for k in self._ready(runtime)[:limit]]
+
+    def _pooled(self, kernel_id: int) -> Any:
+        from gateway.kernels.ports import PooledKernel
+
+        r = self.deployment.pool[kernel_id]
+        return PooledKernel(kernel_id, r["uuid"], r["runtime"], r["sandbox"], r["key"], r["ready_at"])
+
+    async def drop(self, kernel_id: int) -> bool:
+        record = self.deployment.pool.get(kernel_id)
+        if record is None or record["state"] == "claimed":
+            return False
+        del self.deployment.pool[kernel_id]
+        return True
+
+    async def drop_container(self, container_id: str) -> int | None:
+        for kernel_id, record in list(self.deployment.pool.items()):
+            if record["state"] == "ready" and record["sandbox"].get("container_id") == container_id:
+                del self.deployment.pool[kernel_id]
+                return kernel_id
+        return None
+
+    async def counts(self, runtime: str) -> Any:
+        from gateway.kernels.ports import PoolCounts
+
+        states = [r["state"] for r in self.deployment.pool.values() if r["runtime"] == runtime]
+        return PoolCounts(states.count("ready"), states.count("starting"))
+
+    async def sweep_claimed(self, older_than: float) -> int:
+        now, kernels = time.time(), self.deployment.store.kernels
+        swept = [
+            k for k, r in self.deployment.pool.items()
+            if r["state"] == "claimed" and (k in kernels or r["claimed_at"] < now - older_than)
+        ]  # fmt: skip
+        for kernel_id in swept:
+            del self.deployment.pool[kernel_id]
+        return len(swept)
+
+    async def unclaimed(self) -> list[tuple[int, str, str]]:
+        return [(k, r["state"], r["filler"]) for k, r in self.deployment.pool.items() if r["state"] != "claimed"]
+
+    async def known_kernel_ids(self) -> set[int]:
+        pending = {a["kernel_id"] for a in self.deployment.admissions.values() if a["kernel_id"] is not None}
+        return set(self.deployment.store.kernels) | set(self.deployment.pool) | pending
+
+    async def try_acquire(self) -> bool:
+        await asyncio.sleep(0)
+        if self.deployment.leader in (None, self.replica):
+            self.deployment.leader = self.replica
+        return self.deployment.leader == self.replica
+
+    async def resign(self) -> None:
+        if self.deployment.leader == self.replica:
+            self.deployment.leader = None
+
+
+def fake_replicas(settings: Settings, count: int = 2, **sandbox: Any) -> tuple[list[KernelService], FakeDeployment]:
+    """``count`` real ``KernelService``s of one deployment: one fake engine, one fake store, one ``FakeDeployment``
+    (call ``await service.start_up()`` on each)."""
+    backend, store = FakeSandbox(**sandbox), FakeStore()
+    deployment = FakeDeployment(store)
+    services = [
+        KernelService(
+            settings, backend, FakeConnector(backend), store, coordination=FakeCoordination(deployment, f"r{n}")
+        )
+        for n in range(count)
+    ]
+    return services, deployment

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 
 from gateway.errors import ImageNotAllowed, KernelGone, KernelUnresponsive, RuntimeNotAllowed
+from gateway.kernels.admission import Admission, LocalAdmission
 from gateway.kernels.kernel import Kernel, KernelEvent, KernelState
 from gateway.kernels.launcher import KernelLauncher, Launched
 from gateway.kernels.packages import NoPackages
-from gateway.kernels.pool import KernelPool
-from gateway.kernels.ports import KernelObserver, KernelPackages, KernelRecord, KernelStore, SandboxHandle
+from gateway.kernels.pool import ReadyKernel
+from gateway.kernels.ports import KernelObserver, KernelPackages, KernelRecord, KernelStore, SandboxHandle, WarmPool
 from gateway.kernels.registry import KernelRegistry, new_kernel_id
 from gateway.kernels.tasks import TaskSet
 
@@ -36,12 +38,13 @@ class KernelLifecycle:
         registry: KernelRegistry,
         launcher: KernelLauncher,
         store: KernelStore,
-        pool: KernelPool,
+        pool: WarmPool,
         tasks: TaskSet,
         mem_limit_mb: int,
         observer: KernelObserver,
         images: tuple[str, ...] = (),
         packages: KernelPackages | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.observer = observer
         self.images = images  # the deployment's image first, then the others a kernel may pick (issue 13)
@@ -55,6 +58,7 @@ class KernelLifecycle:
         self.store = store
         self.pool = pool
         self.tasks = tasks
+        self.admission: Admission = admission or LocalAdmission(registry)
 
     @property
     def limits(self) -> dict[str, object]:
@@ -92,15 +96,17 @@ class KernelLifecycle:
         if runtime not in self.runtimes:
             raise RuntimeNotAllowed(runtime, self.runtimes)
         image = self._allowed_image(image)
-        self.registry.admit(owner)
+        ticket = await self.admission.admit(owner)
         began = time.monotonic()
         try:
-            ready = self.pool.claim(runtime) if not env and image is None else None
+            ready = await self._claim(runtime) if not env and image is None else None
             if ready is not None:
                 kernel = Kernel(id=ready.kernel_id, uuid=ready.jupyter_id, owner=owner, runtime=runtime)
+                await self._bind(ticket, kernel, ready.launched)
                 launched = ready.launched
             else:
                 kernel = Kernel(id=new_kernel_id(), owner=owner, runtime=runtime, env=dict(env or {}), image=image)
+                await self.admission.bind(ticket, kernel.id)
                 launched = await self.launcher.launch(kernel.id, kernel.uuid, runtime, env, image=image)
                 kernel.created = time.time()  # its lifetime counts from when it answers
             self._attach(kernel, launched)
@@ -111,7 +117,7 @@ class KernelLifecycle:
                 raise
             self.registry.add(kernel)
         finally:
-            self.registry.release(owner)
+            self.admission.release(ticket)
         kernel.notify(KernelEvent.STARTED)
         self.observer.kernel_started(kernel, "pool" if ready is not None else "cold", began)
         return kernel
@@ -123,6 +129,19 @@ class KernelLifecycle:
         if image not in self.images[1:]:
             raise ImageNotAllowed(image, self.images)
         return image
+
+    async def _claim(self, runtime: str) -> ReadyKernel | None:
+        """A warm kernel from the pool (claimed in memory, or through the shared pool's records)."""
+        claimed = self.pool.claim(runtime)
+        return await claimed if inspect.isawaitable(claimed) else claimed
+
+    async def _bind(self, ticket: object, kernel: Kernel, launched: Launched) -> None:
+        """Tell admission the claimed kernel's id; if that fails, the claimed kernel is removed."""
+        try:
+            await self.admission.bind(ticket, kernel.id)
+        except BaseException:
+            await asyncio.shield(self.launcher.teardown(kernel.id, launched.client))
+            raise
 
     @staticmethod
     def _attach(kernel: Kernel, launched: Launched) -> None:

@@ -15,7 +15,7 @@ defined here, so the core never imports an adapter.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
@@ -24,6 +24,7 @@ from gateway.notebook.outputs import Output, OutputCollector
 
 if TYPE_CHECKING:
     from gateway.kernels.kernel import Kernel, RunResult
+    from gateway.kernels.pool import ReadyKernel
 
 
 class ConnectionInfo(TypedDict, total=False):
@@ -372,3 +373,136 @@ class KernelPackages(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# --- issue 11: state shared by the replicas of one deployment (PostgreSQL) -----------------------------------------
+# Implemented by ``gateway.adapters.sql.coordination``; used by ``gateway.kernels.admission``,
+# ``gateway.kernels.shared_pool`` and ``gateway.kernels.leader``. With SQLite (one replica) none of it is used.
+
+
+@dataclass(frozen=True)
+class AdmissionRefusal:
+    """Why a start was refused: the limit reached (``max_kernels`` or ``max_kernels_per_key``)."""
+
+    limit: str
+
+
+@dataclass(frozen=True)
+class PooledKernel:
+    """A warm-pool kernel as the shared pool records it: started and answering, owned by no one yet."""
+
+    kernel_id: int
+    jupyter_id: str
+    runtime: str
+    sandbox: dict[str, Any]  # its backend's ``SandboxHandle.to_state()``
+    hmac_key: str = field(repr=False)
+    ready_at: float
+
+
+@dataclass(frozen=True)
+class PoolCounts:
+    """The shared pool of one runtime: kernels ready to claim, and being started."""
+
+    ready: int
+    starting: int
+
+
+class AdmissionLedger(Protocol):
+    """Kernel starts admitted across every replica of the deployment: live kernels plus pending starts, counted
+    and recorded in one atomic step. A pending start expires ``ttl`` seconds after its admission (its replica
+    died mid-start)."""
+
+    async def admit(self, owner: str | None, max_kernels: int, max_per_key: int, ttl: float) -> str | AdmissionRefusal:
+        """A ticket for the start, or which limit refused it."""
+        ...
+
+    async def bind(self, ticket: str, kernel_id: int) -> None:
+        """The start's kernel id is known: once that kernel is stored, the pending start no longer counts."""
+        ...
+
+    def release(self, ticket: str) -> None:
+        """The start ended (stored or failed): forget it. Returns at once; the write happens in the background."""
+        ...
+
+
+class PoolLedger(Protocol):
+    """The warm pool's kernels of the deployment. A claim hands each ready kernel out exactly once, whichever
+    replica asks."""
+
+    async def reserve(self, kernel_id: int, jupyter_id: str, runtime: str, filler: str) -> None:
+        """Record a pool kernel about to be started by ``filler`` (the leader's token)."""
+        ...
+
+    async def mark_ready(self, kernel_id: int, sandbox: dict[str, Any], hmac_key: str) -> bool:
+        """The reserved kernel answers: claimable from now on. False if its record was dropped meanwhile."""
+        ...
+
+    async def claim(self, runtime: str, prefer: Collection[int] = ()) -> PooledKernel | None:
+        """A ready kernel of ``runtime`` (one of ``prefer`` if any is ready, else the oldest), now the caller's
+        alone; None if there is none."""
+        ...
+
+    async def ready(self, runtime: str, limit: int) -> list[PooledKernel]:
+        """Up to ``limit`` ready kernels of ``runtime``, oldest first (not claimed: a claim may take them)."""
+        ...
+
+    async def drop(self, kernel_id: int) -> bool:
+        """Forget a pool kernel (failed, dead, swept). False if it was not recorded (any more)."""
+        ...
+
+    async def drop_container(self, container_id: str) -> int | None:
+        """Forget the unclaimed pool kernel in ``container_id``; its kernel id, None if there was none."""
+        ...
+
+    async def counts(self, runtime: str) -> PoolCounts: ...
+
+    async def sweep_claimed(self, older_than: float) -> int:
+        """Forget claimed records whose kernel is stored, or older than ``older_than`` seconds; how many."""
+        ...
+
+    async def unclaimed(self) -> list[tuple[int, str, str]]:
+        """Every pool kernel not claimed: (kernel id, state ``starting``/``ready``, filler)."""
+        ...
+
+    async def known_kernel_ids(self) -> set[int]:
+        """Every kernel id the deployment knows of: stored kernels, pool kernels, bound pending starts."""
+        ...
+
+    async def expire_admissions(self) -> int:
+        """Forget pending starts past their expiry; how many."""
+        ...
+
+
+class LeaderLock(Protocol):
+    """One replica of the deployment at a time holds it; it is lost when its holder's process or connection dies."""
+
+    async def try_acquire(self) -> bool:
+        """True if this process holds the lock now (acquired now or before, and its connection is alive)."""
+        ...
+
+    async def resign(self) -> None:
+        """Let the lock go (another replica gets it on its next try)."""
+        ...
+
+
+class WarmPool(Protocol):
+    """What the core uses of a warm pool: ``gateway.kernels.pool.KernelPool`` (one replica, claims in memory) or
+    ``gateway.kernels.shared_pool.SharedKernelPool`` (several replicas, claims through a ``PoolLedger``)."""
+
+    def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def claim(self, runtime: str) -> ReadyKernel | None | Awaitable[ReadyKernel | None]:
+        """A ready kernel of ``runtime``, now the caller's alone, or None (start one cold); may have to be awaited."""
+        ...
+
+    def discard(self, container_id: str) -> bool: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+class Coordination(AdmissionLedger, PoolLedger, LeaderLock, Protocol):
+    """Everything the replicas of one deployment share beyond the ``KernelStore``."""
+
+    async def close(self) -> None: ...

@@ -35,6 +35,7 @@ class RecoveryPlan:
     dead: list[tuple[KernelRecord, str]] = field(default_factory=list)  # lost while the gateway was down: cause
     stay_dead: list[KernelRecord] = field(default_factory=list)  # already dead: kept with the recorded cause
     remove: list[str] = field(default_factory=list)  # container names: unknown to the store, or exited
+    keep_leftovers: bool = False  # issue 11: other replicas' socket directories are not ours to remove
 
     @property
     def live_ids(self) -> set[int]:
@@ -42,13 +43,23 @@ class RecoveryPlan:
 
 
 def plan(
-    records: list[KernelRecord], containers: list[OwnContainer], interrupted: set[int], mem_limit_mb: int
+    records: list[KernelRecord],
+    containers: list[OwnContainer],
+    interrupted: set[int],
+    mem_limit_mb: int,
+    *,
+    deployment: set[int] | None = None,
 ) -> RecoveryPlan:
-    """Decide, for every stored kernel of this instance and every container of it, what start-up does."""
-    result = RecoveryPlan()
+    """Decide, for every stored kernel of this instance and every container of it, what start-up does.
+
+    ``deployment`` (several replicas share the instance, issue 11): every kernel id the deployment knows of (stored
+    kernels, pool kernels, pending starts), read after ``containers`` were listed. A container whose kernel id is in
+    it is another replica's business and stays; socket directories are left alone (the leader's janitor sweeps)."""
+    result = RecoveryPlan(keep_leftovers=deployment is not None)
     by_id = {container.container_id: container for container in containers}
     known = {record.container_id for record in records if record.container_id}
-    result.remove += [container.name for container in containers if container.container_id not in known]
+    others = deployment or set()
+    result.remove += [c.name for c in containers if c.container_id not in known and c.kernel_id not in others]
     for record in records:
         container = by_id.get(record.container_id) if record.container_id else None
         if record.state == KernelState.DEAD:
@@ -103,7 +114,8 @@ async def apply(recovery: RecoveryPlan, lifecycle: KernelLifecycle, reattach_tim
                 await lifecycle.mark_dead(kernel, failure)
 
     await asyncio.gather(*(reattach(record, interrupt) for record, interrupt in recovery.attach))
-    await backend.remove_leftovers({k.id for k in lifecycle.registry if k.alive})
+    if not recovery.keep_leftovers:
+        await backend.remove_leftovers({k.id for k in lifecycle.registry if k.alive})
     alive = lifecycle.registry.live()
     log.info(
         "reconciled instance %r: %d kernels re-attached, %d dead, %d containers removed",

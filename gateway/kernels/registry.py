@@ -20,6 +20,16 @@ def new_kernel_id() -> int:
     return _MIN_KERNEL_ID + secrets.randbelow(_MAX_KERNEL_ID - _MIN_KERNEL_ID)
 
 
+def limit_reached(limit: str, owner: str | None, max_kernels: int, max_kernels_per_key: int) -> TooManyKernels:
+    """The refusal of a start by ``owner``: ``limit`` is ``max_kernels`` or ``max_kernels_per_key``."""
+    if limit == "max_kernels":
+        return TooManyKernels(f"Kernel limit reached: this gateway runs at most {max_kernels} kernels (max_kernels).")
+    return TooManyKernels(
+        f"Kernel limit reached: key {owner!r} may run at most {max_kernels_per_key} kernels "
+        "(max_kernels_per_key); shut one down first."
+    )
+
+
 class KernelRegistry:
     """Every kernel of this gateway, live or dead (a dead one keeps its cells until it is restarted or expires)."""
 
@@ -72,16 +82,11 @@ class KernelRegistry:
         Raises TooManyKernels. Every ``admit`` is followed by ``add`` or ``release``."""
         pending = sum(self._pending.values())
         if self.live() + pending >= self.max_kernels:
-            raise TooManyKernels(
-                f"Kernel limit reached: this gateway runs at most {self.max_kernels} kernels (max_kernels)."
-            )
+            raise limit_reached("max_kernels", owner, self.max_kernels, self.max_kernels_per_key)
         if owner is not None:
             mine = sum(1 for k in self._kernels.values() if k.alive and k.owner == owner) + self._pending.get(owner, 0)
             if mine >= self.max_kernels_per_key:
-                raise TooManyKernels(
-                    f"Kernel limit reached: key {owner!r} may run at most {self.max_kernels_per_key} kernels "
-                    "(max_kernels_per_key); shut one down first."
-                )
+                raise limit_reached("max_kernels_per_key", owner, self.max_kernels, self.max_kernels_per_key)
         self._pending[owner] = self._pending.get(owner, 0) + 1
 
     def release(self, owner: str | None) -> None:

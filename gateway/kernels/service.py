@@ -13,25 +13,31 @@ from typing import Any
 
 from gateway.errors import KernelDead
 from gateway.kernels import recovery
+from gateway.kernels.admission import Admission, LocalAdmission, SharedAdmission
 from gateway.kernels.culling import cull_forever
 from gateway.kernels.editing import CellEditor
 from gateway.kernels.execution import CellRunner, RunLimits
 from gateway.kernels.files import FileTransfer
+from gateway.kernels.janitor import Janitor
 from gateway.kernels.kernel import Kernel, RunResult
 from gateway.kernels.launcher import KernelLauncher
+from gateway.kernels.leader import LeaderRole
 from gateway.kernels.lifecycle import KernelLifecycle
 from gateway.kernels.observer import NullObserver
 from gateway.kernels.packages import NoPackages
 from gateway.kernels.pool import KernelPool
 from gateway.kernels.ports import (
+    Coordination,
     KernelConnector,
     KernelObserver,
     KernelPackages,
     KernelStore,
     OnOutput,
     SandboxBackend,
+    WarmPool,
 )
 from gateway.kernels.registry import KernelRegistry, new_kernel_id
+from gateway.kernels.shared_pool import SharedKernelPool
 from gateway.kernels.supervisor import DeathSupervisor
 from gateway.kernels.tasks import TaskSet
 from gateway.notebook import Cell
@@ -42,7 +48,11 @@ log = logging.getLogger(__name__)
 
 
 class KernelService:
-    """Every kernel of this gateway instance. Create one per process; ``await start_up()`` before use."""
+    """Every kernel of this gateway instance. Create one per process; ``await start_up()`` before use.
+
+    With a ``coordination`` (PostgreSQL: several replicas of one deployment), admission is counted in the database,
+    the warm pool is shared, and the leader among the replicas fills it and sweeps orphans (issue 11).
+    """
 
     def __init__(
         self,
@@ -52,6 +62,7 @@ class KernelService:
         store: KernelStore,
         observer: KernelObserver | None = None,
         packages: KernelPackages | None = None,
+        coordination: Coordination | None = None,
     ) -> None:
         self.settings = settings
         self.observer: KernelObserver = observer or NullObserver()
@@ -61,10 +72,31 @@ class KernelService:
         self.tasks = TaskSet()
         self.registry = KernelRegistry(settings.max_kernels, settings.max_kernels_per_key)
         launcher = KernelLauncher(backend, connector, settings.kernel_start_timeout)
-        self.pool = KernelPool(
-            launcher, new_kernel_id, size=settings.pool_size, parallel=settings.pool_parallel_starts,
-            runtime=settings.runtime,
-        )  # fmt: skip
+        self.coordination = coordination
+        self.leader: LeaderRole | None = None
+        self.janitor: Janitor | None = None
+        self.pool: WarmPool
+        admission: Admission
+        if coordination is None:
+            self.pool = KernelPool(
+                launcher, new_kernel_id, size=settings.pool_size, parallel=settings.pool_parallel_starts,
+                runtime=settings.runtime,
+            )  # fmt: skip
+            admission = LocalAdmission(self.registry)
+        else:
+            self.leader = LeaderRole(coordination, settings.coordination_interval)
+            pool = SharedKernelPool(
+                launcher, coordination, self.leader, new_kernel_id, size=settings.pool_size,
+                parallel=settings.pool_parallel_starts, runtime=settings.runtime,
+                interval=settings.coordination_interval,
+            )  # fmt: skip
+            ttl = pending_start_ttl(settings)
+            self.janitor = Janitor(launcher, coordination, self.leader, filler=pool.filler, ttl=ttl)
+            self.pool = pool
+            admission = SharedAdmission(
+                coordination, max_kernels=settings.max_kernels, max_kernels_per_key=settings.max_kernels_per_key,
+                ttl=ttl,
+            )  # fmt: skip
         self.lifecycle = KernelLifecycle(
             instance=settings.instance,
             runtimes=settings.runtimes,
@@ -78,6 +110,7 @@ class KernelService:
             observer=self.observer,
             images=settings.images,
             packages=self.packages,
+            admission=admission,
         )
         self.supervisor = DeathSupervisor(self.registry, self.lifecycle, self.tasks)
         self.runner = CellRunner(
@@ -109,7 +142,10 @@ class KernelService:
         interrupted = await self.store.interrupt_open_runs(settings.instance, recovery.INTERRUPTED_DETAIL)
         records = await self.store.load_kernels(settings.instance)
         containers = await self.backend.list_own()
-        plan = recovery.plan(records, containers, {run.kernel_id for run in interrupted}, settings.mem_limit_mb)
+        deployment = None if self.coordination is None else await self.coordination.known_kernel_ids()
+        plan = recovery.plan(
+            records, containers, {run.kernel_id for run in interrupted}, settings.mem_limit_mb, deployment=deployment
+        )
         await self.packages.start_up({record.id for record in records})  # re-attached kernels reinstall
         await recovery.apply(plan, self.lifecycle, settings.reattach_timeout)
         if settings.idle_timeout or settings.max_lifetime or settings.dead_kernel_ttl:
@@ -125,13 +161,20 @@ class KernelService:
                 ),
                 name="culling",
             )
+        if self.leader is not None and self.janitor is not None:
+            await self.leader.check()  # the first replica up leads at once: its pool starts filling now
+            self.leader.start()
+            self.tasks.spawn(self.janitor.run(settings.cull_interval), name="janitor")
         self.pool.start()
 
     async def shut_down(self) -> None:
         """Clean stop. ``on_stop=keep``: let go of the kernels, leaving them running for the next start.
-        ``on_stop=shutdown``: remove their containers; their records and cells stay, marked dead."""
+        ``on_stop=shutdown``: remove their containers; their records and cells stay, marked dead. With several
+        replicas (``coordination``), only this replica's kernels: the shared pool stays for the others."""
         await self.tasks.cancel_all()
         await self.pool.close()
+        if self.leader is not None:
+            await self.leader.close()
         kernels = list(self.registry)
         if self.settings.on_stop == "keep":
             for kernel in kernels:
@@ -139,7 +182,8 @@ class KernelService:
             log.info("left %d kernels running for the next start (on_stop=keep)", len(kernels))
         else:
             await asyncio.gather(*(self.lifecycle.stop_for_good(k) for k in kernels), return_exceptions=True)
-            await self.backend.remove_all()
+            if self.coordination is None:  # shared: the pool and other replicas' kernels are not this one's to remove
+                await self.backend.remove_all()
         self.backend.close()
         self.packages.close()
 
@@ -270,3 +314,9 @@ class KernelService:
         """Raises SandboxUnavailable unless the engine answers."""
         await self.backend.ping()
         return {"status": "ok", "docker": "ok", "kernels": len(self.registry)}
+
+
+def pending_start_ttl(settings: Settings) -> float:
+    """How long a pending start counts against the limits across replicas: past it, its replica is taken as dead
+    mid-start. Longer than any start can take (the kernel's first answer is bounded by kernel_start_timeout)."""
+    return 2 * settings.kernel_start_timeout + 60

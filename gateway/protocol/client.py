@@ -226,13 +226,15 @@ class KernelClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         asked: set[str] = set()  # a slow kernel may answer an earlier request: any answer will do
+        patience = 0.02  # for IOPub: a status published before our subscription took is never seen, so ask again
         while loop.time() < deadline:
             asked.add(self._client.kernel_info())
             if await self._reply(asked, min(0.25, deadline - loop.time())) is None:
                 continue
-            idle, _ = await self._until_idle(asked, min(loop.time() + 0.25, deadline), None)
+            idle, _ = await self._until_idle(asked, min(loop.time() + patience, deadline), None)
             if idle:
                 return
+            patience = min(0.25, patience * 2)
         raise KernelUnresponsive(f"kernel did not answer within {timeout:g} s")
 
     async def execute(

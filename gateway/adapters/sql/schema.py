@@ -116,3 +116,35 @@ kernel_packages = Table(
     Column("wheels", JSON, nullable=False, comment="wheels fetched for them: name, version, filename, sha256, size"),
     Column("updated_at", Double, nullable=False),
 )
+
+# --- issue 11 (migration 0006_shared_pool): what the replicas of one deployment share on PostgreSQL ------------------
+
+pool_kernels = Table(
+    "pool_kernels",
+    metadata,
+    Column("kernel_id", BigInteger, primary_key=True, autoincrement=False, comment="the id it gets once claimed"),
+    Column("instance", String(32), nullable=False, comment="the deployment whose pool it is in"),
+    Column("uuid", String(36), nullable=False, comment="the id Jupyter's protocol uses"),
+    Column("runtime", String(32), nullable=False),
+    Column("state", String(16), nullable=False, comment="starting | ready | claimed"),
+    Column("filler", String(64), nullable=False, comment="the leader process that started it"),
+    Column("container_id", String(64), nullable=False, server_default="", comment="empty until ready"),
+    Column("node", String(128), nullable=True, comment="where it runs, when the backend says (agents backend)"),
+    Column("sandbox", JSON, nullable=False, comment="its backend's handle state, without key"),
+    Column("hmac_key", String(128), nullable=False, comment="secret; emptied when it is claimed"),
+    Column("created_at", Double, nullable=False),
+    Column("ready_at", Double, nullable=True),
+    Column("claimed_at", Double, nullable=True),
+    Index("ix_pool_kernels_claim", "instance", "runtime", "state", "ready_at"),
+)
+
+admissions = Table(
+    "admissions",
+    metadata,
+    Column("ticket", String(32), primary_key=True, comment="random hex id of one admitted start"),
+    Column("instance", String(32), nullable=False),
+    Column("owner", String(128), nullable=True, comment="id of the API key that asked"),
+    Column("kernel_id", BigInteger, nullable=True, comment="its kernel, once known: stored, it no longer counts here"),
+    Column("expires_at", Double, nullable=False, comment="past it, its replica is taken as dead mid-start"),
+    Index("ix_admissions_instance", "instance"),
+)

@@ -63,3 +63,11 @@ def test_kernel_from_a_record_keeps_identity_and_starts_without_a_container() ->
     kernel = kernel_from(record(5, "c5"))
     assert kernel.id == 5 and kernel.uuid == "u5" and kernel.state is KernelState.STARTING and kernel.handle is None
     assert kernel_from(record(6, "", "dead")).state is KernelState.DEAD
+
+
+def test_with_several_replicas_containers_the_deployment_knows_stay_and_socket_directories_are_left() -> None:
+    # issue 11: 2 is another replica's pool kernel or start in progress; 3 and the unlabelled one nobody knows
+    result = plan([record(1, "c1")], [container("c1", 1), container("c2", 2), container("c3", 3),
+                                     container("cx", None)], set(), 512, deployment={1, 2})  # fmt: skip
+    assert sorted(result.remove) == ["name-c3", "name-cx"]
+    assert result.keep_leftovers and not plan([], [], set(), 512).keep_leftovers
