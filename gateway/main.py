@@ -13,12 +13,14 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from gateway.adapters.agents import AgentsBackend
 from gateway.adapters.docker import DockerSandbox
 from gateway.adapters.docker.cgroups import CgroupReader
 from gateway.adapters.sql import Store
 from gateway.api import cells, docs, errors, execute, files, health, kernels, live, metrics, notebooks, pool, stream
 from gateway.api.jupyter import routes as jupyter
 from gateway.api.jupyter.relay import Relays
+from gateway.kernels.ports import SandboxBackend
 from gateway.kernels.service import KernelService
 from gateway.mcp import mount_mcp
 from gateway.metrics.http import HttpMetricsMiddleware
@@ -48,7 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await Store.open(settings)
         connector = ZmqConnector(settings.max_message_bytes)
-        service = KernelService(settings, DockerSandbox.from_settings(settings), connector, store, observer)
+        service = KernelService(settings, _backend(settings), connector, store, observer)
         app.state.relays = Relays(settings, connector.context, audit)
         observer.metrics.watch_store(store.engine)
         observer.metrics.watch_kernels(lambda: [k.state for k in service.registry])
@@ -130,6 +132,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
     return app
+
+
+def _backend(settings: Settings) -> SandboxBackend:
+    """Where kernels run: this host's engine, or the nodes of the agents (``JUPYCELL_BACKEND``)."""
+    if settings.backend == "agents":
+        return AgentsBackend.from_settings(settings)
+    return DockerSandbox.from_settings(settings)
 
 
 _OPEN_API_WARNING = """

@@ -331,6 +331,7 @@ class Agent:
             "boot_id": self.boot_id,
             "agent_version": AGENT_VERSION,
             "protocol": PROTOCOL_VERSION,
+            "events_port": self.settings.events_port,
             **self._node,
             "kernels": len(self.relays.ports()),
             "starting": len(self._starting),

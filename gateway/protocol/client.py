@@ -22,9 +22,11 @@ import zmq
 import zmq.asyncio
 from jupyter_client.asynchronous.client import AsyncKernelClient
 
+from gateway.agent.client import CurveAsyncKernelClient
 from gateway.errors import KernelCodeError, KernelGone, KernelUnresponsive
 from gateway.kernels.ports import ConnectionInfo
 from gateway.notebook.outputs import Output, OutputCollector, output_from_message
+from gateway.protocol.curve import SEND_TIMEOUT_MS, curve_keys
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ class KernelClient:
     """A connection to one kernel's shell, IOPub and control channels (no stdin: ``input()`` fails at once)."""
 
     def __init__(self, connection_info: ConnectionInfo, context: zmq.asyncio.Context) -> None:
-        self._client = AsyncKernelClient(context=context)
+        self._client = _client_for(connection_info, context)
         self._client.load_connection_info(connection_info)  # type: ignore[arg-type]
         self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
         self.died: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -321,6 +323,17 @@ class KernelClient:
         """Ask the kernel to raise KeyboardInterrupt in the running code (control channel, no Docker call)."""
         msg = self._client.session.msg("interrupt_request", {})
         self._client.control_channel.send(msg)
+
+
+def _client_for(connection_info: ConnectionInfo, context: zmq.asyncio.Context) -> AsyncKernelClient:
+    """jupyter_client's client; with the gateway's Curve keys when the kernel is relayed by a node agent."""
+    keys = curve_keys(connection_info)
+    if keys is None:
+        return AsyncKernelClient(context=context)
+    client = CurveAsyncKernelClient(context=context)
+    client.agent_keys = keys
+    client.send_timeout_ms = SEND_TIMEOUT_MS
+    return client
 
 
 def _answered(reply: asyncio.Future[dict[str, Any] | None] | None) -> bool:
