@@ -182,6 +182,9 @@ def _own_agent(gateway: GatewayProcess) -> dict[str, str]:
     if own is None:
         from testing.agents import AgentProcess
 
+        if not TEST_POSTGRES_URL and not gateway.settings.get("database_url"):
+            raise RuntimeError(NO_POSTGRES + " (JUPYCELL_TEST_BACKEND=agents needs it)")
+
         resources = ExitStack()
         try:
             url = gateway.settings.get("database_url") or resources.enter_context(postgres_database())

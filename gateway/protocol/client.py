@@ -12,9 +12,10 @@ going to arrive has arrived. No timing is involved: a busy machine only makes it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,7 +230,10 @@ class KernelClient:
         deadline = loop.time() + timeout
         asked: set[str] = set()  # a slow kernel may answer an earlier request: any answer will do
         while loop.time() < deadline:
-            asked.add(self._client.kernel_info())
+            try:
+                asked.add(self._client.kernel_info())
+            except zmq.Again:  # a relayed kernel's send gave up (bounded): ask again until the deadline
+                continue
             if await self._reply(asked, min(0.25, deadline - loop.time())) is None:
                 continue
             idle, _ = await self._until_idle(asked, min(loop.time() + 0.25, deadline), None)
@@ -269,7 +273,8 @@ class KernelClient:
         escalate: Callable[[], Awaitable[Any]] | None,
     ) -> Execution:
         loop = asyncio.get_running_loop()
-        msg_id = self._client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
+        with _bounded_send():
+            msg_id = self._client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
         reply = asyncio.ensure_future(self._reply(msg_id, timeout + _ESCALATE_AFTER + interrupt_grace))
         try:
             finished, count = await self._until_idle(msg_id, loop.time() + timeout, collector, reply)
@@ -307,9 +312,10 @@ class KernelClient:
 
         Raises KernelCodeError if it raises, KernelUnresponsive without a reply in ``timeout`` seconds.
         """
-        msg_id = self._client.execute(
-            "", silent=True, store_history=False, user_expressions={"value": expression}, allow_stdin=False
-        )
+        with _bounded_send():
+            msg_id = self._client.execute(
+                "", silent=True, store_history=False, user_expressions={"value": expression}, allow_stdin=False
+            )
         reply = await self._reply(msg_id, timeout)
         if reply is None:
             raise KernelUnresponsive(f"no reply within {timeout:g} s")
@@ -322,7 +328,17 @@ class KernelClient:
     async def interrupt(self) -> None:
         """Ask the kernel to raise KeyboardInterrupt in the running code (control channel, no Docker call)."""
         msg = self._client.session.msg("interrupt_request", {})
-        self._client.control_channel.send(msg)
+        with _bounded_send():
+            self._client.control_channel.send(msg)
+
+
+@contextlib.contextmanager
+def _bounded_send() -> Iterator[None]:
+    """A send to a relayed kernel that gave up (its bounded send timed out) is an unresponsive kernel."""
+    try:
+        yield
+    except zmq.Again:
+        raise KernelUnresponsive("its relay did not take the message (the node may be unreachable)") from None
 
 
 def _client_for(connection_info: ConnectionInfo, context: zmq.asyncio.Context) -> AsyncKernelClient:

@@ -16,8 +16,9 @@ from gateway.agent.client import CurveKeys, curve_socket
 from gateway.agent.keys import Keypair
 from gateway.kernels.ports import ConnectionInfo
 
-#: Longest a send to a relayed kernel may wait (a full queue to an agent that is gone): then it fails.
-SEND_TIMEOUT_MS = 5000
+#: Longest a send to a relayed kernel may wait (no queue to an agent that is gone): then it fails. jupyter_client
+#: sends synchronously, so this also bounds how long such a send holds the event loop.
+SEND_TIMEOUT_MS = 1000
 
 
 def curve_keys(info: ConnectionInfo) -> CurveKeys | None:

@@ -44,12 +44,13 @@ _PROBE_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class AgentHandle(SandboxHandle):
-    """A kernel's sandbox on a node; its state records the node."""
+    """A kernel's sandbox on a node; its state records the node (in ``connection``, which the store keeps)."""
 
     node: str = ""
 
     def to_state(self) -> dict[str, Any]:
-        return {**super().to_state(), "node": self.node}
+        state = super().to_state()
+        return {**state, "connection": {**state["connection"], "node": self.node}}
 
 
 class AgentsBackend:
@@ -269,6 +270,7 @@ class AgentsBackend:
             except SandboxUnavailable as error:
                 raise KernelStartFailed(f"node {name}: {error}") from None
             node.placed[kernel_id] = started.container_id
+            node.counted(+1)
             return self._handle(kernel_id, node, started.container_id, started.ports, key)
         loads = ", ".join(f"{n.name} {n.load().kernels}" for n in ready.values())
         raise TooManyKernels(
@@ -277,15 +279,19 @@ class AgentsBackend:
         )
 
     def _handle(
-        self, kernel_id: int, node: AgentNode, container_id: str, ports: dict[str, int], key: str
-    ) -> AgentHandle:
-        info = relay_connection_info(node.address[0], ports, key)
+        self, kernel_id: int, node: AgentNode | None, container_id: str, ports: dict[str, int], key: str,
+        ip: str = "", name: str = "",
+    ) -> AgentHandle:  # fmt: skip
+        """The handle, connection info to the node's relay with the Curve keys (to ``ip`` if the node is unknown:
+        such a kernel is not answering, and start-up recovery marks it dead)."""
+        name = node.name if node is not None else name
+        info = relay_connection_info(node.address[0] if node is not None else ip or "127.0.0.1", ports, key)
         info.update(
             curve_server_key=self._keys.server_public.decode(),
             curve_client_public=self._keys.client.public.decode(),
             curve_client_secret=self._keys.client.secret.decode(),
         )
-        return AgentHandle(kernel_id, container_id, f"{node.name}/{kernel_id}", cast(ConnectionInfo, info), node.name)
+        return AgentHandle(kernel_id, container_id, f"{name}/{kernel_id}", cast(ConnectionInfo, info), name)
 
     async def seal(self, handle: SandboxHandle) -> None:
         node = self._node_of(handle.kernel_id)
@@ -293,14 +299,13 @@ class AgentsBackend:
 
     def restore(self, kernel_id: int, state: dict[str, Any], key: str) -> SandboxHandle:
         connection = state.get("connection") or {}
-        node = self._nodes.get(str(state.get("node", "")))
+        name = str(connection.get("node", ""))
         ports = {channel: int(connection.get(f"{channel}_port", 0)) for channel in CHANNELS}
         container_id = str(state.get("container_id", ""))
-        if node is None:  # not found at start-up: the handle leads nowhere, and the kernel is reported lost
-            info = relay_connection_info(str(connection.get("ip", "127.0.0.1")), ports, key)
-            return AgentHandle(kernel_id, container_id, str(state.get("name", "")), cast(ConnectionInfo, info))
-        node.placed[kernel_id], self._where[kernel_id] = container_id, node
-        return self._handle(kernel_id, node, container_id, ports, key)
+        node = self._nodes.get(name)
+        if node is not None:
+            node.placed[kernel_id], self._where[kernel_id] = container_id, node
+        return self._handle(kernel_id, node, container_id, ports, key, str(connection.get("ip", "")), name)
 
     async def signal(self, kernel_id: int, signal: str) -> None:
         node = self._where.get(kernel_id)
@@ -350,6 +355,7 @@ class AgentsBackend:
             return
         try:
             await node.call(lambda c: c.remove(kernel_id))
+            node.counted(-1)
         except AgentRefused:
             pass  # e.g. not found: removed already
         except SandboxUnavailable as error:

@@ -99,6 +99,10 @@ class AgentNode:
 
     # --- load -----------------------------------------------------------------------------------------------
 
+    def counted(self, change: int) -> None:
+        """This gateway started (+1) or removed (-1) a kernel here: its count until the next capacity report."""
+        self.capacity["kernels"] = max(0, _count(self.capacity.get("kernels")) + change)
+
     def load(self) -> NodeLoad:
         """Its load for placement: the agent's last report, or what this gateway placed there if that is more."""
         reported = _count(self.capacity.get("kernels")) + _count(self.capacity.get("starting"))
