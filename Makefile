@@ -7,6 +7,7 @@
 #   make check    static checks: ruff, mypy (strict on the core and the notebook model), the import rules
 #   make test     all of the above, then the test suite (runc), then integration + security again under gVisor
 #   make test-runsc       only the integration and security suites, kernels under gVisor (runsc)
+#   make test-agents      a selection of them with JUPYCELL_BACKEND=agents (each gateway on a node agent of its own)
 #   make up       run the gateway with docker compose
 #   make bench    benchmark against the raw floor and Jupyter Kernel Gateway (BENCH_ARGS=--quick for a fast check)
 #   make bench-deadlines  how long after a run's deadline the response comes (timeout, SIGINT ignored)
@@ -32,7 +33,7 @@ BENCH_VENV := bench/.venv
 # tests clean up by label instead.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: engine images deps postgres check test test-runsc up clean bench bench-deadlines bench-jupyter bench-runtimes \
+.PHONY: engine images deps postgres check test test-runsc test-agents up clean bench bench-deadlines bench-jupyter bench-runtimes \
 	bench-agent swarm-up swarm-check swarm-down test-swarm bench-kernel
 
 engine:
@@ -56,10 +57,22 @@ check: deps
 test: engine images deps check
 	$(PYTHON) -m pytest $(PYTEST_ARGS) tests
 	$(MAKE) --no-print-directory test-runsc
+	$(MAKE) --no-print-directory test-agents
 
 # The same kernels under gVisor: every test gateway passes JUPYCELL_RUNTIME through to its settings.
 test-runsc: engine images deps
 	JUPYCELL_RUNTIME=runsc $(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration tests/security
+
+# Existing suites with JUPYCELL_BACKEND=agents: every test gateway runs its kernels through a node agent of its own
+# (a plain process on the local engine) on a PostgreSQL database of its own (testing/harness.py, TEST_BACKEND).
+# A selection, to keep CI time down: the seed API, durability, the Jupyter protocol, escapes (runc and gVisor).
+AGENTS_SUITES := tests/integration/test_seed_api.py tests/integration/test_persistence.py \
+	tests/integration/test_jupyter_api.py tests/security/test_escape.py
+test-agents: engine images deps postgres
+	export JUPYCELL_TEST_POSTGRES_URL="$${JUPYCELL_TEST_POSTGRES_URL:-$$(scripts/ensure-postgres.sh)}" \
+		JUPYCELL_TEST_BACKEND=agents; \
+	$(PYTHON) -m pytest $(PYTEST_ARGS) $(AGENTS_SUITES); \
+	JUPYCELL_RUNTIME=runsc $(PYTHON) -m pytest $(PYTEST_ARGS) tests/security/test_escape.py
 
 # Not part of `make test`: its own venv (gateway deps + Jupyter Kernel Gateway from PyPI), minutes of load.
 bench: engine images

@@ -244,13 +244,33 @@ class AgentsBackend:
         """Place the kernel on the node with the most free capacity (the next one if that node is full by now)."""
         key = secrets.token_hex(32)
         ready = {node.name: node for node in self._ready()}
+        if not ready:
+            raise SandboxUnavailable("no agent is ready to start a kernel (every node is lost or unreachable)")
+        for fresh in (False, True):  # every node full: ask for fresh capacity reports once before refusing
+            if fresh:
+                await asyncio.gather(*(self._report(node) for node in ready.values()))
+            handle = await self._place(kernel_id, key, ready, runtime, env, pooled)
+            if handle is not None:
+                return handle
+        loads = ", ".join(f"{n.name} {n.load().kernels}" for n in ready.values())
+        raise TooManyKernels(
+            f"every node runs its maximum of kernels (max_kernels_per_node={self.settings.max_kernels_per_node}; "
+            f"kernels per node: {loads})"
+        )
+
+    async def _report(self, node: AgentNode) -> None:
+        with contextlib.suppress(SandboxUnavailable, AgentRefused):
+            node.capacity = await node.call(lambda c: c.capacity())
+
+    async def _place(
+        self, kernel_id: int, key: str, ready: dict[str, AgentNode], runtime: str, env: dict[str, str], pooled: bool
+    ) -> AgentHandle | None:
+        """Start the kernel on the first node of the placement order that takes it; None if none does."""
         order = preference(
             [node.load() for node in ready.values()],
             per_node=self.settings.max_kernels_per_node,
             kernel_mem_mb=self.settings.mem_limit_mb,
         )
-        if not ready:
-            raise SandboxUnavailable("no agent is ready to start a kernel (every node is lost or unreachable)")
         for name in order:
             node = ready[name]
             node.placed[kernel_id], self._where[kernel_id] = "", node
@@ -272,11 +292,7 @@ class AgentsBackend:
             node.placed[kernel_id] = started.container_id
             node.counted(+1)
             return self._handle(kernel_id, node, started.container_id, started.ports, key)
-        loads = ", ".join(f"{n.name} {n.load().kernels}" for n in ready.values())
-        raise TooManyKernels(
-            f"every node runs its maximum of kernels (max_kernels_per_node={self.settings.max_kernels_per_node}; "
-            f"kernels per node: {loads})"
-        )
+        return None
 
     def _handle(
         self, kernel_id: int, node: AgentNode | None, container_id: str, ports: dict[str, int], key: str,
@@ -365,12 +381,15 @@ class AgentsBackend:
     async def remove_container(self, name: str) -> None:
         """Remove a container ``list_own`` found (by its id)."""
         node, kernel_id = self._found.pop(name, (None, None))
-        if node is None or kernel_id is None:
+        if node is None:
             return
-        if self._where.get(kernel_id) is node:
-            await self.remove(kernel_id)
-        else:
-            await self._remove_on(node, kernel_id)
+        if kernel_id is not None and self._where.get(kernel_id) is node:
+            del self._where[kernel_id]
+            node.placed.pop(kernel_id, None)
+        try:
+            await node.call(lambda c: c.remove_container(name))
+        except (SandboxUnavailable, AgentRefused) as error:
+            log.warning("node %s: container %s not removed: %s", node.name, name[:12], error)
 
     async def list_own(self) -> list[OwnContainer]:
         """Every kernel container on the ready nodes (a node that does not answer is left out, with a warning)."""
