@@ -357,21 +357,23 @@ class AgentsBackend:
             return ""
 
     async def remove(self, kernel_id: int) -> None:
-        """Remove the kernel's container from its node. Idempotent; never fails: a node that does not answer
-        gets the removal once it answers again."""
+        """Remove the kernel's container, relay and files from its node. Idempotent; never fails: a node that does
+        not answer gets the removal once it answers again."""
         node = self._where.pop(kernel_id, None)
-        if node is None:
+        if node is None:  # on no node this gateway knows of (e.g. dead since before a restart): wherever it is
+            await asyncio.gather(*(self._remove_on(other, kernel_id, placed=False) for other in self._ready()))
             return
         node.placed.pop(kernel_id, None)
         await self._remove_on(node, kernel_id)
 
-    async def _remove_on(self, node: AgentNode, kernel_id: int) -> None:
+    async def _remove_on(self, node: AgentNode, kernel_id: int, *, placed: bool = True) -> None:
         if node.lost:
             node.left_behind.add(kernel_id)
             return
         try:
             await node.call(lambda c: c.remove(kernel_id))
-            node.counted(-1)
+            if placed:
+                node.counted(-1)
         except AgentRefused:
             pass  # e.g. not found: removed already
         except SandboxUnavailable as error:
