@@ -30,7 +30,6 @@ from testing.harness import (
     wait_for,
 )
 
-
 # What is tested here does not depend on the kernels' runtime; under gVisor, `make test-agents` runs the escape suite
 # through an agent.
 pytestmark = pytest.mark.skipif(
