@@ -13,7 +13,8 @@
 #   make bench-deadlines  how long after a run's deadline the response comes (timeout, SIGINT ignored)
 #   make bench-jupyter    `1+1` over the kernel websocket, direct and through jupyter server --gateway-url
 #   make bench-runtimes   kernel start and `1+1` latency under runc and runsc
-#   make bench-agent      `1+1` through the node agent's Curve relay vs direct ipc; the agent's footprint
+#   make bench-agent      `1+1` through the node agent's Curve relay vs direct ipc; the agent's footprint; then
+#                         through a gateway with JUPYCELL_BACKEND=agents vs the local backend (+1.5 ms target)
 #   make swarm-up   a two-node Swarm of docker-in-docker nodes on this machine, the stack deployed (docs/swarm.md)
 #   make swarm-check    probe the agents again, and restart them all under running kernels
 #   make swarm-down remove everything swarm-up made
@@ -95,9 +96,11 @@ bench-jupyter:
 bench-runtimes:
 	$(PYTHON) bench/runtimes.py
 
-bench-agent:
+bench-agent: postgres
 	$(PYTHON) bench/agent_relay.py
 	$(PYTHON) bench/relay_designs.py
+	JUPYCELL_TEST_POSTGRES_URL="$${JUPYCELL_TEST_POSTGRES_URL:-$$(scripts/ensure-postgres.sh)}" \
+		$(PYTHON) bench/agents_backend.py
 
 # Uses the images `make images` built (or JUPYCELL_GATEWAY_IMAGE / JUPYCELL_SANDBOX_IMAGE from the environment).
 swarm-up: engine
