@@ -10,13 +10,15 @@
 #   make check    static checks: ruff, mypy (strict on the core and the notebook model), the import rules
 #   make test     all of the above, then the test suite (runc), then integration + security again under gVisor
 #   make test-runsc       only the integration and security suites, kernels under gVisor (runsc)
+#   make test-agents      a selection of them with JUPYCELL_BACKEND=agents (each gateway on a node agent of its own)
 #   make up       run the gateway with docker compose
 #   make bench    benchmark against the raw floor and Jupyter Kernel Gateway (BENCH_ARGS=--quick for a fast check)
 #   make bench-deadlines  how long after a run's deadline the response comes (timeout, SIGINT ignored)
 #   make bench-jupyter    `1+1` over the kernel websocket, direct and through jupyter server --gateway-url
 #   make bench-runtimes   kernel start and `1+1` latency under runc and runsc
 #   make bench-packages   `%pip install` cell: cached, first fetch, and plain pip on the host (docs/packages.md)
-#   make bench-agent      `1+1` through the node agent's Curve relay vs direct ipc; the agent's footprint
+#   make bench-agent      `1+1` through the node agent's Curve relay vs direct ipc; the agent's footprint; then
+#                         through a gateway with JUPYCELL_BACKEND=agents vs the local backend (+1.5 ms target)
 #   make swarm-up   a two-node Swarm of docker-in-docker nodes on this machine, the stack deployed (docs/swarm.md)
 #   make swarm-check    probe the agents again, and restart them all under running kernels
 #   make swarm-down remove everything swarm-up made
@@ -36,8 +38,8 @@ BENCH_VENV := bench/.venv
 # tests clean up by label instead.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: engine images deps postgres check test test-runsc up clean bench bench-deadlines bench-jupyter bench-runtimes \
-	bench-agent swarm-up swarm-check swarm-down test-swarm bench-kernel bench-packages
+.PHONY: engine images deps postgres check test test-runsc test-agents up clean bench bench-deadlines bench-jupyter \
+	bench-runtimes bench-agent swarm-up swarm-check swarm-down test-swarm bench-kernel bench-packages
 
 engine:
 	scripts/ensure-docker.sh
@@ -60,10 +62,25 @@ check: deps
 test: engine images deps check
 	$(PYTHON) -m pytest $(PYTEST_ARGS) tests
 	$(MAKE) --no-print-directory test-runsc
+	$(MAKE) --no-print-directory test-agents
 
 # The same kernels under gVisor: every test gateway passes JUPYCELL_RUNTIME through to its settings.
 test-runsc: engine images deps
 	JUPYCELL_RUNTIME=runsc $(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration tests/security
+
+# Existing suites with JUPYCELL_BACKEND=agents: every test gateway runs its kernels through a node agent of its own
+# (a plain process on the local engine) on a PostgreSQL database of its own (testing/harness.py, TEST_BACKEND).
+# A selection, to keep CI time down (about 5 minutes): the seed API, the Jupyter protocol, escapes (runc and gVisor),
+# and durability (kill -9 of the gateway: kernels re-attached through the agent with their memory; containers
+# changed while the gateway was down). The whole persistence suite passes too, in 5 more minutes.
+AGENTS_SUITES := tests/integration/test_seed_api.py tests/integration/test_jupyter_api.py tests/security/test_escape.py \
+	tests/integration/test_persistence.py::test_kill_9_and_restart_keeps_kernels_with_their_memory_cells_and_outputs \
+	tests/integration/test_persistence.py::test_changes_to_containers_while_the_gateway_is_down_are_found_at_start
+test-agents: engine images deps postgres
+	export JUPYCELL_TEST_POSTGRES_URL="$${JUPYCELL_TEST_POSTGRES_URL:-$$(scripts/ensure-postgres.sh)}" \
+		JUPYCELL_TEST_BACKEND=agents; \
+	$(PYTHON) -m pytest $(PYTEST_ARGS) $(AGENTS_SUITES); \
+	JUPYCELL_RUNTIME=runsc $(PYTHON) -m pytest $(PYTEST_ARGS) tests/security/test_escape.py
 
 # Not part of `make test`: its own venv (gateway deps + Jupyter Kernel Gateway from PyPI), minutes of load.
 bench: engine images
@@ -89,9 +106,11 @@ bench-runtimes:
 bench-packages:
 	$(PYTHON) bench/packages.py
 
-bench-agent:
+bench-agent: postgres
 	$(PYTHON) bench/agent_relay.py
 	$(PYTHON) bench/relay_designs.py
+	JUPYCELL_TEST_POSTGRES_URL="$${JUPYCELL_TEST_POSTGRES_URL:-$$(scripts/ensure-postgres.sh)}" \
+		$(PYTHON) bench/agents_backend.py
 
 # Uses the images `make images` built (or JUPYCELL_GATEWAY_IMAGE / JUPYCELL_SANDBOX_IMAGE from the environment).
 swarm-up: engine

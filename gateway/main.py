@@ -14,8 +14,10 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from gateway.adapters.agents import AgentsBackend
 from gateway.adapters.docker import DockerSandbox
 from gateway.adapters.docker.cgroups import CgroupReader
+from gateway.adapters.docker.sandbox import ExtraMounts
 from gateway.adapters.sql import Store
 from gateway.adapters.sql.coordination import SqlCoordination
 from gateway.adapters.sql.database import database_url
@@ -23,6 +25,7 @@ from gateway.api import cells, docs, errors, execute, files, health, kernels, li
 from gateway.api import packages as packages_api
 from gateway.api.jupyter import routes as jupyter
 from gateway.api.jupyter.relay import Relays
+from gateway.kernels.ports import SandboxBackend
 from gateway.kernels.service import KernelService
 from gateway.mcp import mount_mcp
 from gateway.metrics.http import HttpMetricsMiddleware
@@ -56,10 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         coordination = None  # issue 11: with PostgreSQL, admission, the warm pool and the leader are shared
         if store.engine.dialect.name == "postgresql":
             coordination = SqlCoordination(database_url(settings), settings.instance)
-        # Packages on demand (issue 13): fetched outside the kernels, mounted read-only into each one.
-        packages = await asyncio.to_thread(PackageService, settings, store)
-        sandbox = DockerSandbox.from_settings(settings, packages.container_mounts if packages.enabled else None)
-        service = KernelService(settings, sandbox, connector, store, observer, packages, coordination)
+        # Packages on demand (issue 13): fetched outside the kernels, mounted read-only into each one (local backend).
+        packages = None if settings.backend == "agents" else await asyncio.to_thread(PackageService, settings, store)
+        mounts = packages.container_mounts if packages is not None and packages.enabled else None
+        backend = _backend(settings, mounts)
+        service = KernelService(settings, backend, connector, store, observer, packages, coordination)
         app.state.relays = Relays(settings, connector.context, audit, prefetch=service.prefetch)
         observer.metrics.watch_store(store.engine)
         observer.metrics.watch_kernels(lambda: [k.state for k in service.registry])
@@ -146,6 +150,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
     return app
+
+
+def _backend(settings: Settings, mounts: ExtraMounts | None) -> SandboxBackend:
+    """Where kernels run: this host's engine (with the packages mounts), or the nodes of the agents
+    (``JUPYCELL_BACKEND``)."""
+    if settings.backend == "agents":
+        return AgentsBackend.from_settings(settings)
+    return DockerSandbox.from_settings(settings, mounts)
 
 
 _OPEN_API_WARNING = """

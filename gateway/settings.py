@@ -64,6 +64,44 @@ class Settings(BaseSettings):
     )
     docker_host: str | None = Field(None, description="Docker engine URL; default: the environment's (DOCKER_HOST).")
 
+    # --- where kernels run: this host's engine, or node agents (issue 11, docs/swarm.md) ----------------------
+    backend: Literal["local", "agents"] = Field(
+        "local",
+        description="'local': kernel containers on this host's Docker engine. 'agents': on the nodes of node "
+        "agents (python -m gateway.agent), reached over CurveZMQ; needs PostgreSQL (database_url).",
+    )
+    agents: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_.:,\[\]\s-]*$",
+        description="Where the agents are (backend=agents): a DNS name resolved to all its addresses, re-resolved "
+        "every agents_refresh_interval (Swarm: tasks.agent), or a comma-separated list of host:port. The port is "
+        "the agent's control port (default 7700).",
+    )
+    gateway_curve_secret_file: Path | None = Field(
+        None, description="The gateway's CurveZMQ keypair (a zcert secret file), allowed in by the agents."
+    )
+    agent_curve_public_file: Path | None = Field(
+        None, description="The agents' CurveZMQ public key (a zcert file): the only server key the gateway accepts."
+    )
+    max_kernels_per_node: int = Field(
+        32, ge=1, le=10000, description="Kernels (running or starting) the gateway places on one node at most."
+    )
+    agents_refresh_interval: float = Field(
+        5.0, gt=0, le=300, description="Seconds between look-ups of the agents' addresses and capacity reports."
+    )
+    agents_lost_after: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds an agent may stay silent (no heartbeat, no answer to a ping) before its node is "
+        "declared lost and its kernels dead. Longer than an agent restart takes.",
+    )
+    agents_request_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Seconds a control request to an agent may take (a start gets the kernel start timeout).",
+    )
+
     # --- limits of every kernel container --------------------------------------------------------------------
     mem_limit_mb: int = Field(1024, ge=64, description="Memory limit (RAM + tmpfs), no swap beyond it.")
     cpu_limit: float = Field(1.0, gt=0, le=64, description="CPUs the kernel may use.")
@@ -222,6 +260,29 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"kernels_dir is too long: socket paths would be {longest} bytes, the limit is {_MAX_SOCKET_PATH}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _agents_backend_complete(self) -> Settings:
+        if self.backend != "agents":
+            return self
+        url = self.database_url.get_secret_value() if self.database_url else ""
+        if not url.startswith("postgresql"):
+            raise ValueError(
+                "backend=agents needs PostgreSQL: set JUPYCELL_DATABASE_URL to a postgresql:// URL (the SQLite file "
+                "is for the local backend only)"
+            )
+        missing = [
+            name
+            for name, value in (
+                ("JUPYCELL_AGENTS", self.agents.strip()),
+                ("JUPYCELL_GATEWAY_CURVE_SECRET_FILE", self.gateway_curve_secret_file),
+                ("JUPYCELL_AGENT_CURVE_PUBLIC_FILE", self.agent_curve_public_file),
+            )
+            if not value
+        ]
+        if missing:
+            raise ValueError(f"backend=agents needs {', '.join(missing)}")
         return self
 
     @property

@@ -7,6 +7,7 @@ stops the process and removes every container labelled with its instance.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -15,17 +16,22 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import docker
 import httpx
 from sqlalchemy import make_url
+
+if TYPE_CHECKING:
+    from testing.agents import AgentKeys, AgentProcess
 
 #: The checkout whose gateway is run (``bench/store_overhead.py`` points it at another one).
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +83,9 @@ def instance_containers(instance: str) -> list[dict[str, Any]]:
 
 
 def remove_instance_containers(instance: str) -> int:
-    """Safety net: remove every container labelled with this gateway instance."""
+    """Safety net: remove every container labelled with this gateway instance (and stop its own agent, drop its
+    database: see ``TEST_BACKEND``)."""
+    release_agent(instance)
     client = docker.from_env()
     try:
         # sparse: no inspect per container, so one removed meanwhile (by its gateway) is no error
@@ -128,6 +136,91 @@ def postgres_database() -> Iterator[str]:
 def _libpq(url: Any) -> str:
     """A libpq connection string for a SQLAlchemy URL (psycopg does not read ``postgresql+psycopg://``)."""
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+#: ``JUPYCELL_TEST_BACKEND=agents``: every gateway a test starts without a ``backend`` setting of its own runs its
+#: kernels through a node agent of its own (a plain process on the local engine, with the gateway's instance name,
+#: kernels directory and kernel settings, so its containers look like the local backend's) and keeps them in a
+#: PostgreSQL database of its own (the agents backend needs one). ``local`` (default): the gateway's own engine.
+TEST_BACKEND = os.environ.get("JUPYCELL_TEST_BACKEND", "local")
+
+
+@dataclass
+class _OwnAgent:
+    agent: AgentProcess
+    database_url: str
+    resources: ExitStack
+
+
+_own_agents: dict[str, _OwnAgent] = {}
+_agent_keys: list[AgentKeys] = []
+
+
+def agent_keys() -> AgentKeys:
+    """The test session's Curve keys (agents' and gateways'), made once."""
+    from testing.agents import AgentKeys
+
+    if not _agent_keys:
+        _agent_keys.append(AgentKeys(Path(tempfile.mkdtemp(prefix="jc-keys-"))))
+    return _agent_keys[0]
+
+
+def agents_backend_env(keys: AgentKeys, addresses: list[str], database_url: str) -> dict[str, str]:
+    """A gateway's ``JUPYCELL_*`` variables for the agents backend."""
+    return {
+        "JUPYCELL_BACKEND": "agents",
+        "JUPYCELL_AGENTS": ",".join(addresses),
+        "JUPYCELL_DATABASE_URL": database_url,
+        "JUPYCELL_GATEWAY_CURVE_SECRET_FILE": str(keys.gateway_secret_file),
+        "JUPYCELL_AGENT_CURVE_PUBLIC_FILE": str(keys.agent_public_file),
+    }
+
+
+def _own_agent(gateway: GatewayProcess) -> dict[str, str]:
+    """Start (once per instance) the gateway's own agent and database; the gateway's variables to use them."""
+    own = _own_agents.get(gateway.instance)
+    if own is None:
+        from testing.agents import AgentProcess
+
+        if not TEST_POSTGRES_URL and not gateway.settings.get("database_url"):
+            raise RuntimeError(NO_POSTGRES + " (JUPYCELL_TEST_BACKEND=agents needs it)")
+
+        resources = ExitStack()
+        try:
+            url = gateway.settings.get("database_url") or resources.enter_context(postgres_database())
+            agent = AgentProcess(
+                gateway.kernels_dir.parent, agent_keys(), instance=gateway.instance,
+                kernels_dir=gateway.kernels_dir, env=gateway.env,
+            )  # fmt: skip
+            resources.callback(agent.stop)
+            agent.start()
+        except BaseException:
+            resources.close()
+            raise
+        own = _own_agents[gateway.instance] = _OwnAgent(agent, str(url), resources)
+    if not own.agent.alive():
+        own.agent.start()
+    return agents_backend_env(agent_keys(), [own.agent.address], own.database_url)
+
+
+def own_agent(instance: str) -> AgentProcess | None:
+    """The agent a gateway of ``instance`` runs its kernels through under ``TEST_BACKEND=agents``."""
+    own = _own_agents.get(instance)
+    return own.agent if own is not None else None
+
+
+def release_agent(instance: str) -> None:
+    """Stop the instance's own agent and drop its database (no-op without one)."""
+    own = _own_agents.pop(instance, None)
+    if own is not None:
+        own.resources.close()
+
+
+@atexit.register
+def _release_all_agents() -> None:
+    for instance in list(_own_agents):
+        with contextlib.suppress(Exception):
+            release_agent(instance)
 
 
 def render_keys(keys: dict[str, str], admins: Collection[str] = ()) -> str:
@@ -210,6 +303,8 @@ class GatewayProcess:
         """Start the process; return once it answers ``/health``. uvicorn binds port 0 (the kernel picks a free
         one, so parallel workers never race for a port) and logs the port it got, which is read from the log."""
         self.kernels_dir.parent.mkdir(parents=True, exist_ok=True)
+        if TEST_BACKEND == "agents" and "backend" not in self.settings:
+            self.env.update(_own_agent(self))
         log = open(self.log_path, "ab")  # noqa: SIM115 (kept open by the process)
         offset = log.tell()
         self.process = subprocess.Popen(

@@ -183,6 +183,10 @@ class AgentClient:
     async def remove(self, kernel_id: int) -> None:
         await self.request("remove", kernel_id=kernel_id)
 
+    async def remove_container(self, container_id: str) -> None:
+        """Remove one of the node's kernel containers by id (idempotent)."""
+        await self.request("remove_container", container_id=container_id)
+
     async def list(self) -> list[dict[str, Any]]:
         return list((await self.request("list"))["kernels"])
 

@@ -65,11 +65,18 @@ class LogsRequest(_Request):
     tail: int = Field(40, ge=1, le=1000)
 
 
+class RemoveContainerRequest(_Request):
+    """Remove one of this node's kernel containers by id, whatever its name (a container no gateway knows)."""
+
+    op: Literal["remove_container"]
+    container_id: str = Field(pattern=r"^[0-9a-f]{12,64}$")
+
+
 class NodeRequest(_Request):
     op: Literal["list", "capacity", "ping"]
 
 
-AnyRequest = StartRequest | KernelRequest | SignalRequest | LogsRequest | NodeRequest
+AnyRequest = StartRequest | KernelRequest | SignalRequest | LogsRequest | RemoveContainerRequest | NodeRequest
 Request = Annotated[AnyRequest, Field(discriminator="op")]
 _request_adapter: TypeAdapter[Request] = TypeAdapter(Request)
 

@@ -37,6 +37,7 @@ from gateway.agent.protocol import (
     ErrorType,
     KernelRequest,
     LogsRequest,
+    RemoveContainerRequest,
     SignalRequest,
     StartRequest,
     error_reply,
@@ -230,6 +231,9 @@ class Agent:
         if isinstance(request, SignalRequest):
             await self._signal(request.kernel_id, request.signal)
             return {}
+        if isinstance(request, RemoveContainerRequest):
+            await self._remove_container(request.container_id)
+            return {}
         if isinstance(request, LogsRequest):
             logs = await self.sandbox.logs(request.kernel_id, request.tail)
             return {"logs": logs[-_MAX_LOG_BYTES:]}
@@ -255,7 +259,7 @@ class Agent:
             raise AgentError("bad_request", "a pool kernel has the deployment's profile: no runtime or env")
         if kernel_id in self._starting or kernel_id in self.relays.ports():
             raise AgentError("conflict", f"kernel {kernel_id} already exists on this node")
-        if len(self._starting) + len(self.relays.ports()) >= self.settings.max_kernels:
+        if self._kernel_count() >= self.settings.max_kernels:
             raise AgentError("capacity", f"this node runs its maximum of {self.settings.max_kernels} kernels")
         self._starting.add(kernel_id)
         socket_dir = self._socket_dir(kernel_id)
@@ -279,6 +283,10 @@ class Agent:
             self._starting.discard(kernel_id)
             if made_dir:  # failed after making it: leave nothing behind
                 await asyncio.shield(self._remove(kernel_id))
+
+    def _kernel_count(self) -> int:
+        """Kernels running or starting here (a starting one has its relay open already: counted once)."""
+        return len(self._starting | set(self.relays.ports()))
 
     async def _signal(self, kernel_id: int, signal: str) -> None:
         """Signal the kernel's container; gone or not running is fine."""
@@ -312,6 +320,17 @@ class Agent:
         await asyncio.to_thread(shutil.rmtree, self._socket_dir(kernel_id), True)
         await asyncio.to_thread((self._relay_dir / f"{kernel_id}.json").unlink, True)
 
+    async def _remove_container(self, container_id: str) -> None:
+        """Remove a container of this instance by id (with its kernel's relay and files when it is a kernel's
+        own container). Not one of ours, or gone: nothing to do."""
+        for own in await self.sandbox.list_own():
+            if own.container_id.startswith(container_id):
+                if own.kernel_id is not None and own.name == self.sandbox.container_name(own.kernel_id):
+                    await self._remove(own.kernel_id)
+                else:
+                    await self.sandbox.remove_container(own.container_id)
+                return
+
     async def _list(self) -> list[dict[str, Any]]:
         relays = self.relays.ports()
         return [
@@ -331,8 +350,9 @@ class Agent:
             "boot_id": self.boot_id,
             "agent_version": AGENT_VERSION,
             "protocol": PROTOCOL_VERSION,
+            "events_port": self.settings.events_port,
             **self._node,
-            "kernels": len(self.relays.ports()),
+            "kernels": len(set(self.relays.ports()) - self._starting),
             "starting": len(self._starting),
             "max_kernels": self.settings.max_kernels,
             "runtimes": list(self.sandbox_settings.runtimes),
@@ -351,7 +371,7 @@ class Agent:
 
     async def _heartbeats(self) -> None:
         while True:
-            self._publish(b"heartbeat", {"kernels": len(self._starting) + len(self.relays.ports())})
+            self._publish(b"heartbeat", {"kernels": self._kernel_count()})
             await asyncio.sleep(self.settings.heartbeat_interval)
 
     def _on_death(self, kernel_id: int, container_id: str) -> None:

@@ -40,6 +40,15 @@ class ConnectionInfo(TypedDict, total=False):
     key: str
     signature_scheme: str
     kernel_name: str
+    # CurveZMQ (the agents backend's relays), Z85 text: the server's public key and the gateway's own keypair.
+    # Not jupyter_client's curve_publickey/curve_secretkey, which are the kernel's own keypair.
+    curve_server_key: str
+    curve_client_public: str
+    curve_client_secret: str
+
+
+#: Connection info fields never stored with a handle's state.
+SECRET_CONNECTION_FIELDS = frozenset({"key", "curve_client_secret"})
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ class SandboxHandle:
     connection_info: ConnectionInfo = field(repr=False)
 
     def to_state(self) -> dict[str, Any]:
-        connection = {k: v for k, v in self.connection_info.items() if k != "key"}
+        connection = {k: v for k, v in self.connection_info.items() if k not in SECRET_CONNECTION_FIELDS}
         return {"container_id": self.container_id, "name": self.name, "connection": connection}
 
     @property
@@ -67,8 +76,11 @@ class ContainerExit:
 
     exit_code: int | None  # None: the container is gone
     oom_killed: bool
+    cause: str | None = None  # the backend's own words, when it knows better (e.g. "node n1 lost")
 
     def describe(self, mem_limit_mb: int) -> str:
+        if self.cause:
+            return self.cause
         if self.oom_killed:
             return f"out of memory (limit {mem_limit_mb} MiB)"
         if self.exit_code is None:

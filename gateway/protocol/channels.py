@@ -19,6 +19,7 @@ import zmq.asyncio
 from jupyter_client.session import Session
 
 from gateway.kernels.ports import ConnectionInfo
+from gateway.protocol.curve import kernel_socket
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class KernelChannels:
             kinds["stdin"] = zmq.DEALER
         self.sockets: dict[str, zmq.asyncio.Socket] = {}
         for channel, kind in kinds.items():
-            socket = context.socket(kind)
+            socket = kernel_socket(context, kind, info)  # Curve for a kernel relayed by a node agent
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
             if kind == zmq.DEALER:

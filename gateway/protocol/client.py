@@ -12,9 +12,10 @@ going to arrive has arrived. No timing is involved: a busy machine only makes it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +23,11 @@ import zmq
 import zmq.asyncio
 from jupyter_client.asynchronous.client import AsyncKernelClient
 
+from gateway.agent.client import CurveAsyncKernelClient
 from gateway.errors import KernelCodeError, KernelGone, KernelUnresponsive
 from gateway.kernels.ports import ConnectionInfo
 from gateway.notebook.outputs import Output, OutputCollector, output_from_message
+from gateway.protocol.curve import SEND_TIMEOUT_MS, curve_keys
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ class KernelClient:
     """A connection to one kernel's shell, IOPub and control channels (no stdin: ``input()`` fails at once)."""
 
     def __init__(self, connection_info: ConnectionInfo, context: zmq.asyncio.Context) -> None:
-        self._client = AsyncKernelClient(context=context)
+        self._client = _client_for(connection_info, context)
         self._client.load_connection_info(connection_info)  # type: ignore[arg-type]
         self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
         self.died: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -228,7 +231,10 @@ class KernelClient:
         asked: set[str] = set()  # a slow kernel may answer an earlier request: any answer will do
         patience = 0.02  # for IOPub: a status published before our subscription took is never seen, so ask again
         while loop.time() < deadline:
-            asked.add(self._client.kernel_info())
+            try:
+                asked.add(self._client.kernel_info())
+            except zmq.Again:  # a relayed kernel's send gave up (bounded): ask again until the deadline
+                continue
             if await self._reply(asked, min(0.25, deadline - loop.time())) is None:
                 continue
             idle, _ = await self._until_idle(asked, min(loop.time() + patience, deadline), None)
@@ -269,7 +275,8 @@ class KernelClient:
         escalate: Callable[[], Awaitable[Any]] | None,
     ) -> Execution:
         loop = asyncio.get_running_loop()
-        msg_id = self._client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
+        with _bounded_send():
+            msg_id = self._client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
         reply = asyncio.ensure_future(self._reply(msg_id, timeout + _ESCALATE_AFTER + interrupt_grace))
         try:
             finished, count = await self._until_idle(msg_id, loop.time() + timeout, collector, reply)
@@ -307,9 +314,10 @@ class KernelClient:
 
         Raises KernelCodeError if it raises, KernelUnresponsive without a reply in ``timeout`` seconds.
         """
-        msg_id = self._client.execute(
-            "", silent=True, store_history=False, user_expressions={"value": expression}, allow_stdin=False
-        )
+        with _bounded_send():
+            msg_id = self._client.execute(
+                "", silent=True, store_history=False, user_expressions={"value": expression}, allow_stdin=False
+            )
         reply = await self._reply(msg_id, timeout)
         if reply is None:
             raise KernelUnresponsive(f"no reply within {timeout:g} s")
@@ -322,7 +330,28 @@ class KernelClient:
     async def interrupt(self) -> None:
         """Ask the kernel to raise KeyboardInterrupt in the running code (control channel, no Docker call)."""
         msg = self._client.session.msg("interrupt_request", {})
-        self._client.control_channel.send(msg)
+        with _bounded_send():
+            self._client.control_channel.send(msg)
+
+
+@contextlib.contextmanager
+def _bounded_send() -> Iterator[None]:
+    """A send to a relayed kernel that gave up (its bounded send timed out) is an unresponsive kernel."""
+    try:
+        yield
+    except zmq.Again:
+        raise KernelUnresponsive("its relay did not take the message (the node may be unreachable)") from None
+
+
+def _client_for(connection_info: ConnectionInfo, context: zmq.asyncio.Context) -> AsyncKernelClient:
+    """jupyter_client's client; with the gateway's Curve keys when the kernel is relayed by a node agent."""
+    keys = curve_keys(connection_info)
+    if keys is None:
+        return AsyncKernelClient(context=context)
+    client = CurveAsyncKernelClient(context=context)
+    client.agent_keys = keys
+    client.send_timeout_ms = SEND_TIMEOUT_MS
+    return client
 
 
 def _answered(reply: asyncio.Future[dict[str, Any] | None] | None) -> bool:

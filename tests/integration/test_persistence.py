@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, select
 
 from gateway.adapters.sql.database import SQLITE_FILE
 from gateway.adapters.sql.schema import runs
-from testing.harness import Api, GatewayProcess, postgres_database, skip_without_postgres, stdout_of
+from testing.harness import TEST_BACKEND, Api, GatewayProcess, postgres_database, skip_without_postgres, stdout_of
 from tests.conftest import GatewayFactory
 
 # each test starts and stops gateways, on SQLite and on PostgreSQL: 3 minutes seen for one under load
@@ -92,6 +92,8 @@ def _docker() -> docker.DockerClient:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     if request.param == "sqlite":
+        if TEST_BACKEND == "agents":
+            pytest.skip("the agents backend runs on PostgreSQL only")
         yield {}  # GatewayProcess gives each gateway its own data dir
         return
     skip_without_postgres()

@@ -20,7 +20,7 @@ SCRIPT_VARIABLES = {
     "JUPYCELL_TEST_POSTGRES_URL",
     "JUPYCELL_GATEWAY_IMAGE",  # scripts/build-images.sh, make swarm-up
     "JUPYCELL_SWARM_PORT",  # make swarm-up
-    "JUPYCELL_BACKEND",  # named in docs/kubernetes.md and docs/swarm.md as not existing yet
+    "JUPYCELL_TEST_BACKEND",  # testing/harness.py: run the suites with JUPYCELL_BACKEND=agents
     "JUPYCELL_KERNEL_LAUNCHER",  # sandbox image: `stock` starts plain ipykernel (the benchmark's baseline)
     "JUPYCELL_BUILD",  # scripts/build-images.sh: which images (docs/packages.md, custom images)
     "JUPYCELL_REQUIREMENTS_APP",  # scripts/build-images.sh: the requirements file of a (custom) sandbox image

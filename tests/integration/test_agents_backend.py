@@ -1,0 +1,192 @@
+"""The gateway with ``JUPYCELL_BACKEND=agents``: kernels on node agents run as plain processes on the local engine
+(each with its own instance and node name), the gateway on a PostgreSQL database of its own.
+
+Placement over two nodes and ``max_kernels_per_node``; an agent restarted under a kernel (memory kept); an agent
+killed for good (its kernels dead with ``node <name> lost``, started again on the other node, cells kept); a
+gateway with a key the agents do not allow, and intruders on a kernel's relay ports, get nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+import zmq.auth
+
+from testing.agents import AgentKeys, AgentProcess, relayed_kernel, run, wait_ready
+from testing.harness import (
+    Api,
+    GatewayProcess,
+    postgres_database,
+    remove_instance_containers,
+    skip_without_postgres,
+    stdout_of,
+    wait_for,
+)
+
+# What is tested here does not depend on the kernels' runtime; under gVisor, `make test-agents` runs the escape suite
+# through an agent.
+pytestmark = pytest.mark.skipif(
+    os.environ.get("JUPYCELL_RUNTIME") == "runsc", reason="runtime-independent: run once, under runc"
+)
+
+
+class Nodes:
+    """Agents on the local engine, named ``node-a``, ``node-b``...; each one's containers removed at the end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.keys = AgentKeys(root / "keys")
+        self.agents: dict[str, AgentProcess] = {}
+
+    def start(self, *names: str) -> list[AgentProcess]:
+        for name in names:
+            self.agents[name] = AgentProcess(self.root, self.keys, agent_node_name=name, mem_limit_mb=256).start()
+        return [self.agents[name] for name in names]
+
+    def kernels_on(self, name: str) -> set[int]:
+        return {entry["kernel_id"] for entry in run(lambda c: c.list(), self.agents[name]) if entry["running"]}
+
+    def gateway_settings(self, database_url: str, **settings: Any) -> dict[str, Any]:
+        return {
+            "backend": "agents",
+            "agents": ",".join(agent.address for agent in self.agents.values()),
+            "database_url": database_url,
+            "gateway_curve_secret_file": self.keys.gateway_secret_file,
+            "agent_curve_public_file": self.keys.agent_public_file,
+            "mem_limit_mb": 256,
+            "run_timeout": 60,
+            "interrupt_grace": 2,
+            **settings,
+        }
+
+    def close(self) -> None:
+        for agent in self.agents.values():
+            agent.stop()
+            remove_instance_containers(agent.instance)
+
+
+@pytest.fixture
+def nodes() -> Iterator[Nodes]:
+    skip_without_postgres()
+    with tempfile.TemporaryDirectory(prefix="jcn-") as root, ExitStack() as stack:
+        nodes = Nodes(Path(root))
+        stack.callback(nodes.close)
+        yield nodes
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    skip_without_postgres()
+    with postgres_database() as url:
+        yield url
+
+
+def gateway_on(nodes: Nodes, gateway_factory: Any, database: str, **settings: Any) -> tuple[GatewayProcess, Api]:
+    gateway = gateway_factory("agents", **nodes.gateway_settings(database, **settings))
+    return gateway, Api(gateway.url)
+
+
+def test_kernels_spread_over_two_nodes_up_to_max_kernels_per_node(nodes, gateway_factory, database) -> None:
+    nodes.start("node-a", "node-b")
+    gateway, api = gateway_on(nodes, gateway_factory, database, max_kernels_per_node=2)
+    with api:
+        kernels = [api.start() for _ in range(4)]
+        assert nodes.kernels_on("node-a") | nodes.kernels_on("node-b") == set(kernels)
+        assert len(nodes.kernels_on("node-a")) == len(nodes.kernels_on("node-b")) == 2
+        refused = api.http.post("/start")
+        assert refused.status_code == 429, refused.text
+        assert "max_kernels_per_node=2" in refused.json()["detail"]
+        for kernel_id in kernels:  # every one answers through its node's relay
+            assert stdout_of(api.execute(kernel_id, f"print({kernel_id} % 1000)")).strip() == str(kernel_id % 1000)
+        assert api.shutdown(kernels[0]).status_code == 200
+        assert kernels[0] not in nodes.kernels_on("node-a") | nodes.kernels_on("node-b")
+        assert api.start() not in kernels  # a freed slot is used again
+
+
+def test_agent_restart_keeps_kernel_memory(nodes, gateway_factory, database) -> None:
+    (agent,) = nodes.start("node-a")
+    gateway, api = gateway_on(nodes, gateway_factory, database)
+    with api:
+        kernel_id = api.start()
+        assert api.execute(kernel_id, "x = 6 * 7")["status"] == "ok"
+        agent.kill()
+        agent.start()  # same ports, same state directory: the relay comes back on the same ports
+
+        def answers() -> str | None:  # runs lost while the relay reconnects end at their short deadline
+            result = api.execute(kernel_id, "print(x)", timeout=10)
+            return stdout_of(result).strip() if result["status"] == "ok" else None
+
+        assert wait_for("the kernel through the restarted agent", answers, timeout=120) == "42"
+        described = api.http.get(f"/kernels/{kernel_id}").json()
+        assert described["state"] == "idle" and described["last_death"] is None
+
+
+def test_node_lost_kernels_dead_with_the_cause_and_restarted_on_the_other_node(
+    nodes, gateway_factory, database
+) -> None:
+    agent_a, _ = nodes.start("node-a", "node-b")
+    gateway, api = gateway_on(
+        nodes, gateway_factory, database, max_kernels_per_node=1, agents_lost_after=3, agents_refresh_interval=1
+    )
+    with api:
+        kernel_id = api.start()  # node-a first: both are empty, and names break the tie
+        assert nodes.kernels_on("node-a") == {kernel_id}
+        assert api.execute(kernel_id, "y = 'kept'\nprint(y)")["status"] == "ok"
+        agent_a.kill()  # and not restarted: node-a is gone
+
+        def lost() -> dict[str, Any] | None:
+            described = api.http.get(f"/kernels/{kernel_id}").json()
+            return described if "node node-a lost" in (described["last_death"] or "") else None
+
+        wait_for("the kernel reported lost with its node", lost, timeout=120)
+        cells = api.http.get(f"/kernels/{kernel_id}/cells").json()["cells"]
+        assert [cell["code"] for cell in cells] == ["y = 'kept'\nprint(y)"]
+        assert stdout_of(cells[0]).strip() == "kept"  # outputs kept too
+
+        restarted = api.http.post(f"/kernels/{kernel_id}/restart")
+        assert restarted.status_code == 200, restarted.text
+        assert nodes.kernels_on("node-b") == {kernel_id}
+        assert api.run(kernel_id, 1).json()["status"] == "ok"
+        assert stdout_of(api.execute(kernel_id, "print(y)")).strip() == "kept"
+
+
+def test_a_gateway_whose_key_the_agents_do_not_allow_cannot_start(nodes, gateway_factory, database) -> None:
+    nodes.start("node-a")
+    zmq.auth.create_certificates(nodes.root, "intruder")
+    settings = nodes.gateway_settings(database, gateway_curve_secret_file=nodes.root / "intruder.key_secret")
+    gateway = GatewayProcess(nodes.root / "gw", **settings)
+    with pytest.raises(RuntimeError) as refused:
+        gateway.start(timeout=90)
+    assert "no agent answers" in str(refused.value) and "Curve key" in str(refused.value)
+
+
+def test_intruders_on_a_kernels_relay_ports_get_nothing(nodes, gateway_factory, database) -> None:
+    (agent,) = nodes.start("node-a")
+    gateway, api = gateway_on(nodes, gateway_factory, database)
+    with api:
+        kernel_id = api.start()
+        (entry,) = [e for e in run(lambda c: c.list(), agent) if e["kernel_id"] == kernel_id]
+        intruder = relayed_kernel(agent, "0" * 64, entry["ports"], nodes.keys.intruder)
+        try:
+            assert wait_ready(intruder, 3) is False
+        finally:
+            intruder.stop_channels()
+        context = zmq.Context.instance()
+        plain = context.socket(zmq.DEALER)
+        plain.linger = 0
+        try:
+            plain.connect(f"tcp://127.0.0.1:{entry['ports']['shell']}")
+            plain.send_multipart([b"<IDS|MSG>", b"", b"{}", b"{}", b"{}", b"{}"], flags=zmq.NOBLOCK)
+            assert plain.poll(2000) == 0
+        except zmq.Again:
+            pass  # not even connected: refused before a message could go
+        finally:
+            plain.close()
+        assert stdout_of(api.execute(kernel_id, "print('still fine')")).strip() == "still fine"
