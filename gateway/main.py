@@ -16,9 +16,11 @@ from fastapi.staticfiles import StaticFiles
 from gateway.adapters.docker import DockerSandbox
 from gateway.adapters.docker.cgroups import CgroupReader
 from gateway.adapters.sql import Store
+from gateway.adapters.sql.ownership import Ownership
 from gateway.api import cells, docs, errors, execute, files, health, kernels, live, metrics, notebooks, pool, stream
 from gateway.api.jupyter import routes as jupyter
 from gateway.api.jupyter.relay import Relays
+from gateway.api.replicas import ReplicaForwarding
 from gateway.kernels.service import KernelService
 from gateway.mcp import mount_mcp
 from gateway.metrics.http import HttpMetricsMiddleware
@@ -48,7 +50,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await Store.open(settings)
         connector = ZmqConnector(settings.max_message_bytes)
-        service = KernelService(settings, DockerSandbox.from_settings(settings), connector, store, observer)
+        ownership = None
+        if settings.replicated:  # issue 11: one of several replicas on this database
+            ownership = Ownership(
+                store, instance=settings.instance, replica_id=settings.replica_id, url=settings.own_url,
+                lease_seconds=settings.lease_seconds,
+            )  # fmt: skip
+        service = KernelService(
+            settings, DockerSandbox.from_settings(settings), connector, store, observer, ownership=ownership
+        )
         app.state.relays = Relays(settings, connector.context, audit)
         observer.metrics.watch_store(store.engine)
         observer.metrics.watch_kernels(lambda: [k.state for k in service.registry])
@@ -109,6 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.mcp_enabled:
         mount_mcp(app, settings)  # /mcp, after every route of the app's own
     errors.install(app)
+    if settings.replicated:  # issue 11: inside the security gate, so only authenticated requests are forwarded
+        app.add_middleware(ReplicaForwarding, replica_id=settings.replica_id, lease_seconds=settings.lease_seconds)
     app.add_middleware(
         SecurityMiddleware,
         keys=keys,

@@ -33,6 +33,8 @@ STATUS: dict[type[errors.JupyCellError], int] = {
     errors.KernelStartFailed: 503,
     errors.SandboxUnavailable: 503,
     errors.StoreUnavailable: 503,
+    errors.KernelMoved: 421,  # issue 11: a stale owner's write was refused; the retry reaches the new owner
+    errors.ReplicaUnreachable: 503,
     ViewTokenNotFound: 404,
     ViewTokenTooLong: 422,
 }

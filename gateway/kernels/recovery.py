@@ -8,7 +8,8 @@
   same kernel id, same memory (code that was running when the gateway stopped is interrupted first).
 - A kernel whose container exited or is gone is marked dead with that cause; ``restart`` brings it back fresh,
   cells kept.
-- A container of this instance that no record knows is removed, and so are sockets nobody uses.
+- A container of this instance that no record knows is removed, and so are sockets nobody uses (not while other
+  gateway replicas of the instance are alive: those may be theirs, issue 11).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class RecoveryPlan:
     dead: list[tuple[KernelRecord, str]] = field(default_factory=list)  # lost while the gateway was down: cause
     stay_dead: list[KernelRecord] = field(default_factory=list)  # already dead: kept with the recorded cause
     remove: list[str] = field(default_factory=list)  # container names: unknown to the store, or exited
+    keep_unknown: bool = False  # issue 11: other replicas are alive; leave what this one does not know
 
     @property
     def live_ids(self) -> set[int]:
@@ -42,13 +44,16 @@ class RecoveryPlan:
 
 
 def plan(
-    records: list[KernelRecord], containers: list[OwnContainer], interrupted: set[int], mem_limit_mb: int
-) -> RecoveryPlan:
-    """Decide, for every stored kernel of this instance and every container of it, what start-up does."""
-    result = RecoveryPlan()
+    records: list[KernelRecord], containers: list[OwnContainer], interrupted: set[int], mem_limit_mb: int,
+    *, keep_unknown: bool = False,
+) -> RecoveryPlan:  # fmt: skip
+    """Decide, for every stored kernel of this instance and every container of it, what start-up does.
+    ``keep_unknown``: other replicas are alive, containers no record of this one knows may be theirs."""
+    result = RecoveryPlan(keep_unknown=keep_unknown)
     by_id = {container.container_id: container for container in containers}
     known = {record.container_id for record in records if record.container_id}
-    result.remove += [container.name for container in containers if container.container_id not in known]
+    if not keep_unknown:
+        result.remove += [container.name for container in containers if container.container_id not in known]
     for record in records:
         container = by_id.get(record.container_id) if record.container_id else None
         if record.state == KernelState.DEAD:
@@ -92,17 +97,11 @@ async def apply(recovery: RecoveryPlan, lifecycle: KernelLifecycle, reattach_tim
         lifecycle.registry.add(kernel)
         await lifecycle.mark_dead(kernel, cause)
 
-    async def reattach(record: KernelRecord, interrupt: bool) -> None:
-        kernel = kernel_from(record)
-        lifecycle.registry.add(kernel)
-        handle = backend.restore(record.id, record.sandbox, record.hmac_key)
-        async with kernel.lock:
-            failure = await lifecycle.reattach(kernel, handle, interrupt=interrupt, timeout=reattach_timeout)
-            if failure is not None:
-                await lifecycle.mark_dead(kernel, failure)
-
-    await asyncio.gather(*(reattach(record, interrupt) for record, interrupt in recovery.attach))
-    await backend.remove_leftovers({k.id for k in lifecycle.registry if k.alive})
+    await asyncio.gather(
+        *(take_back(lifecycle, record, interrupt=again, timeout=reattach_timeout) for record, again in recovery.attach)
+    )
+    if not recovery.keep_unknown:
+        await backend.remove_leftovers({k.id for k in lifecycle.registry if k.alive})
     alive = lifecycle.registry.live()
     log.info(
         "reconciled instance %r: %d kernels re-attached, %d dead, %d containers removed",
@@ -111,3 +110,16 @@ async def apply(recovery: RecoveryPlan, lifecycle: KernelLifecycle, reattach_tim
         len(lifecycle.registry) - alive,
         len(recovery.remove),
     )
+
+
+async def take_back(lifecycle: KernelLifecycle, record: KernelRecord, *, interrupt: bool, timeout: float) -> Kernel:
+    """Register the stored kernel and re-attach its running container (same sockets, key and memory; what runs is
+    interrupted first if ``interrupt``); mark it dead with the reason if it does not answer."""
+    kernel = kernel_from(record)
+    lifecycle.registry.add(kernel)
+    handle = lifecycle.launcher.backend.restore(record.id, record.sandbox, record.hmac_key)
+    async with kernel.lock:
+        failure = await lifecycle.reattach(kernel, handle, interrupt=interrupt, timeout=timeout)
+        if failure is not None:
+            await lifecycle.mark_dead(kernel, failure)
+    return kernel

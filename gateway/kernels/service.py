@@ -21,8 +21,16 @@ from gateway.kernels.launcher import KernelLauncher
 from gateway.kernels.lifecycle import KernelLifecycle
 from gateway.kernels.observer import NullObserver
 from gateway.kernels.pool import KernelPool
-from gateway.kernels.ports import KernelConnector, KernelObserver, KernelStore, OnOutput, SandboxBackend
+from gateway.kernels.ports import (
+    KernelConnector,
+    KernelObserver,
+    KernelOwnership,
+    KernelStore,
+    OnOutput,
+    SandboxBackend,
+)
 from gateway.kernels.registry import KernelRegistry, new_kernel_id
+from gateway.kernels.replicas import ReplicaCoordinator
 from gateway.kernels.supervisor import DeathSupervisor
 from gateway.kernels.tasks import TaskSet
 from gateway.notebook import Cell
@@ -41,7 +49,9 @@ class KernelService:
         connector: KernelConnector,
         store: KernelStore,
         observer: KernelObserver | None = None,
+        ownership: KernelOwnership | None = None,
     ) -> None:
+        """``ownership``: this gateway is one of several replicas on the store's database (issue 11)."""
         self.settings = settings
         self.observer: KernelObserver = observer or NullObserver()
         self.backend = backend
@@ -81,6 +91,7 @@ class KernelService:
         )
         self.editor = CellEditor(store, settings.max_cells, self.observer)
         self.files = FileTransfer(self.lifecycle, self.supervisor, settings.max_file_bytes)
+        self.replicas = ReplicaCoordinator(ownership, self.lifecycle, settings.reattach_timeout) if ownership else None
 
     # --- the gateway's own life -----------------------------------------------------------------------------
 
@@ -92,11 +103,19 @@ class KernelService:
         self.backend.watch_deaths(
             asyncio.get_running_loop(), self.supervisor.container_died, self.supervisor.events_resumed
         )
+        others = False
+        if self.replicas is not None:  # issue 11: take only what no live replica owns
+            await self.replicas.join()
+            others = await self.replicas.ownership.others_alive()
         interrupted = await self.store.interrupt_open_runs(settings.instance, recovery.INTERRUPTED_DETAIL)
         records = await self.store.load_kernels(settings.instance)
         containers = await self.backend.list_own()
-        plan = recovery.plan(records, containers, {run.kernel_id for run in interrupted}, settings.mem_limit_mb)
+        plan = recovery.plan(
+            records, containers, {run.kernel_id for run in interrupted}, settings.mem_limit_mb, keep_unknown=others
+        )
         await recovery.apply(plan, self.lifecycle, settings.reattach_timeout)
+        if self.replicas is not None:
+            self.tasks.spawn(self.replicas.keep_alive(settings.lease_seconds / 3), name="replica-lease")
         if settings.idle_timeout or settings.max_lifetime or settings.dead_kernel_ttl:
             self.tasks.spawn(
                 cull_forever(
@@ -124,10 +143,20 @@ class KernelService:
             log.info("left %d kernels running for the next start (on_stop=keep)", len(kernels))
         else:
             await asyncio.gather(*(self.lifecycle.stop_for_good(k) for k in kernels), return_exceptions=True)
-            await self.backend.remove_all()
+            if self.replicas is None or not await self.replicas.ownership.others_alive():
+                await self.backend.remove_all()  # not the kernels of other live replicas (issue 11)
+        if self.replicas is not None:
+            await self.replicas.ownership.leave()  # what it still owns is adopted at once
         self.backend.close()
 
     # --- kernels --------------------------------------------------------------------------------------------
+
+    async def locate(self, kernel_ref: int | str, *, forwarded: bool = False) -> str | None:
+        """Issue 11: the URL of the live replica serving the kernel, or None to serve it here (a kernel whose
+        replica is gone is adopted first). Always None for a single gateway."""
+        if self.replicas is None:
+            return None
+        return await self.replicas.locate(kernel_ref, forwarded=forwarded)
 
     def get(self, kernel_id: int) -> Kernel:
         """The kernel, or KernelNotFound."""
