@@ -63,13 +63,15 @@ def _process_alive(pid: int) -> bool:
 class Ownership:
     """The ``KernelOwnership`` of one replica, on the store's database; fences the store's kernel writes."""
 
-    def __init__(self, store: Store, *, instance: str, replica_id: str, url: str, lease_seconds: float) -> None:
+    def __init__(
+        self, store: Store, *, instance: str, replica_id: str, url: str, lease_seconds: float, host: str | None = None
+    ) -> None:
         self.store = store
         self.instance = instance
         self.replica_id = replica_id
         self.url = url
         self.lease_seconds = lease_seconds
-        self.host = socket.gethostname()[:255]
+        self.host = (host or socket.gethostname())[:255]
         self.epochs: dict[int, int] = {}  # the epoch this replica holds for each kernel it serves
         self._valid_until = 0.0  # time.monotonic() until which this replica's lease is certainly alive
         self._on_lost: Callable[[int], None] | None = None

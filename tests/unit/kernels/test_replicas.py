@@ -1,0 +1,136 @@
+"""Issue 11: the core as one of several replicas, on fakes: routing to the owner, adoption with memory kept and
+open runs interrupted, start-up that leaves other replicas' kernels alone, a stale owner dropping its kernel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+from gateway.kernels.kernel import Kernel, KernelEvent
+from gateway.kernels.service import KernelService
+from gateway.settings import Settings
+from tests.fakes import FakeOwnership, FakeReplicas, FakeSandbox, FakeStore
+
+
+def settings(**values: Any) -> Settings:
+    defaults = {"interrupt_grace": 0.2, "output_flush_interval": 0.05, "instance": "unit", "pool_size": 0}
+    return Settings(**{**defaults, **values})
+
+
+def run(scenario: Awaitable[None]) -> None:
+    asyncio.run(asyncio.wait_for(scenario, 20))
+
+
+def ownership(service: KernelService) -> FakeOwnership:
+    assert service.replicas is not None and isinstance(service.replicas.ownership, FakeOwnership)
+    return service.replicas.ownership
+
+
+async def two_replicas() -> tuple[FakeReplicas, KernelService, KernelService]:
+    shared = FakeReplicas(FakeStore(), FakeSandbox())
+    a, b = shared.service("a", settings()), shared.service("b", settings())
+    await a.start_up()
+    await b.start_up()
+    return shared, a, b
+
+
+async def started_on(service: KernelService) -> Kernel:
+    kernel = await service.start()
+    ownership(service).own(kernel.id)  # what the SQL store does as it inserts the kernel
+    return kernel
+
+
+def test_a_kernel_of_another_live_replica_is_forwarded_and_an_own_one_served_here() -> None:
+    async def scenario() -> None:
+        _, a, b = await two_replicas()
+        kernel = await started_on(a)
+        assert await a.locate(kernel.id) is None
+        assert await b.locate(kernel.id) == "http://a"
+        assert await b.locate(kernel.id, forwarded=True) is None  # never sent on twice
+        assert await b.locate(424242) is None  # unknown: the route says 404
+
+    run(scenario())
+
+
+def test_the_kernel_of_a_dead_replica_is_adopted_with_its_memory_and_its_open_run_interrupted() -> None:
+    async def scenario() -> None:
+        shared, a, b = await two_replicas()
+        kernel = await started_on(a)
+        await a.add_cell(kernel, 1, "x = 41")
+        assert (await a.run_cell(kernel, 1)).status == "ok"
+        shared.store.begin_run("in-flight", kernel.id, kernel.notebook.get(1), 0.0)
+        shared.alive.discard("a")  # a is killed: its lease expires
+
+        assert await b.locate(kernel.id) is None  # adopted: served here now
+        adopted = b.get(kernel.id)
+        assert adopted is not kernel and shared.owners[kernel.id] == ("b", 2)
+        assert shared.store.runs["in-flight"]["state"] == "interrupted"
+        container = shared.sandbox.by_kernel(kernel.id)
+        assert container is not None and container.interrupted.is_set()  # what ran was interrupted
+        result = await b.execute(adopted, "print(x + 1)")
+        assert result.outputs[0]["text"] == "42\n"  # same container, same memory
+
+    run(scenario())
+
+
+def test_the_sweep_adopts_without_a_request() -> None:
+    async def scenario() -> None:
+        shared = FakeReplicas(FakeStore(), FakeSandbox())
+        a, b = shared.service("a", settings()), shared.service("b", settings(lease_seconds=2))
+        await a.start_up()
+        await b.start_up()
+        kernel = await started_on(a)
+        shared.alive.discard("a")
+        while kernel.id not in {k.id for k in b.registry}:
+            await asyncio.sleep(0.05)  # the sweep runs every lease / 3
+        assert shared.owners[kernel.id][0] == "b"
+
+    run(scenario())
+
+
+def test_start_up_leaves_the_kernels_and_containers_of_live_replicas_alone() -> None:
+    async def scenario() -> None:
+        shared = FakeReplicas(FakeStore(), FakeSandbox())
+        a = shared.service("a", settings())
+        await a.start_up()
+        kernel = await started_on(a)
+        c = shared.service("c", settings())
+        await c.start_up()
+        assert kernel.id not in {k.id for k in c.registry}
+        assert shared.sandbox.by_kernel(kernel.id) is not None and kernel.id not in shared.sandbox.removed
+        await c.shut_down()  # on_stop=shutdown: its own kernels only
+        assert shared.sandbox.by_kernel(kernel.id) is not None
+        assert await a.locate(kernel.id) is None
+
+    run(scenario())
+
+
+def test_a_stale_owner_drops_the_kernel_leaves_its_container_and_forwards() -> None:
+    async def scenario() -> None:
+        shared, a, b = await two_replicas()
+        kernel = await started_on(a)
+        events: list[KernelEvent] = []
+        kernel.listeners.add(lambda _, event: events.append(event))
+        shared.alive.discard("a")
+        ownership(a).valid = False  # a was paused past its lease
+        assert await b.locate(kernel.id) is None  # b adopts
+        shared.alive.add("a")  # a resumes
+        assert await a.locate(kernel.id) == "http://b"
+        assert kernel.id not in {k.id for k in a.registry} and not ownership(a).holds(kernel.id)
+        assert events == [KernelEvent.MOVED] and kernel.client is None
+        assert shared.sandbox.by_kernel(kernel.id) is not None  # the container is b's now, untouched
+
+    run(scenario())
+
+
+def test_a_refused_write_drops_the_kernel() -> None:
+    async def scenario() -> None:
+        _, a, _ = await two_replicas()
+        kernel = await started_on(a)
+        lost = ownership(a).on_lost
+        assert lost is not None
+        lost(kernel.id)  # what the SQL store calls when it refuses a stale write
+        assert kernel.id not in {k.id for k in a.registry}
+
+    run(scenario())
