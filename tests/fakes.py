@@ -498,7 +498,8 @@ class FakeOwnership:
             return None
         self.own(kernel_id)
         store = self.replicas.store
-        open_runs = [run for run in store.runs.values() if run.get("kernel_id") == kernel_id and run["state"] == "running"]
+        runs = store.runs.values()
+        open_runs = [run for run in runs if run.get("kernel_id") == kernel_id and run["state"] == "running"]
         for run in open_runs:
             run["state"] = "interrupted"
         (record,) = [r for r in await store.load_kernels(store.kernels[kernel_id].instance) if r.id == kernel_id]
