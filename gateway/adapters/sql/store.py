@@ -181,6 +181,7 @@ class Store:
 
     async def update_kernel(self, kernel_id: int, **values: Any) -> None:
         """Set columns of the kernel's row (e.g. ``state``, ``last_death``, ``container_id``, ``hmac_key``)."""
+
         def work(connection: Connection) -> None:
             self._fenced(connection, kernel_id)
             connection.execute(update(kernels).where(kernels.c.id == kernel_id).values(**values))
