@@ -113,7 +113,8 @@ class ReplicaCoordinator:
         if record.state == "dead":
             self.registry.add(recovery.kernel_from(record))
             return True
-        await recovery.take_back(self.lifecycle, record, interrupt=adopted.had_open_runs, timeout=self.reattach_timeout)
+        # Always interrupted: a run shorter than the flush interval, or a websocket's execution, left no record.
+        await recovery.take_back(self.lifecycle, record, interrupt=True, timeout=self.reattach_timeout)
         return True
 
     # --- kernels adopted elsewhere ----------------------------------------------------------------------------
