@@ -57,7 +57,8 @@ def usable_after_kill(a: GatewayProcess, b: Api) -> float:
         response = b.run(kernel, number)
         if response.status_code == 200 and stdout_of(response.json()) == expected:
             return time.monotonic() - killed
-        if response.status_code not in (503, 404):  # 503: a is not answering, its lease not over; 404: cell added on a
+        # 503: a is gone, its lease not over yet; 404: the add was refused, then b adopted the kernel
+        if response.status_code not in (503, 404):
             raise RuntimeError(f"unexpected answer {response.status_code}: {response.text}")
         number += 1
         time.sleep(0.05)
