@@ -4,8 +4,6 @@ two replicas' stores on one database, leases, adoption with an epoch, and the fe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,19 +13,8 @@ from gateway.adapters.sql.ownership import Ownership
 from gateway.errors import KernelMoved
 from gateway.notebook import Cell
 from gateway.settings import Settings
-from testing.harness import postgres_database, skip_without_postgres
 from tests.unit.test_store import record
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    base = {"data_dir": tmp_path / "data", "kernels_dir": Path("/tmp/jc-unit"), "instance": "unit"}
-    if request.param == "sqlite":
-        yield Settings(**base)
-        return
-    skip_without_postgres()
-    with postgres_database() as url:
-        yield Settings(**base, database_url=url)
+from tests.unit.test_store import settings as settings  # noqa: F401 (the database fixture: SQLite and PostgreSQL)
 
 
 async def replica(settings: Settings, name: str, lease: float = 30.0) -> Ownership:
