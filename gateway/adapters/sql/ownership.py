@@ -81,10 +81,11 @@ class Ownership:
     # --- fencing (on the store's thread, inside a write's transaction) ------------------------------------------
 
     def check(self, connection: Connection, kernel_id: int) -> None:
-        """Raise KernelMoved unless this replica's epoch for the kernel is still the row's (the row is share-locked
-        until the write commits, so an adoption waits for it or the write sees the new epoch)."""
+        """Raise KernelMoved unless this replica's epoch for the kernel is still the row's. The row stays locked
+        until the write commits (``FOR NO KEY UPDATE``, the lock the adoption's update takes too: no upgrade, no
+        deadlock), so an adoption waits for the write or the write sees the new epoch."""
         held = self.epochs.get(kernel_id)
-        query = select(kernels.c.owner_epoch).where(kernels.c.id == kernel_id).with_for_update(read=True)
+        query = select(kernels.c.owner_epoch).where(kernels.c.id == kernel_id).with_for_update(key_share=True)
         stored = connection.execute(query).scalar()
         if held is not None and stored == held:
             return
