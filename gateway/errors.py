@@ -145,6 +145,23 @@ class VersionConflict(JupyCellError):
         self.current = current
 
 
+class KernelMoved(JupyCellError):
+    """Issue 11: this replica no longer serves the kernel (another replica adopted it while this one was silent);
+    its write was refused and nothing was changed. The request can be sent again: it reaches the new owner."""
+
+    def __init__(self, kernel_id: int) -> None:
+        super().__init__(
+            f"Kernel {kernel_id} is now served by another gateway replica (this one lost its lease); nothing was "
+            "changed here. Send the request again."
+        )
+        self.kernel_id = kernel_id
+
+
+class ReplicaUnreachable(JupyCellError):
+    """Issue 11: the replica serving the kernel did not answer a forwarded request (it may just have died: its
+    kernels are adopted once its lease expires)."""
+
+
 # --- the kernel protocol's own errors (handled by the core) --------------------------------------------------
 
 

@@ -21,10 +21,12 @@ from gateway.adapters.docker.sandbox import ExtraMounts
 from gateway.adapters.sql import Store
 from gateway.adapters.sql.coordination import SqlCoordination
 from gateway.adapters.sql.database import database_url
+from gateway.adapters.sql.ownership import Ownership
 from gateway.api import cells, docs, errors, execute, files, health, kernels, live, metrics, notebooks, pool, stream
 from gateway.api import packages as packages_api
 from gateway.api.jupyter import routes as jupyter
 from gateway.api.jupyter.relay import Relays
+from gateway.api.replicas import ReplicaForwarding
 from gateway.kernels.ports import SandboxBackend
 from gateway.kernels.service import KernelService
 from gateway.mcp import mount_mcp
@@ -62,8 +64,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Packages on demand (issue 13): fetched outside the kernels, mounted read-only into each one (local backend).
         packages = None if settings.backend == "agents" else await asyncio.to_thread(PackageService, settings, store)
         mounts = packages.container_mounts if packages is not None and packages.enabled else None
+        ownership = None
+        if settings.replicated:  # issue 11: one of several replicas on this database
+            ownership = Ownership(
+                store, instance=settings.instance, replica_id=settings.replica_id, url=settings.own_url,
+                lease_seconds=settings.lease_seconds,
+            )  # fmt: skip
         backend = _backend(settings, mounts)
-        service = KernelService(settings, backend, connector, store, observer, packages, coordination)
+        service = KernelService(settings, backend, connector, store, observer, packages, coordination, ownership)
         app.state.relays = Relays(settings, connector.context, audit, prefetch=service.prefetch)
         observer.metrics.watch_store(store.engine)
         observer.metrics.watch_kernels(lambda: [k.state for k in service.registry])
@@ -129,6 +137,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.mcp_enabled:
         mount_mcp(app, settings)  # /mcp, after every route of the app's own
     errors.install(app)
+    if settings.replicated:  # issue 11: inside the security gate, so only authenticated requests are forwarded
+        app.add_middleware(ReplicaForwarding, replica_id=settings.replica_id, lease_seconds=settings.lease_seconds)
     app.add_middleware(
         SecurityMiddleware,
         keys=keys,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -100,6 +102,27 @@ class Settings(BaseSettings):
         gt=0,
         le=600,
         description="Seconds a control request to an agent may take (a start gets the kernel start timeout).",
+    )
+
+    # --- several replicas on one PostgreSQL (issue 11, see docs/replicas.md) ------------------------------------
+    replica_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}",
+        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$",
+        description="Name of this gateway process among the replicas of the instance (PostgreSQL only); default: "
+        "the host name and a random suffix, new at every start.",
+    )
+    replica_url: str = Field(
+        "",
+        pattern=r"^(https?://[^\s/]+)?$",
+        description="Base URL other replicas reach this one at (http://host:port, no path), to forward requests "
+        "for the kernels it serves; empty: http://<host name>:8000.",
+    )
+    lease_seconds: float = Field(
+        9.0,
+        ge=2,
+        le=300,
+        description="A replica renews its lease every third of this; a replica silent for this long is taken for "
+        "dead and its kernels are adopted by another replica (memory kept).",
     )
 
     # --- limits of every kernel container --------------------------------------------------------------------
@@ -323,6 +346,16 @@ class Settings(BaseSettings):
     @property
     def max_message_bytes(self) -> int:
         return self.max_message_mb * 2**20
+
+    @property
+    def replicated(self) -> bool:
+        """Several replicas may share the database (PostgreSQL); SQLite serves one gateway process."""
+        return self.database_url is not None and not self.database_url.get_secret_value().startswith("sqlite")
+
+    @property
+    def own_url(self) -> str:
+        """Where other replicas reach this one (``replica_url``, or the host name on the image's port)."""
+        return self.replica_url or f"http://{socket.gethostname()}:8000"
 
     @property
     def instance_dir(self) -> Path:

@@ -250,8 +250,10 @@ class GatewayProcess:
         *,
         keys: dict[str, str] | None = None,
         admins: Collection[str] = (),
+        listen_port: int = 0,
         **settings: Any,
     ) -> None:
+        self.listen_port = listen_port  # 0: the kernel picks one; a replica's own URL needs it known (issue 11)
         self.instance: str = settings.pop("instance", None) or unique_instance()
         self.keys = dict(keys or {})
         self.admins = frozenset(admins)
@@ -308,7 +310,7 @@ class GatewayProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 (kept open by the process)
         offset = log.tell()
         self.process = subprocess.Popen(
-            [sys.executable, *GATEWAY_COMMAND, "--host", "127.0.0.1", "--port", "0"],
+            [sys.executable, *GATEWAY_COMMAND, "--host", "127.0.0.1", "--port", str(self.listen_port)],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -357,7 +359,10 @@ class GatewayProcess:
     def again(self, **changes: Any) -> GatewayProcess:
         """A new process of the same gateway (instance, kernels dir, data dir, database, keys), not yet started."""
         settings = {**self.settings, **changes}
-        return GatewayProcess(self.kernels_dir, instance=self.instance, keys=self.keys, admins=self.admins, **settings)
+        return GatewayProcess(
+            self.kernels_dir, instance=self.instance, keys=self.keys, admins=self.admins,
+            listen_port=self.listen_port, **settings,
+        )  # fmt: skip
 
     def log(self) -> str:
         """The last 5,000 characters of the process's output."""

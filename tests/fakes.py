@@ -25,10 +25,12 @@ from typing import Any
 from gateway.errors import KernelGone, KernelStartFailed, KernelUnresponsive, StoreUnavailable
 from gateway.kernels.kernel import Kernel, KernelState
 from gateway.kernels.ports import (
+    Adopted,
     ConnectionInfo,
     ContainerExit,
     DeathCallback,
     InterruptedRun,
+    KernelLocation,
     KernelRecord,
     OwnContainer,
     SandboxHandle,
@@ -557,3 +559,112 @@ def fake_replicas(settings: Settings, count: int = 2, **sandbox: Any) -> tuple[l
         for n in range(count)
     ]
     return services, deployment
+
+
+class FakeReplicas:
+    """Issue 11: the shared ownership state of several replicas in memory (what the database holds): kernel owners
+    and epochs, live replicas, and the one store and sandbox they share."""
+
+    def __init__(self, store: FakeStore, sandbox: FakeSandbox) -> None:
+        self.store, self.sandbox = store, sandbox
+        self.owners: dict[int, tuple[str | None, int]] = {}  # kernel id -> (owner, epoch)
+        self.alive: set[str] = set()
+
+    def service(self, replica_id: str, settings: Settings) -> KernelService:
+        """A replica: a real ``KernelService`` on the shared fakes, with its own ``FakeOwnership``."""
+        ownership = FakeOwnership(self, replica_id)
+        store: Any = _OwnedView(self.store, ownership)
+        return KernelService(settings, self.sandbox, FakeConnector(self.sandbox), store, ownership=ownership)
+
+
+class _OwnedView:
+    """The shared store as one replica sees it at start-up: only the kernels it owns (as the SQL store does)."""
+
+    def __init__(self, store: FakeStore, ownership: FakeOwnership) -> None:
+        self._store, self._ownership = store, ownership
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def load_kernels(self, instance: str) -> list[KernelRecord]:
+        owners = self._ownership.replicas.owners
+        mine = self._ownership.replica_id
+        return [r for r in await self._store.load_kernels(instance) if owners.get(r.id, (None, 0))[0] == mine]
+
+
+class FakeOwnership:
+    """A ``KernelOwnership`` on ``FakeReplicas``; a kernel a replica starts is recorded by ``own``."""
+
+    def __init__(self, replicas: FakeReplicas, replica_id: str) -> None:
+        self.replicas, self.replica_id = replicas, replica_id
+        self.epochs: dict[int, int] = {}
+        self.valid = False
+        self.on_lost: Callable[[int], None] | None = None
+
+    def own(self, kernel_id: int) -> None:
+        _, epoch = self.replicas.owners.get(kernel_id, (None, 0))
+        self.replicas.owners[kernel_id] = (self.replica_id, epoch + 1)
+        self.epochs[kernel_id] = epoch + 1
+
+    def lease_valid(self) -> bool:
+        return self.valid and self.replica_id in self.replicas.alive
+
+    def holds(self, kernel_id: int) -> bool:
+        return kernel_id in self.epochs
+
+    def release(self, kernel_id: int) -> None:
+        self.epochs.pop(kernel_id, None)
+
+    def watch_lost(self, on_lost: Callable[[int], None]) -> None:
+        self.on_lost = on_lost
+
+    async def join(self) -> None:
+        self.replicas.alive.add(self.replica_id)
+        self.valid = True
+
+    async def heartbeat(self) -> None:
+        self.replicas.alive.add(self.replica_id)
+        self.valid = True
+
+    async def leave(self) -> None:
+        self.replicas.alive.discard(self.replica_id)
+        self.valid = False
+
+    async def others_alive(self) -> bool:
+        return bool(self.replicas.alive - {self.replica_id})
+
+    def _orphan(self, kernel_id: int) -> bool:
+        owner, _ = self.replicas.owners.get(kernel_id, (None, 0))
+        return owner is None or owner == self.replica_id or owner not in self.replicas.alive
+
+    async def claim_orphans(self) -> list[int]:
+        claimed = [k for k in self.replicas.store.kernels if self._orphan(k)]
+        for kernel_id in claimed:
+            self.own(kernel_id)
+        return claimed
+
+    def _location(self, kernel_id: int) -> KernelLocation:
+        owner, epoch = self.replicas.owners.get(kernel_id, (None, 0))
+        return KernelLocation(kernel_id, owner, epoch, owner in self.replicas.alive, f"http://{owner}")
+
+    async def orphans(self) -> list[KernelLocation]:
+        return [
+            self._location(k) for k in self.replicas.store.kernels
+            if self._orphan(k) and self.replicas.owners.get(k, (None, 0))[0] != self.replica_id
+        ]  # fmt: skip
+
+    async def locate(self, kernel_ref: int | str) -> KernelLocation | None:
+        kernel_id = int(kernel_ref)
+        return self._location(kernel_id) if kernel_id in self.replicas.store.kernels else None
+
+    async def adopt(self, kernel_id: int, seen_epoch: int, detail: str) -> Adopted | None:
+        if not self._orphan(kernel_id) or self.replicas.owners.get(kernel_id, (None, 0))[1] != seen_epoch:
+            return None
+        self.own(kernel_id)
+        store = self.replicas.store
+        runs = store.runs.values()
+        open_runs = [run for run in runs if run.get("kernel_id") == kernel_id and run["state"] == "running"]
+        for run in open_runs:
+            run["state"] = "interrupted"
+        (record,) = [r for r in await store.load_kernels(store.kernels[kernel_id].instance) if r.id == kernel_id]
+        return Adopted(record, bool(open_runs))

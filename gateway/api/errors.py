@@ -45,6 +45,8 @@ STATUS: dict[type[errors.JupyCellError], int] = {
     packages.PackageConflict: 409,
     packages.PackageIndexUnreachable: 502,
     packages.PackageFetchFailed: 502,
+    errors.KernelMoved: 421,  # issue 11: a stale owner's write was refused; the retry reaches the new owner
+    errors.ReplicaUnreachable: 503,
     ViewTokenNotFound: 404,
     ViewTokenTooLong: 422,
 }

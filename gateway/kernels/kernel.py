@@ -47,6 +47,7 @@ class KernelEvent(StrEnum):
     STOPPED = "stopped"  # gone on purpose (restart, replacement): a new one follows
     DIED = "died"  # gone by accident (crash, out of memory...): a new one follows
     SHUT_DOWN = "shut down"  # the kernel is gone for good
+    MOVED = "moved"  # issue 11: another gateway replica serves the kernel now (its container is untouched)
 
 
 #: Called on the event loop with each ``KernelEvent``; must not block.

@@ -518,3 +518,85 @@ class Coordination(AdmissionLedger, PoolLedger, LeaderLock, Protocol):
     """Everything the replicas of one deployment share beyond the ``KernelStore``."""
 
     async def close(self) -> None: ...
+
+
+# --- several replicas (issue 11) ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KernelLocation:
+    """Where a stored kernel is served: its owner replica (None: nobody), that owner's epoch, whether the owner's
+    lease is alive, and the URL other replicas forward its requests to."""
+
+    kernel_id: int
+    owner: str | None
+    epoch: int
+    owner_alive: bool
+    owner_url: str | None
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """A kernel this replica took over: its record (cells included) and whether runs were still open on it (now
+    recorded ``interrupted``: what ran is cut off)."""
+
+    record: KernelRecord
+    had_open_runs: bool
+
+
+class KernelOwnership(Protocol):
+    """Which replica serves which kernel, with leases and epochs (``gateway.adapters.sql.Ownership``).
+
+    A replica's lease is alive while it renews it (``heartbeat``); its kernels' leases are its own. Every kernel
+    write of this replica carries the epoch it holds for the kernel: a write after another replica adopted the
+    kernel is refused (``KernelMoved``) and ``on_lost`` is called with the kernel's id, on the loop.
+    """
+
+    replica_id: str
+
+    def lease_valid(self) -> bool:
+        """This replica's lease is certainly alive (renewed less than a lease ago, by its own clock)."""
+        ...
+
+    def holds(self, kernel_id: int) -> bool:
+        """This replica holds an epoch for the kernel."""
+        ...
+
+    def release(self, kernel_id: int) -> None:
+        """Forget the epoch held for the kernel (it was dropped or deleted)."""
+        ...
+
+    def watch_lost(self, on_lost: Callable[[int], None]) -> None: ...
+
+    async def join(self) -> None:
+        """Register this replica (its first heartbeat); predecessors on this host whose process is gone are
+        taken for dead at once."""
+        ...
+
+    async def heartbeat(self) -> None: ...
+
+    async def leave(self) -> None:
+        """This replica stops: its lease ends now, so others adopt what it still owns at once."""
+        ...
+
+    async def others_alive(self) -> bool:
+        """Another replica of the instance holds a live lease."""
+        ...
+
+    async def claim_orphans(self) -> list[int]:
+        """Start-up: take every kernel of the instance that no live replica owns (this one's own included); their
+        open runs stay as they are (the start-up recovery interrupts them)."""
+        ...
+
+    async def orphans(self) -> list[KernelLocation]:
+        """Kernels of the instance whose owner's lease has expired (or that have no owner)."""
+        ...
+
+    async def locate(self, kernel_ref: int | str) -> KernelLocation | None:
+        """The kernel by seed API id or Jupyter id, with its owner; None if no such kernel is stored."""
+        ...
+
+    async def adopt(self, kernel_id: int, seen_epoch: int, detail: str) -> Adopted | None:
+        """Take the kernel over if its owner is still the one seen at ``seen_epoch`` and not alive: bump the epoch,
+        record its open runs ``interrupted`` (``detail``). None if another replica was faster or the owner lives."""
+        ...

@@ -8,7 +8,8 @@
   same kernel id, same memory (code that was running when the gateway stopped is interrupted first).
 - A kernel whose container exited or is gone is marked dead with that cause; ``restart`` brings it back fresh,
   cells kept.
-- A container of this instance that no record knows is removed, and so are sockets nobody uses.
+- A container of this instance that no record knows is removed, and so are sockets nobody uses (not while other
+  gateway replicas of the instance are alive: those may be theirs, issue 11).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class RecoveryPlan:
     dead: list[tuple[KernelRecord, str]] = field(default_factory=list)  # lost while the gateway was down: cause
     stay_dead: list[KernelRecord] = field(default_factory=list)  # already dead: kept with the recorded cause
     remove: list[str] = field(default_factory=list)  # container names: unknown to the store, or exited
-    keep_leftovers: bool = False  # issue 11: other replicas' socket directories are not ours to remove
+    keep_unknown: bool = False  # issue 11: other replicas' containers and socket directories are not ours
 
     @property
     def live_ids(self) -> set[int]:
@@ -49,17 +50,20 @@ def plan(
     mem_limit_mb: int,
     *,
     deployment: set[int] | None = None,
+    keep_unknown: bool = False,
 ) -> RecoveryPlan:
     """Decide, for every stored kernel of this instance and every container of it, what start-up does.
 
-    ``deployment`` (several replicas share the instance, issue 11): every kernel id the deployment knows of (stored
-    kernels, pool kernels, pending starts), read after ``containers`` were listed. A container whose kernel id is in
-    it is another replica's business and stays; socket directories are left alone (the leader's janitor sweeps)."""
-    result = RecoveryPlan(keep_leftovers=deployment is not None)
+    Several replicas share the instance (issue 11): ``deployment`` is every kernel id the deployment knows of (stored
+    kernels, pool kernels, pending starts), read after ``containers`` were listed: a container of one of them stays;
+    ``keep_unknown``: other replicas are alive, so no container this one does not know is removed. Either way socket
+    directories are left alone (the leader's janitor sweeps)."""
+    result = RecoveryPlan(keep_unknown=keep_unknown or deployment is not None)
     by_id = {container.container_id: container for container in containers}
     known = {record.container_id for record in records if record.container_id}
-    others = deployment or set()
-    result.remove += [c.name for c in containers if c.container_id not in known and c.kernel_id not in others]
+    if not keep_unknown:
+        others = deployment or set()
+        result.remove += [c.name for c in containers if c.container_id not in known and c.kernel_id not in others]
     for record in records:
         container = by_id.get(record.container_id) if record.container_id else None
         if record.state == KernelState.DEAD:
@@ -104,17 +108,10 @@ async def apply(recovery: RecoveryPlan, lifecycle: KernelLifecycle, reattach_tim
         lifecycle.registry.add(kernel)
         await lifecycle.mark_dead(kernel, cause)
 
-    async def reattach(record: KernelRecord, interrupt: bool) -> None:
-        kernel = kernel_from(record)
-        lifecycle.registry.add(kernel)
-        handle = backend.restore(record.id, record.sandbox, record.hmac_key)
-        async with kernel.lock:
-            failure = await lifecycle.reattach(kernel, handle, interrupt=interrupt, timeout=reattach_timeout)
-            if failure is not None:
-                await lifecycle.mark_dead(kernel, failure)
-
-    await asyncio.gather(*(reattach(record, interrupt) for record, interrupt in recovery.attach))
-    if not recovery.keep_leftovers:
+    await asyncio.gather(
+        *(take_back(lifecycle, record, interrupt=again, timeout=reattach_timeout) for record, again in recovery.attach)
+    )
+    if not recovery.keep_unknown:
         await backend.remove_leftovers({k.id for k in lifecycle.registry if k.alive})
     alive = lifecycle.registry.live()
     log.info(
@@ -124,3 +121,16 @@ async def apply(recovery: RecoveryPlan, lifecycle: KernelLifecycle, reattach_tim
         len(lifecycle.registry) - alive,
         len(recovery.remove),
     )
+
+
+async def take_back(lifecycle: KernelLifecycle, record: KernelRecord, *, interrupt: bool, timeout: float) -> Kernel:
+    """Register the stored kernel and re-attach its running container (same sockets, key and memory; what runs is
+    interrupted first if ``interrupt``); mark it dead with the reason if it does not answer."""
+    kernel = kernel_from(record)
+    lifecycle.registry.add(kernel)
+    handle = lifecycle.launcher.backend.restore(record.id, record.sandbox, record.hmac_key)
+    async with kernel.lock:
+        failure = await lifecycle.reattach(kernel, handle, interrupt=interrupt, timeout=timeout)
+        if failure is not None:
+            await lifecycle.mark_dead(kernel, failure)
+    return kernel

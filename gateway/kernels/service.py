@@ -30,6 +30,7 @@ from gateway.kernels.ports import (
     Coordination,
     KernelConnector,
     KernelObserver,
+    KernelOwnership,
     KernelPackages,
     KernelStore,
     OnOutput,
@@ -37,6 +38,7 @@ from gateway.kernels.ports import (
     WarmPool,
 )
 from gateway.kernels.registry import KernelRegistry, new_kernel_id
+from gateway.kernels.replicas import ReplicaCoordinator
 from gateway.kernels.shared_pool import SharedKernelPool
 from gateway.kernels.supervisor import DeathSupervisor
 from gateway.kernels.tasks import TaskSet
@@ -63,7 +65,9 @@ class KernelService:
         observer: KernelObserver | None = None,
         packages: KernelPackages | None = None,
         coordination: Coordination | None = None,
+        ownership: KernelOwnership | None = None,
     ) -> None:
+        """``ownership``: this gateway is one of several replicas on the store's database (issue 11)."""
         self.settings = settings
         self.observer: KernelObserver = observer or NullObserver()
         self.packages: KernelPackages = packages or NoPackages()
@@ -128,6 +132,7 @@ class KernelService:
         )
         self.editor = CellEditor(store, settings.max_cells, self.observer)
         self.files = FileTransfer(self.lifecycle, self.supervisor, settings.max_file_bytes)
+        self.replicas = ReplicaCoordinator(ownership, self.lifecycle, settings.reattach_timeout) if ownership else None
 
     # --- the gateway's own life -----------------------------------------------------------------------------
 
@@ -139,15 +144,26 @@ class KernelService:
         self.backend.watch_deaths(
             asyncio.get_running_loop(), self.supervisor.container_died, self.supervisor.events_resumed
         )
+        others = False
+        if self.replicas is not None:  # issue 11: take only what no live replica owns
+            await self.replicas.join()
+            others = await self.replicas.ownership.others_alive()
         interrupted = await self.store.interrupt_open_runs(settings.instance, recovery.INTERRUPTED_DETAIL)
         records = await self.store.load_kernels(settings.instance)
         containers = await self.backend.list_own()
         deployment = None if self.coordination is None else await self.coordination.known_kernel_ids()
         plan = recovery.plan(
-            records, containers, {run.kernel_id for run in interrupted}, settings.mem_limit_mb, deployment=deployment
+            records,
+            containers,
+            {run.kernel_id for run in interrupted},
+            settings.mem_limit_mb,
+            deployment=deployment,
+            keep_unknown=others,
         )
         await self.packages.start_up({record.id for record in records})  # re-attached kernels reinstall
         await recovery.apply(plan, self.lifecycle, settings.reattach_timeout)
+        if self.replicas is not None:
+            self.tasks.spawn(self.replicas.keep_alive(settings.lease_seconds / 3), name="replica-lease")
         if settings.idle_timeout or settings.max_lifetime or settings.dead_kernel_ttl:
             self.tasks.spawn(
                 cull_forever(
@@ -182,12 +198,22 @@ class KernelService:
             log.info("left %d kernels running for the next start (on_stop=keep)", len(kernels))
         else:
             await asyncio.gather(*(self.lifecycle.stop_for_good(k) for k in kernels), return_exceptions=True)
-            if self.coordination is None:  # shared: the pool and other replicas' kernels are not this one's to remove
+            others = self.replicas is not None and await self.replicas.ownership.others_alive()
+            if not others:  # the last replica (or the only one) leaves nothing running, shared pool included
                 await self.backend.remove_all()
+        if self.replicas is not None:
+            await self.replicas.ownership.leave()  # what it still owns is adopted at once
         self.backend.close()
         self.packages.close()
 
     # --- kernels --------------------------------------------------------------------------------------------
+
+    async def locate(self, kernel_ref: int | str, *, forwarded: bool = False) -> str | None:
+        """Issue 11: the URL of the live replica serving the kernel, or None to serve it here (a kernel whose
+        replica is gone is adopted first). Always None for a single gateway."""
+        if self.replicas is None:
+            return None
+        return await self.replicas.locate(kernel_ref, forwarded=forwarded)
 
     def get(self, kernel_id: int) -> Kernel:
         """The kernel, or KernelNotFound."""

@@ -62,6 +62,29 @@ kernels = Table(
         server_default="0",
         comment="changed by every add, edit and delete of a cell",
     ),
+    # Issue 11 (migration 0005_replicas): the replica serving the kernel, and the epoch its writes carry.
+    Column("owner_replica", String(64), nullable=True, index=True, comment="the replica serving it (null: none)"),
+    Column(
+        "owner_epoch",
+        BigInteger,
+        nullable=False,
+        default=0,
+        server_default="0",
+        comment="bumped at every change of owner; an owner's writes carry it (fencing)",
+    ),
+)
+
+#: Issue 11: the gateway replicas of a deployment sharing this database, each with its lease.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", String(64), primary_key=True, comment="JUPYCELL_REPLICA_ID"),
+    Column("instance", String(32), nullable=False, comment="the deployment (JUPYCELL_INSTANCE)"),
+    Column("url", String(512), nullable=False, comment="where other replicas reach it"),
+    Column("host", String(255), nullable=False, comment="host name of its process"),
+    Column("pid", Integer, nullable=False, comment="its process id on that host"),
+    Column("heartbeat_at", Double, nullable=False, comment="database time of its last heartbeat"),
+    Column("expires_at", Double, nullable=False, comment="its lease (and its kernels') ends then"),
 )
 
 cells = Table(

@@ -12,9 +12,9 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Update, bindparam, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Update, bindparam, delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.adapters.sql import database
@@ -26,6 +26,9 @@ from gateway.notebook.dependencies import analyse
 from gateway.notebook.outputs import Output
 from gateway.settings import Settings
 
+if TYPE_CHECKING:
+    from gateway.adapters.sql.ownership import Ownership
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -35,6 +38,7 @@ INTERRUPTED = "interrupted"
 
 def _record_from_row(row: Any) -> KernelRecord:
     values = row._asdict()
+    values.pop("owner_replica", None), values.pop("owner_epoch", None)  # issue 11: the store's own business
     sandbox = {
         "container_id": values.pop("container_id"),
         "name": values.pop("container_name"),
@@ -102,6 +106,13 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        #: Issue 11: with several replicas, the ownership that fences every kernel write (None: one gateway).
+        self.fence: Ownership | None = None
+
+    def _fenced(self, connection: Connection, kernel_id: int) -> None:
+        """In a write transaction: refuse (``KernelMoved``) a write to a kernel another replica adopted."""
+        if self.fence is not None:
+            self.fence.check(connection, kernel_id)
 
     @classmethod
     async def open(cls, settings: Settings) -> Store:
@@ -155,36 +166,34 @@ class Store:
     async def load_kernels(self, instance: str) -> list[KernelRecord]:
         """Every kernel of ``instance`` with its cells (in cell order)."""
 
-        def work(connection: Connection) -> list[KernelRecord]:
-            records = {}
-            for row in connection.execute(select(kernels).where(kernels.c.instance == instance)):
-                records[row.id] = _record_from_row(row)
-            query = (
-                select(cells)
-                .join(kernels, cells.c.kernel_id == kernels.c.id)
-                .where(kernels.c.instance == instance)
-                .order_by(cells.c.kernel_id, cells.c.number)
-            )
-            for row in connection.execute(query):
-                records[row.kernel_id].cells.append(_cell_from_row(row))
-            return list(records.values())
-
-        return await self._do(work)
+        condition = kernels.c.instance == instance
+        if self.fence is not None:  # issue 11: only the kernels this replica owns (claimed at start-up)
+            condition &= kernels.c.owner_replica == self.fence.replica_id
+        return await self._do(lambda connection: load_records(connection, condition))
 
     async def add_kernel(self, record: KernelRecord) -> None:
         values = {name: getattr(record, name) for name in kernels.c.keys() if hasattr(record, name)}
         values.update(_sandbox_values(record.sandbox))
+        if self.fence is not None:  # issue 11: a new kernel is this replica's, at epoch 1
+            values.update(owner_replica=self.fence.replica_id, owner_epoch=1)
+            self.fence.epochs[record.id] = 1
         await self._do(lambda c: c.execute(insert(kernels).values(**values)))
 
     async def update_kernel(self, kernel_id: int, **values: Any) -> None:
         """Set columns of the kernel's row (e.g. ``state``, ``last_death``, ``container_id``, ``hmac_key``)."""
-        await self._do(lambda c: c.execute(update(kernels).where(kernels.c.id == kernel_id).values(**values)))
+
+        def work(connection: Connection) -> None:
+            self._fenced(connection, kernel_id)
+            connection.execute(update(kernels).where(kernels.c.id == kernel_id).values(**values))
+
+        await self._do(work)
 
     async def delete_kernel(self, kernel_id: int) -> None:
         """Forget the kernel, its cells and its runs."""
 
         def work(connection: Connection) -> None:
             # Explicit rather than ON DELETE CASCADE alone: SQLite files opened without foreign_keys=ON keep rows.
+            self._fenced(connection, kernel_id)
             connection.execute(delete(runs).where(runs.c.kernel_id == kernel_id))
             connection.execute(delete(cells).where(cells.c.kernel_id == kernel_id))
             connection.execute(delete(kernel_packages).where(kernel_packages.c.kernel_id == kernel_id))
@@ -203,6 +212,7 @@ class Store:
         values = {"kernel_id": kernel_id, "number": cell.number, **_cell_values(cell), "created_at": now}
 
         def work(connection: Connection) -> None:
+            self._fenced(connection, kernel_id)
             connection.execute(insert(cells).values(**values, updated_at=now))
             _set_stale(connection, kernel_id, stale)
             _set_version(connection, kernel_id, version)
@@ -216,6 +226,7 @@ class Store:
         values = {**_cell_values(cell), "updated_at": time.time()}
 
         def work(connection: Connection) -> None:
+            self._fenced(connection, kernel_id)
             connection.execute(_update_cell(kernel_id, cell.number).values(**values))
             _set_stale(connection, kernel_id, stale)
             _set_version(connection, kernel_id, version)
@@ -226,6 +237,7 @@ class Store:
         self, kernel_id: int, number: int, *, stale: dict[int, bool] | None = None, version: int | None = None
     ) -> None:
         def work(connection: Connection) -> None:
+            self._fenced(connection, kernel_id)
             connection.execute(delete(cells).where(cells.c.kernel_id == kernel_id, cells.c.number == number))
             _set_stale(connection, kernel_id, stale)
             _set_version(connection, kernel_id, version)
@@ -255,6 +267,7 @@ class Store:
         )
 
         def work(connection: Connection) -> None:
+            self._fenced(connection, kernel_id)
             connection.execute(update(kernels).where(kernels.c.id == kernel_id).values(**values))
             if rows:
                 connection.execute(query, rows)
@@ -275,7 +288,12 @@ class Store:
             "truncated": False,
             "started_at": started_at,
         }
-        self._queue(lambda c: c.execute(insert(runs).values(**values)), "recording a run's start")
+
+        def work(connection: Connection) -> None:
+            self._fenced(connection, kernel_id)
+            connection.execute(insert(runs).values(**values))
+
+        self._queue(work, "recording a run's start")
 
     def save_partial_outputs(self, run_id: str, outputs: list[Output], truncated: bool) -> None:
         """Keep the outputs a running cell has produced so far (not awaited)."""
@@ -308,6 +326,7 @@ class Store:
                 "finished_at": now,
                 "usage": cell.usage,  # issue 14
             }
+            self._fenced(connection, kernel_id)
             if connection.execute(update(runs).where(runs.c.id == run_id).values(**outcome)).rowcount == 0:
                 # A short run: never recorded as in flight (see KernelManager._record_in_flight).
                 values = {"kernel_id": kernel_id, "cell_number": cell.number, "code": cell.code}
@@ -320,7 +339,7 @@ class Store:
 
     def abandon_run(self, run_id: str, detail: str) -> None:
         """The run ended in an error of the gateway's own (not awaited); the cell keeps its earlier outputs."""
-        query = update(runs).where(runs.c.id == run_id)
+        query = update(runs).where(runs.c.id == run_id, runs.c.state == "running")  # not one closed meanwhile
         values = {"state": "finished", "status": "error", "outputs": None, "detail": detail, "finished_at": time.time()}
         self._queue(lambda c: c.execute(query.values(**values)), "recording a failed run")
 
@@ -330,32 +349,10 @@ class Store:
         Each becomes ``interrupted``, keeping its partial outputs followed by an error output that says what
         happened; its cell (if it still exists) shows the same.
         """
-        now = time.time()
-        marker = {"output_type": "error", "ename": "GatewayRestart", "evalue": detail, "traceback": []}
-
-        def work(connection: Connection) -> list[InterruptedRun]:
-            query = (
-                select(runs.c.id, runs.c.kernel_id, runs.c.cell_number, runs.c.outputs)
-                .join(kernels, runs.c.kernel_id == kernels.c.id)
-                .where(runs.c.state == "running", kernels.c.instance == instance)
-            )
-            interrupted = []
-            for row in connection.execute(query).all():
-                outputs = [*(row.outputs or []), marker]
-                connection.execute(
-                    update(runs)
-                    .where(runs.c.id == row.id)
-                    .values(state=INTERRUPTED, status=INTERRUPTED, outputs=outputs, detail=detail, finished_at=now)
-                )
-                connection.execute(
-                    _update_cell(row.kernel_id, row.cell_number).values(
-                        outputs=outputs, status=INTERRUPTED, execution_count=None, ended_at=now, updated_at=now
-                    )
-                )
-                interrupted.append(InterruptedRun(row.kernel_id, row.cell_number, outputs))
-            return interrupted
-
-        return await self._do(work)
+        condition = kernels.c.instance == instance
+        if self.fence is not None:  # issue 11: runs of other replicas' kernels are theirs
+            condition &= kernels.c.owner_replica == self.fence.replica_id
+        return await self._do(lambda connection: interrupt_runs(connection, condition, detail))
 
     # --- packages on demand (issue 13) --------------------------------------------------------------------
 
@@ -397,3 +394,46 @@ class Store:
 
 def _update_cell(kernel_id: int, number: int) -> Update:
     return update(cells).where(cells.c.kernel_id == kernel_id, cells.c.number == number)
+
+
+def load_records(connection: Connection, condition: ColumnElement[bool]) -> list[KernelRecord]:
+    """The kernels matching ``condition`` (on the kernels table), each with its cells in order."""
+    records = {}
+    for row in connection.execute(select(kernels).where(condition)):
+        records[row.id] = _record_from_row(row)
+    query = (
+        select(cells)
+        .join(kernels, cells.c.kernel_id == kernels.c.id)
+        .where(condition)
+        .order_by(cells.c.kernel_id, cells.c.number)
+    )
+    for row in connection.execute(query):
+        records[row.kernel_id].cells.append(_cell_from_row(row))
+    return list(records.values())
+
+
+def interrupt_runs(connection: Connection, condition: ColumnElement[bool], detail: str) -> list[InterruptedRun]:
+    """Close the runs still recorded as running of the kernels matching ``condition``: each becomes
+    ``interrupted``, keeping its partial outputs followed by an error output saying ``detail``; so does its cell."""
+    now = time.time()
+    marker = {"output_type": "error", "ename": "GatewayRestart", "evalue": detail, "traceback": []}
+    query = (
+        select(runs.c.id, runs.c.kernel_id, runs.c.cell_number, runs.c.outputs)
+        .join(kernels, runs.c.kernel_id == kernels.c.id)
+        .where(runs.c.state == "running", condition)
+    )
+    interrupted = []
+    for row in connection.execute(query).all():
+        outputs = [*(row.outputs or []), marker]
+        connection.execute(
+            update(runs)
+            .where(runs.c.id == row.id)
+            .values(state=INTERRUPTED, status=INTERRUPTED, outputs=outputs, detail=detail, finished_at=now)
+        )
+        connection.execute(
+            _update_cell(row.kernel_id, row.cell_number).values(
+                outputs=outputs, status=INTERRUPTED, execution_count=None, ended_at=now, updated_at=now
+            )
+        )
+        interrupted.append(InterruptedRun(row.kernel_id, row.cell_number, outputs))
+    return interrupted

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 _OUTGOING_FRAMES = 256  # frames queued for a slow client; past it IOPub waits (and ZMQ drops for this client)
 _CLOSE_INVALID = 1007  # websocket close code: the client sent a frame that is not a Jupyter message
+_CLOSE_RECONNECT = 1012  # websocket close code "service restart": the kernel moved to another replica
 _CLOSE_TOO_BIG = 1009  # websocket close code: message too big (code past max_code_bytes)
 
 
@@ -97,6 +98,7 @@ class ChannelsRelay:
         self._session_id = uuid.uuid4().hex  # the session of the gateway's own status messages
         self._executing: set[str] = set()  # this websocket's execute requests the kernel has not finished
         self._told_restarting = False
+        self._moved = False
 
     async def run(self) -> None:
         """Serve the websocket (already accepted) until either side ends it."""
@@ -110,7 +112,10 @@ class ChannelsRelay:
             await asyncio.wait({writer, reader, self._kernel_gone}, return_when=asyncio.FIRST_COMPLETED)
             if self._kernel_gone.done():
                 await self._drain(writer)
-                await self._close(1000, "kernel shut down")
+                if self._moved:
+                    await self._close(_CLOSE_RECONNECT, "kernel moved to another gateway replica: reconnect")
+                else:
+                    await self._close(1000, "kernel shut down")
             elif reader.done() and (close := reader.result()) is not None:
                 await self._close(*close)
         finally:
@@ -268,6 +273,10 @@ class ChannelsRelay:
         elif event is KernelEvent.SHUT_DOWN and not self._kernel_gone.done():
             self._detach()
             self._send_status("dead")
+            self._kernel_gone.set_result(None)
+        elif event is KernelEvent.MOVED and not self._kernel_gone.done():  # issue 11: reconnecting reaches the owner
+            self._detach()
+            self._moved = True
             self._kernel_gone.set_result(None)
 
     def _start_attach(self) -> None:

@@ -70,4 +70,4 @@ def test_with_several_replicas_containers_the_deployment_knows_stay_and_socket_d
     result = plan([record(1, "c1")], [container("c1", 1), container("c2", 2), container("c3", 3),
                                      container("cx", None)], set(), 512, deployment={1, 2})  # fmt: skip
     assert sorted(result.remove) == ["name-c3", "name-cx"]
-    assert result.keep_leftovers and not plan([], [], set(), 512).keep_leftovers
+    assert result.keep_unknown and not plan([], [], set(), 512).keep_unknown

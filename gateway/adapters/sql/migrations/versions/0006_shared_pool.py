@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_shared_pool"
-down_revision: str | Sequence[str] | None = "0004_kernel_packages"
+down_revision: str | Sequence[str] | None = "0005_replicas"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
