@@ -163,7 +163,7 @@ class CellRunner:
         started = time.time()
 
         async def escalate() -> None:
-            await self.lifecycle.launcher.backend.signal(kernel.id, "SIGINT")
+            await self.lifecycle.launcher.backend.signal(kernel.sandbox_id, "SIGINT")
 
         try:
             execution = await client.execute(cell.code, timeout, collector, self.limits.interrupt_grace, escalate)
@@ -184,7 +184,7 @@ class CellRunner:
             if kernel not in self.lifecycle.registry:  # shut down under the run: nothing to restart
                 detail = f"the kernel was {kernel.last_death} while running cell {cell.number}"
                 return _finish(kernel, cell, started, _lost_run(cell, "died", detail, collector))
-            cause = await self.lifecycle.death_cause(kernel.id)
+            cause = await self.lifecycle.death_cause(kernel)
             result = _lost_run(
                 cell, "died", f"the kernel died: {cause} while running cell {cell.number}; it is restarted fresh",
                 collector,

@@ -95,14 +95,14 @@ async def apply(recovery: RecoveryPlan, lifecycle: KernelLifecycle, reattach_tim
     async def reattach(record: KernelRecord, interrupt: bool) -> None:
         kernel = kernel_from(record)
         lifecycle.registry.add(kernel)
-        handle = backend.restore(record.id, record.sandbox, record.hmac_key)
+        handle = backend.restore(record.sandbox_id, record.sandbox, record.hmac_key)
         async with kernel.lock:
             failure = await lifecycle.reattach(kernel, handle, interrupt=interrupt, timeout=reattach_timeout)
             if failure is not None:
                 await lifecycle.mark_dead(kernel, failure)
 
     await asyncio.gather(*(reattach(record, interrupt) for record, interrupt in recovery.attach))
-    await backend.remove_leftovers({k.id for k in lifecycle.registry if k.alive})
+    await backend.remove_leftovers({k.sandbox_id for k in lifecycle.registry if k.alive})
     alive = lifecycle.registry.live()
     log.info(
         "reconciled instance %r: %d kernels re-attached, %d dead, %d containers removed",

@@ -33,22 +33,32 @@ T = TypeVar("T")
 INTERRUPTED = "interrupted"
 
 
+#: Key of the ``connection`` column's JSON that holds the sandbox id (``SandboxHandle.kernel_id``) when it is not
+#: the kernel's own id (a restart took a warm-pool container); absent otherwise. No column of its own: no migration.
+_SANDBOX_ID = "jupycell_sandbox_id"
+
+
 def _record_from_row(row: Any) -> KernelRecord:
     values = row._asdict()
+    connection = dict(values.pop("connection") or {})
     sandbox = {
         "container_id": values.pop("container_id"),
         "name": values.pop("container_name"),
-        "connection": values.pop("connection"),
+        "connection": connection,
+        "sandbox_id": connection.pop(_SANDBOX_ID, None) or values["id"],
     }
     return KernelRecord(**values, sandbox=sandbox)
 
 
-def _sandbox_values(sandbox: dict[str, Any]) -> dict[str, Any]:
+def _sandbox_values(sandbox: dict[str, Any], kernel_id: int) -> dict[str, Any]:
     """The kernels row's columns for a sandbox handle's state."""
+    connection = dict(sandbox.get("connection", {}))
+    if sandbox.get("sandbox_id") not in (None, kernel_id):
+        connection[_SANDBOX_ID] = sandbox["sandbox_id"]
     return {
         "container_id": sandbox.get("container_id", ""),
         "container_name": sandbox.get("name", ""),
-        "connection": sandbox.get("connection", {}),
+        "connection": connection,
     }
 
 
@@ -173,7 +183,7 @@ class Store:
 
     async def add_kernel(self, record: KernelRecord) -> None:
         values = {name: getattr(record, name) for name in kernels.c.keys() if hasattr(record, name)}
-        values.update(_sandbox_values(record.sandbox))
+        values.update(_sandbox_values(record.sandbox, record.id))
         await self._do(lambda c: c.execute(insert(kernels).values(**values)))
 
     async def update_kernel(self, kernel_id: int, **values: Any) -> None:
@@ -244,7 +254,7 @@ class Store:
     ) -> None:
         """The kernel got a fresh container (``sandbox``: its handle's state); ``notebook``: its cells, whose run
         record (count, status, staleness) the fresh memory reset."""
-        values = _sandbox_values(sandbox) | {"hmac_key": hmac_key, "limits": limits}
+        values = _sandbox_values(sandbox, kernel_id) | {"hmac_key": hmac_key, "limits": limits}
         values |= {"state": state, "last_death": last_death}
         rows = [{"n": c.number, "count": c.execution_count, "status": c.status, "stale": c.stale} for c in notebook]
         query = (
