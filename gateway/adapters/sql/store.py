@@ -112,6 +112,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._recorded: set[str] = set()  # runs ``begin_run`` wrote as in flight (most runs are shorter: none)
 
     @classmethod
     async def open(cls, settings: Settings) -> Store:
@@ -284,6 +285,7 @@ class Store:
             "truncated": False,
             "started_at": started_at,
         }
+        self._recorded.add(run_id)
         self._queue(lambda c: c.execute(insert(runs).values(**values)), "recording a run's start")
 
     def save_partial_outputs(self, run_id: str, outputs: list[Output], truncated: bool) -> None:
@@ -305,6 +307,8 @@ class Store:
     ) -> None:
         """One transaction at the end of a run: the run's record, the cell's outputs, the kernel's activity."""
         now = time.time()
+        recorded = run_id in self._recorded  # else a short run: no row yet, one INSERT instead of UPDATE + INSERT
+        self._recorded.discard(run_id)
 
         def work(connection: Connection) -> None:
             outcome = {
@@ -317,8 +321,9 @@ class Store:
                 "finished_at": now,
                 "usage": cell.usage,  # issue 14
             }
-            if connection.execute(update(runs).where(runs.c.id == run_id).values(**outcome)).rowcount == 0:
-                # A short run: never recorded as in flight (see KernelManager._record_in_flight).
+            finished = update(runs).where(runs.c.id == run_id).values(**outcome)
+            if not recorded or connection.execute(finished).rowcount == 0:
+                # A short run: never recorded as in flight (see CellRunner._record_in_flight).
                 values = {"kernel_id": kernel_id, "cell_number": cell.number, "code": cell.code}
                 connection.execute(insert(runs).values(id=run_id, **values, **outcome, started_at=started_at))
             connection.execute(_update_cell(kernel_id, cell.number).values(**_cell_values(cell), updated_at=now))
@@ -329,6 +334,7 @@ class Store:
 
     def abandon_run(self, run_id: str, detail: str) -> None:
         """The run ended in an error of the gateway's own (not awaited); the cell keeps its earlier outputs."""
+        self._recorded.discard(run_id)
         query = update(runs).where(runs.c.id == run_id)
         values = {"state": "finished", "status": "error", "outputs": None, "detail": detail, "finished_at": time.time()}
         self._queue(lambda c: c.execute(query.values(**values)), "recording a failed run")

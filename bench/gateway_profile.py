@@ -1,0 +1,122 @@
+"""Where the gateway's share of a `POST /cell` run goes: py-spy on the gateway while clients run cells back to back.
+
+``python -m bench.gateway_profile [--clients N] [--seconds S] [--image IMAGE] [--raw FILE]``: starts one gateway
+(``uvicorn --factory gateway.main:create_app``, as the image runs it), N kernels (default 1), one cell each (`1+1`
+for one client; the load phase's ``sum(i * i for i in range(1000))`` for more), attaches ``py-spy record --threads
+--idle`` and has N keep-alive clients run their cell back to back. Prints, per request, the milliseconds of the
+event loop's thread by bucket (what the innermost known frame is) and the busy milliseconds of every other thread.
+docs/benchmarks.md ("The gateway") shows the splits made with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench import jupycell as jc
+from bench.load import jupycell_load
+from bench.pyspy import PySpy
+
+LOAD_CELL = "sum(i * i for i in range(1000))"
+
+#: Buckets by the innermost frame that matches, walking outwards: (bucket, substrings of "function (file:line)").
+BUCKETS = [
+    ("audit log (build the line)", ("security/audit.py",)),
+    ("security middleware (auth, rate, body)", ("security/",)),
+    ("metrics (middleware, observer)", ("gateway/metrics/",)),
+    ("store calls on the loop (hand-off to its thread)", ("adapters/sql/",)),
+    ("jupyter_client Session: sign, serialise, parse", ("jupyter_client/session.py", "jsonutil.py", "hmac.py")),
+    ("pyzmq send/recv (zmq.asyncio)", ("zmq/",)),
+    ("jupyter_client channels", ("jupyter_client/",)),
+    ("kernel client (gateway/protocol)", ("gateway/protocol/",)),
+    ("core: runner, lock, outputs, notebook", ("gateway/kernels/", "gateway/notebook/")),
+    ("routes, dependencies, response encoding (gateway/api)", ("gateway/api/",)),
+    ("pydantic", ("pydantic",)),
+    ("FastAPI/Starlette routing, request, response", ("fastapi/", "starlette/")),
+    ("uvicorn/httptools HTTP", ("uvicorn/", "httptools")),
+    ("logging", ("logging/",)),
+    ("asyncio machinery (tasks, futures, timers)", ("asyncio/", "uvloop")),
+]
+_LOOP_IDLE = ("Runner.run", "run_forever", "_run_once", "run_until_complete")
+_THREAD_IDLE = ("wait (threading", "_worker (concurrent", "get (queue", "_wait_for_tstate_lock", "sleep", "poll")
+
+
+def split(raw: Path, requests: int, seconds: float, rate: int) -> list[str]:
+    """Milliseconds per request by bucket (event loop thread) and busy milliseconds per request of other threads."""
+    loop: Counter[str] = Counter()
+    others: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        thread = re.sub(r"thread \(0?x?[0-9a-fA-F]+\): ", "", frames[0]).strip('"')
+        innermost = frames[-1]
+        if "MainThread" in thread:
+            if innermost.startswith(_LOOP_IDLE):
+                loop["idle: waiting in the event loop (kernel, client, other threads)"] += int(count)
+                continue
+            bucket = "other"
+            for frame in reversed(frames):
+                found = next((name for name, keys in BUCKETS if any(k in frame for k in keys)), None)
+                if found is not None:
+                    bucket = found
+                    break
+            loop[bucket] += int(count)
+        elif not any(k in innermost for k in _THREAD_IDLE):
+            others[f"{thread}: {innermost.split(' (')[0]}"] += int(count)
+    per = 1e3 / rate / requests  # ms per request of one sample
+    wall = seconds * 1e3 / requests
+    lines = [f"{requests} requests in {seconds:.1f} s: {wall:.2f} ms of wall time each; event loop thread:"]
+    lines += [f"  {n * per:6.3f} ms  {bucket}" for bucket, n in loop.most_common()]
+    lines.append("other threads, busy ms per request:")
+    lines += [f"  {n * per:6.3f} ms  {what}" for what, n in others.most_common(12)]
+    return lines
+
+
+async def profile(args: argparse.Namespace, out: Path) -> None:
+    gateway = jc.Gateway(out.parent / "g", "prof", pool_size=0, sandbox_image=args.image)
+    try:
+        conns = [await gateway.connection() for _ in range(args.clients)]
+        kernels = await asyncio.gather(*(jc.start(c) for c in conns[: min(4, len(conns))]))
+        ids = [k for k, _ in kernels]
+        while len(ids) < args.clients:
+            ids += [k for k, _ in await asyncio.gather(*(jc.start(c) for c in conns[:4]))]
+        ids = ids[: args.clients]
+        code = "1+1" if args.clients == 1 else LOAD_CELL
+        for conn, kernel_id in zip(conns, ids, strict=True):
+            await jc.add_cell(conn, kernel_id, 1, code)
+        await jupycell_load(list(zip(conns, ids, strict=True)), 1, 2)  # warm-up
+        assert gateway.process.process is not None
+        spy = PySpy(gateway.process.process.pid, out, rate=args.rate, extra=("--threads", "--idle"))
+        began = time.perf_counter()
+        result = await jupycell_load(list(zip(conns, ids, strict=True)), 1, args.seconds)
+        elapsed = time.perf_counter() - began
+        spy.stop()
+        print(f"{args.clients} client(s), errors: {len(result.errors)}")
+        print("\n".join(split(out, len(result.latencies), elapsed, args.rate)))
+        for conn in conns:
+            await conn.close()
+    finally:
+        gateway.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.gateway_profile", description=__doc__)
+    parser.add_argument("--image", default="jupycell-sandbox:latest")
+    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
+    parser.add_argument("--raw", type=Path, help="keep py-spy's raw output here")
+    args = parser.parse_args()
+    out = args.raw or Path(tempfile.mkdtemp(prefix="jcg-")) / "gateway.raw"
+    asyncio.run(profile(args, out))
+
+
+if __name__ == "__main__":
+    main()
