@@ -2,9 +2,11 @@
 
 ``python -m bench.gateway_profile [--clients N] [--seconds S] [--image IMAGE] [--raw FILE]``: starts one gateway
 (``uvicorn --factory gateway.main:create_app``, as the image runs it), N kernels (default 1), one cell each (`1+1`
-for one client; the load phase's ``sum(i * i for i in range(1000))`` for more), attaches ``py-spy record --threads
---idle`` and has N keep-alive clients run their cell back to back. Prints, per request, the milliseconds of the
-event loop's thread by bucket (what the innermost known frame is) and the busy milliseconds of every other thread.
+for one client; the load phase's ``sum(i * i for i in range(1000))`` for more), attaches ``py-spy record
+--threads`` (busy samples only: py-spy leaves out threads the OS reports idle) and has N keep-alive clients run
+their cell back to back. Prints, per request, the busy milliseconds of the event loop's thread by bucket (what the
+innermost known frame is), the rest of the wall time (the loop waiting), and the busy milliseconds of every other
+thread. On a loaded machine a thread that is runnable but waiting for a CPU counts as busy.
 docs/benchmarks.md ("The gateway") shows the splits made with it.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import tempfile
 import time
@@ -43,7 +46,21 @@ BUCKETS = [
     ("asyncio machinery (tasks, futures, timers)", ("asyncio/", "uvloop")),
 ]
 _LOOP_IDLE = ("Runner.run", "run_forever", "_run_once", "run_until_complete")
-_THREAD_IDLE = ("wait (threading", "_worker (concurrent", "get (queue", "_wait_for_tstate_lock", "sleep", "poll")
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of ``pid`` by thread name (names that repeat are summed)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: Counter[str] = Counter()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        found[re.sub(r"_?\d+$", "", name) or name] += (int(fields[11]) + int(fields[12])) / ticks
+    return dict(found)
 
 
 def split(raw: Path, requests: int, seconds: float, rate: int) -> list[str]:
@@ -59,7 +76,7 @@ def split(raw: Path, requests: int, seconds: float, rate: int) -> list[str]:
         innermost = frames[-1]
         if "MainThread" in thread:
             if innermost.startswith(_LOOP_IDLE):
-                loop["idle: waiting in the event loop (kernel, client, other threads)"] += int(count)
+                loop["uvloop itself (polling, callbacks in C)"] += int(count)
                 continue
             bucket = "other"
             for frame in reversed(frames):
@@ -68,12 +85,14 @@ def split(raw: Path, requests: int, seconds: float, rate: int) -> list[str]:
                     bucket = found
                     break
             loop[bucket] += int(count)
-        elif not any(k in innermost for k in _THREAD_IDLE):
+        else:
             others[f"{thread}: {innermost.split(' (')[0]}"] += int(count)
     per = 1e3 / rate / requests  # ms per request of one sample
     wall = seconds * 1e3 / requests
+    busy = sum(loop.values()) * per
     lines = [f"{requests} requests in {seconds:.1f} s: {wall:.2f} ms of wall time each; event loop thread:"]
     lines += [f"  {n * per:6.3f} ms  {bucket}" for bucket, n in loop.most_common()]
+    lines.append(f"  {busy:6.3f} ms  busy in all; {max(wall - busy, 0):.3f} ms waiting (kernel, client, other threads)")
     lines.append("other threads, busy ms per request:")
     lines += [f"  {n * per:6.3f} ms  {what}" for what, n in others.most_common(12)]
     return lines
@@ -93,13 +112,22 @@ async def profile(args: argparse.Namespace, out: Path) -> None:
             await jc.add_cell(conn, kernel_id, 1, code)
         await jupycell_load(list(zip(conns, ids, strict=True)), 1, 2)  # warm-up
         assert gateway.process.process is not None
-        spy = PySpy(gateway.process.process.pid, out, rate=args.rate, extra=("--threads", "--idle"))
+        pid = gateway.process.process.pid
+        spy = PySpy(pid, out, rate=args.rate, extra=("--threads",))
+        cpu_before = thread_cpu(pid)
         began = time.perf_counter()
         result = await jupycell_load(list(zip(conns, ids, strict=True)), 1, args.seconds)
         elapsed = time.perf_counter() - began
+        cpu_after = thread_cpu(pid)
         spy.stop()
+        requests = len(result.latencies)
         print(f"{args.clients} client(s), errors: {len(result.errors)}")
-        print("\n".join(split(out, len(result.latencies), elapsed, args.rate)))
+        print("\n".join(split(out, requests, elapsed, args.rate)))
+        used = {name: cpu_after.get(name, 0) - cpu_before.get(name, 0) for name in cpu_after}
+        print(f"CPU time per request by thread (/proc, {sum(used.values()) / requests * 1e3:.3f} ms in all):")
+        for name, seconds in sorted(used.items(), key=lambda item: -item[1]):
+            if seconds > 0:
+                print(f"  {seconds / requests * 1e3:6.3f} ms  {name}")
         for conn in conns:
             await conn.close()
     finally:
