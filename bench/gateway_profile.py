@@ -24,6 +24,7 @@ from pathlib import Path
 from bench import jupycell as jc
 from bench.load import jupycell_load
 from bench.pyspy import PySpy
+from bench.raw_floor import RawFloor
 
 LOAD_CELL = "sum(i * i for i in range(1000))"
 
@@ -124,14 +125,35 @@ async def profile(args: argparse.Namespace, out: Path) -> None:
         print(f"{args.clients} client(s), errors: {len(result.errors)}")
         print("\n".join(split(out, requests, elapsed, args.rate)))
         used = {name: cpu_after.get(name, 0) - cpu_before.get(name, 0) for name in cpu_after}
-        print(f"CPU time per request by thread (/proc, {sum(used.values()) / requests * 1e3:.3f} ms in all):")
+        total = sum(used.values())
+        print(f"gateway process: {total / elapsed:.2f} CPUs busy on average ({requests / elapsed:.0f} requests/s)")
+        print(f"CPU time per request by thread (/proc, {total / requests * 1e3:.3f} ms in all):")
         for name, seconds in sorted(used.items(), key=lambda item: -item[1]):
             if seconds > 0:
                 print(f"  {seconds / requests * 1e3:6.3f} ms  {name}")
         for conn in conns:
             await conn.close()
+        if args.clients == 1:
+            cpu = raw_client_cpu(args)
+            print(f"raw jupyter_client, CPU time of the client's process per `1+1`: {cpu * 1e3:.3f} ms")
     finally:
         gateway.close()
+
+
+def raw_client_cpu(args: argparse.Namespace, executes: int = 500) -> float:
+    """CPU seconds the raw client (``BlockingKernelClient`` in this process) spends per `1+1` on a kernel container:
+    the baseline's own share of the machine, to set against the gateway's."""
+    floor = RawFloor(args.image)
+    try:
+        kernel, _ = floor.start()
+        for _ in range(50):
+            kernel.execute("1+1")
+        began = time.process_time()
+        for _ in range(executes):
+            kernel.execute("1+1")
+        return (time.process_time() - began) / executes
+    finally:
+        floor.close()
 
 
 def main() -> None:

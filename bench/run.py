@@ -21,7 +21,7 @@ from bench import jupycell as jc
 from bench.jkg import JkgServer
 from bench.kernel_floor import STOCK, Variant
 from bench.kernel_floor import measure as measure_kernels
-from bench.load import jupycell_load, raw_kernels, raw_load
+from bench.load import LoadResult, jupycell_load, raw_kernels, raw_load
 from bench.procs import LoadSampler, container_memory_mb, machine
 from bench.pyspy import PySpy, summarize
 from bench.raw_floor import RawFloor
@@ -30,6 +30,7 @@ from bench.stats import Table, ms, p50, percentile, ratio
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 LOAD_CELL = "sum(i * i for i in range(1000))"
+LOAD_SLICES = 3  # the load phases: JupyCell and raw jupyter_client alternate this many times
 
 
 @dataclass
@@ -331,9 +332,13 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
                     await jc.add_cell(conn, kernel_id, 1, LOAD_CELL)
                     with_cell.add(kernel_id)
             await jc.wait_pool_full(warm_conn)
-            mine = await jupycell_load(clients, 1, plan.duration)
             raw_load_kernels = await asyncio.to_thread(raw_kernels, raw, count)
-            theirs = await asyncio.to_thread(raw_load, raw_load_kernels, LOAD_CELL, plan.duration)
+            # Alternating slices (JupyCell, raw, JupyCell, raw, ...): on a shared machine whose load changes by the
+            # minute, both sides then see the same minutes.
+            mine, theirs = LoadResult(), LoadResult()
+            for _ in range(LOAD_SLICES):
+                mine.add(await jupycell_load(clients, 1, plan.duration / LOAD_SLICES))
+                theirs.add(await asyncio.to_thread(raw_load, raw_load_kernels, LOAD_CELL, plan.duration / LOAD_SLICES))
             for kernel in raw_load_kernels:
                 raw.stop(kernel)
             label = f"{count} clients x {plan.duration:g} s, own kernel each"

@@ -7,7 +7,9 @@ what is its own and an operator finds a notebook's container; removal is idempot
 removed).
 
 Warm-pool containers (``gateway.kernels.pool``) are made exactly like a kernel's, for the ids they will have once
-claimed, plus the ``jupycell.pool`` label: a claimed one needs no change.
+claimed, plus the ``jupycell.pool`` label: a claimed one needs no change. One a restart takes for an existing kernel
+keeps its name and labels (the pool's id): every operation here is keyed by the id a container was started for (the
+sandbox id), which the core keeps with the kernel.
 """
 
 from __future__ import annotations
