@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench import jupycell as jc
 from bench.load import jupycell_load
-from bench.pyspy import PySpy
+from bench.pyspy import PySpy, stacks
 from bench.raw_floor import RawFloor
 
 LOAD_CELL = "sum(i * i for i in range(1000))"
@@ -68,16 +68,11 @@ def split(raw: Path, requests: int, seconds: float, rate: int) -> list[str]:
     """Milliseconds per request by bucket (event loop thread) and busy milliseconds per request of other threads."""
     loop: Counter[str] = Counter()
     others: Counter[str] = Counter()
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        frames = stack.split(";")
-        thread = re.sub(r"thread \(0?x?[0-9a-fA-F]+\): ", "", frames[0]).strip('"')
+    for thread, frames, count in stacks(raw):
         innermost = frames[-1]
         if "MainThread" in thread:
             if innermost.startswith(_LOOP_IDLE):
-                loop["uvloop itself (polling, callbacks in C)"] += int(count)
+                loop["uvloop itself (polling, callbacks in C)"] += count
                 continue
             bucket = "other"
             for frame in reversed(frames):
@@ -85,9 +80,9 @@ def split(raw: Path, requests: int, seconds: float, rate: int) -> list[str]:
                 if found is not None:
                     bucket = found
                     break
-            loop[bucket] += int(count)
+            loop[bucket] += count
         else:
-            others[f"{thread}: {innermost.split(' (')[0]}"] += int(count)
+            others[f"{thread}: {innermost.split(' (')[0]}"] += count
     per = 1e3 / rate / requests  # ms per request of one sample
     wall = seconds * 1e3 / requests
     busy = sum(loop.values()) * per

@@ -287,7 +287,8 @@ class KernelClient:
                 if not finished:
                     raise KernelUnresponsive(f"still busy {interrupt_grace:g} s after an interrupt")
                 return Execution("timeout", count or later, collector.outputs(), collector.truncated)
-            answer = await asyncio.wait_for(asyncio.shield(reply), interrupt_grace)
+            # The reply is sent before the idle, so it is usually here already: no timer, no shield.
+            answer = reply.result() if reply.done() else await asyncio.wait_for(asyncio.shield(reply), interrupt_grace)
         except TimeoutError:
             answer = None
         finally:

@@ -10,20 +10,11 @@ import pytest
 
 from testing.harness import Api, instance_containers, stdout_of, wait_for
 from tests.conftest import GatewayFactory
+from tests.integration.test_pool import pool_status, wait_full
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 WHERE = "import socket; print(socket.gethostname())"  # a container's host name is the start of its id
-
-
-def pool_status(api: Api) -> dict[str, Any]:
-    response = api.http.get("/pool")
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def wait_full(api: Api) -> dict[str, Any]:
-    return wait_for("a full pool", lambda: (s := pool_status(api))["ready"] == s["size"] and s)
 
 
 def container_of(api: Api, kernel_id: int) -> str:
