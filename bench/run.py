@@ -200,21 +200,19 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
             if jkg_kernel:
                 jkg_kernel.execute("1+1")
         spy = PySpy(warm.process.process.pid, args.profile) if args.profile else None
-        for _ in range(plan.run_rounds):
-            for _ in range(plan.run_batch):
-                begin = time.perf_counter()
-                raw_kernel.execute("1+1")
-                raw_runs.append(time.perf_counter() - begin)
-            for _ in range(plan.run_batch):
-                begin = time.perf_counter()
-                result = await jc.run_cell(warm_conn, kernel_id, 1)
-                http_runs.append(time.perf_counter() - begin)
-                assert result["status"] == "ok"
+        # One by one (raw, JupyCell, JKG, raw, ...): a shared machine's load changes within a batch's seconds.
+        for _ in range(plan.run_rounds * plan.run_batch):
+            begin = time.perf_counter()
+            raw_kernel.execute("1+1")
+            raw_runs.append(time.perf_counter() - begin)
+            begin = time.perf_counter()
+            result = await jc.run_cell(warm_conn, kernel_id, 1)
+            http_runs.append(time.perf_counter() - begin)
+            assert result["status"] == "ok"
             if jkg_kernel:
-                for _ in range(plan.run_batch):
-                    begin = time.perf_counter()
-                    jkg_kernel.execute("1+1")
-                    jkg_runs.append(time.perf_counter() - begin)
+                begin = time.perf_counter()
+                jkg_kernel.execute("1+1")
+                jkg_runs.append(time.perf_counter() - begin)
         if spy is not None:
             spy.stop()
             print("gateway profile during the `1+1` rounds (busy samples by innermost frame):")
@@ -324,7 +322,7 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
         all_clients = []
         with_cell: set[int] = set()  # kernels that already have the load cell (a later phase reuses them)
         for count in plan.clients:
-            print(f"{count} clients for {plan.duration:g} s: JupyCell, then raw jupyter_client ...", flush=True)
+            print(f"{count} clients x {plan.duration:g} s: JupyCell, raw jupyter_client, alternately ...", flush=True)
             clients = [(await warm.connection(), kernel_id) for kernel_id in kernels[:count]]
             all_clients += [conn for conn, _ in clients]
             for conn, kernel_id in clients:
