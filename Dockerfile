@@ -36,4 +36,6 @@ ENV PYTHONPATH=/app
 COPY gateway/ /app/gateway/
 
 EXPOSE 8000
-CMD ["uvicorn", "--factory", "gateway.main:create_app", "--ws", "gateway.api.websocket_protocol:WebSocketProtocol", "--host", "0.0.0.0", "--port", "8000"]
+# No uvicorn access log: the audit log already has one line per request (who, what, status, duration), batched off
+# the event loop; the access log cost a formatted log record per request on the loop (docs/benchmarks.md).
+CMD ["uvicorn", "--factory", "gateway.main:create_app", "--ws", "gateway.api.websocket_protocol:WebSocketProtocol", "--no-access-log", "--host", "0.0.0.0", "--port", "8000"]

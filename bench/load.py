@@ -29,6 +29,12 @@ class LoadResult:
     def throughput(self) -> float:
         return len(self.latencies) / self.elapsed if self.elapsed else 0.0
 
+    def add(self, other: LoadResult) -> None:
+        """Fold in another slice of the same load (the phases alternate with the baseline's)."""
+        self.latencies += other.latencies
+        self.errors += other.errors
+        self.elapsed += other.elapsed
+
 
 async def jupycell_load(clients: list[tuple[Connection, int]], cell: int, duration: float) -> LoadResult:
     """Each (connection, kernel id) runs cell ``cell`` of its kernel back to back for ``duration`` seconds."""

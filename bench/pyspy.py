@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -43,6 +45,21 @@ BUCKETS = [
     ("uvicorn/httptools: HTTP parsing and writing", ("uvicorn/", "httptools")),
     ("asyncio machinery", ("asyncio/",)),
 ]
+
+
+def stacks(path: Path) -> Iterator[tuple[str, list[str], int]]:
+    """(thread, frames outermost first, sample count) of each line of py-spy's raw output (``--threads``: the
+    thread is the first frame; without it, "")."""
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        thread = ""
+        if frames and frames[0].startswith("thread ("):
+            thread = re.sub(r"thread \(0?x?[0-9a-fA-F]+\): ", "", frames.pop(0)).strip('"')
+        if frames:
+            yield thread, frames, int(count)
 
 
 def summarize(path: Path) -> list[str]:

@@ -21,7 +21,7 @@ from bench import jupycell as jc
 from bench.jkg import JkgServer
 from bench.kernel_floor import STOCK, Variant
 from bench.kernel_floor import measure as measure_kernels
-from bench.load import jupycell_load, raw_kernels, raw_load
+from bench.load import LoadResult, jupycell_load, raw_kernels, raw_load
 from bench.procs import LoadSampler, container_memory_mb, machine
 from bench.pyspy import PySpy, summarize
 from bench.raw_floor import RawFloor
@@ -30,6 +30,7 @@ from bench.stats import Table, ms, p50, percentile, ratio
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 LOAD_CELL = "sum(i * i for i in range(1000))"
+LOAD_SLICES = 3  # the load phases: JupyCell and raw jupyter_client alternate this many times
 
 
 @dataclass
@@ -199,21 +200,19 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
             if jkg_kernel:
                 jkg_kernel.execute("1+1")
         spy = PySpy(warm.process.process.pid, args.profile) if args.profile else None
-        for _ in range(plan.run_rounds):
-            for _ in range(plan.run_batch):
-                begin = time.perf_counter()
-                raw_kernel.execute("1+1")
-                raw_runs.append(time.perf_counter() - begin)
-            for _ in range(plan.run_batch):
-                begin = time.perf_counter()
-                result = await jc.run_cell(warm_conn, kernel_id, 1)
-                http_runs.append(time.perf_counter() - begin)
-                assert result["status"] == "ok"
+        # One by one (raw, JupyCell, JKG, raw, ...): a shared machine's load changes within a batch's seconds.
+        for _ in range(plan.run_rounds * plan.run_batch):
+            begin = time.perf_counter()
+            raw_kernel.execute("1+1")
+            raw_runs.append(time.perf_counter() - begin)
+            begin = time.perf_counter()
+            result = await jc.run_cell(warm_conn, kernel_id, 1)
+            http_runs.append(time.perf_counter() - begin)
+            assert result["status"] == "ok"
             if jkg_kernel:
-                for _ in range(plan.run_batch):
-                    begin = time.perf_counter()
-                    jkg_kernel.execute("1+1")
-                    jkg_runs.append(time.perf_counter() - begin)
+                begin = time.perf_counter()
+                jkg_kernel.execute("1+1")
+                jkg_runs.append(time.perf_counter() - begin)
         if spy is not None:
             spy.stop()
             print("gateway profile during the `1+1` rounds (busy samples by innermost frame):")
@@ -323,7 +322,7 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
         all_clients = []
         with_cell: set[int] = set()  # kernels that already have the load cell (a later phase reuses them)
         for count in plan.clients:
-            print(f"{count} clients for {plan.duration:g} s: JupyCell, then raw jupyter_client ...", flush=True)
+            print(f"{count} clients x {plan.duration:g} s: JupyCell, raw jupyter_client, alternately ...", flush=True)
             clients = [(await warm.connection(), kernel_id) for kernel_id in kernels[:count]]
             all_clients += [conn for conn, _ in clients]
             for conn, kernel_id in clients:
@@ -331,9 +330,13 @@ async def measure(args: argparse.Namespace, table: Table) -> None:
                     await jc.add_cell(conn, kernel_id, 1, LOAD_CELL)
                     with_cell.add(kernel_id)
             await jc.wait_pool_full(warm_conn)
-            mine = await jupycell_load(clients, 1, plan.duration)
             raw_load_kernels = await asyncio.to_thread(raw_kernels, raw, count)
-            theirs = await asyncio.to_thread(raw_load, raw_load_kernels, LOAD_CELL, plan.duration)
+            # Alternating slices (JupyCell, raw, JupyCell, raw, ...): on a shared machine whose load changes by the
+            # minute, both sides then see the same minutes.
+            mine, theirs = LoadResult(), LoadResult()
+            for _ in range(LOAD_SLICES):
+                mine.add(await jupycell_load(clients, 1, plan.duration / LOAD_SLICES))
+                theirs.add(await asyncio.to_thread(raw_load, raw_load_kernels, LOAD_CELL, plan.duration / LOAD_SLICES))
             for kernel in raw_load_kernels:
                 raw.stop(kernel)
             label = f"{count} clients x {plan.duration:g} s, own kernel each"

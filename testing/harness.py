@@ -42,6 +42,7 @@ AuditRecord = dict[str, Any]
 #: The gateway's command line as the image runs it (Dockerfile CMD), without host and port.
 GATEWAY_COMMAND = [
     "-m", "uvicorn", "--factory", "gateway.main:create_app", "--ws", "gateway.api.websocket_protocol:WebSocketProtocol",
+    "--no-access-log",
 ]  # fmt: skip
 
 

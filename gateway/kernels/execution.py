@@ -128,9 +128,13 @@ class CellRunner:
         run_id, started_at = uuid.uuid4().hex, time.time()
         stale_mark = kernel.notebook.stale_mark()
         usage_mark = observer.run_started(kernel, cell)
-        flusher = self.lifecycle.tasks.spawn(
-            self._record_in_flight(run_id, kernel, cell, collector, started_at), name=f"in-flight-{run_id}"
-        )
+        flusher: list[asyncio.Task[None]] = []  # a timer until the run has lasted the interval: most runs end first
+
+        def record_in_flight() -> None:
+            work = self._record_in_flight(run_id, kernel, cell, collector, started_at)
+            flusher.append(self.lifecycle.tasks.spawn(work, name=f"in-flight-{run_id}"))
+
+        timer = asyncio.get_running_loop().call_later(limits.output_flush_interval, record_in_flight)
         try:
             result = await self._execute(kernel, cell, timeout, collector)
         except Exception as error:
@@ -138,7 +142,9 @@ class CellRunner:
             observer.run_abandoned(kernel, cell)
             raise
         finally:
-            flusher.cancel()
+            timer.cancel()
+            for task in flusher:
+                task.cancel()
         await observer.run_finished(kernel, result, usage_mark)
         await self.store.finish_run(
             run_id,
@@ -163,7 +169,7 @@ class CellRunner:
         started = time.time()
 
         async def escalate() -> None:
-            await self.lifecycle.launcher.backend.signal(kernel.id, "SIGINT")
+            await self.lifecycle.launcher.backend.signal(kernel.sandbox_id, "SIGINT")
 
         try:
             refused = await self.lifecycle.packages.before_run(kernel, cell.code)  # issue 13: its %pip lines
@@ -188,7 +194,7 @@ class CellRunner:
             if kernel not in self.lifecycle.registry:  # shut down under the run: nothing to restart
                 detail = f"the kernel was {kernel.last_death} while running cell {cell.number}"
                 return _finish(kernel, cell, started, _lost_run(cell, "died", detail, collector))
-            cause = await self.lifecycle.death_cause(kernel.id)
+            cause = await self.lifecycle.death_cause(kernel)
             result = _lost_run(
                 cell, "died", f"the kernel died: {cause} while running cell {cell.number}; it is restarted fresh",
                 collector,
@@ -203,11 +209,10 @@ class CellRunner:
     async def _record_in_flight(
         self, run_id: str, kernel: Kernel, cell: Cell, collector: OutputCollector, started_at: float
     ) -> None:
-        """A run still going after ``output_flush_interval`` is recorded as in flight, and from then on its outputs
-        so far are written at that interval (when there are new ones). Shorter runs (most) cost no write but the
-        one at their end."""
+        """Started once a run has lasted ``output_flush_interval``: it is recorded as in flight, and from then on its
+        outputs so far are written at that interval (when there are new ones). Shorter runs (most) cost no write
+        but the one at their end, and no task: only a timer."""
         interval = self.limits.output_flush_interval
-        await asyncio.sleep(interval)
         self.store.begin_run(run_id, kernel.id, cell, started_at)
         written = 0
         while True:

@@ -180,7 +180,7 @@ class FileTransfer:
             except KernelGone:
                 if kernel not in self.lifecycle.registry:
                     raise FileTransferFailed(f"The kernel was {kernel.last_death} during the file transfer.") from None
-                cause = f"{await self.lifecycle.death_cause(kernel.id)} during a file transfer"
+                cause = f"{await self.lifecycle.death_cause(kernel)} during a file transfer"
                 await self.supervisor.on_lost(kernel, cause)
                 self.lifecycle.observer.kernel_died(kernel)
                 raise FileTransferFailed(f"The kernel died ({cause}); it is restarted fresh.") from None

@@ -91,6 +91,12 @@ class Kernel:
         return self.handle.container_id if self.handle is not None else ""
 
     @property
+    def sandbox_id(self) -> int:
+        """The id the backend knows its sandbox by (``SandboxHandle.kernel_id``): the kernel's own id, or the
+        warm-pool id of the container it took at a restart. Every backend operation on the sandbox uses it."""
+        return self.handle.kernel_id if self.handle is not None else self.id
+
+    @property
     def alive(self) -> bool:
         """Counts against the limits: not dead (starting and replacing kernels count)."""
         return self.state is not KernelState.DEAD

@@ -19,7 +19,15 @@ from gateway.kernels.kernel import Kernel, KernelEvent, KernelState
 from gateway.kernels.launcher import KernelLauncher, Launched
 from gateway.kernels.packages import NoPackages
 from gateway.kernels.pool import ReadyKernel
-from gateway.kernels.ports import KernelObserver, KernelPackages, KernelRecord, KernelStore, SandboxHandle, WarmPool
+from gateway.kernels.ports import (
+    KernelConnection,
+    KernelObserver,
+    KernelPackages,
+    KernelRecord,
+    KernelStore,
+    SandboxHandle,
+    WarmPool,
+)
 from gateway.kernels.registry import KernelRegistry, new_kernel_id
 from gateway.kernels.tasks import TaskSet
 
@@ -59,6 +67,7 @@ class KernelLifecycle:
         self.pool = pool
         self.tasks = tasks
         self.admission: Admission = admission or LocalAdmission(registry)
+        self._retiring: dict[int, asyncio.Task[None]] = {}  # sandbox id -> its container's removal in the background
 
     @property
     def limits(self) -> dict[str, object]:
@@ -159,18 +168,31 @@ class KernelLifecycle:
 
     async def replace(self, kernel: Kernel, *, died: bool, forget: bool = True) -> None:
         """Swap in a fresh container. ``died``: the old one was lost (websockets are told the kernel is
-        restarting), not stopped on request. Caller holds the kernel's lock, or is ``replace_soon``'s task."""
+        restarting), not stopped on request. Caller holds the kernel's lock, or is ``replace_soon``'s task.
+
+        From the warm pool when it holds one of the kernel's runtime and the kernel has no environment of its own:
+        the kernel takes that container (started for a pool id, which stays its sandbox id) and the old one is
+        removed in the background. Cold otherwise, in a container started for the kernel's own id."""
         kernel.set_state(KernelState.STARTING)
         if forget:
             _forget_runs(kernel)
-        await self._teardown(kernel, KernelEvent.DIED if died else KernelEvent.STOPPED)
-        try:
-            launched = await self.launcher.launch(
-                kernel.id, kernel.uuid, kernel.runtime, kernel.env, image=kernel.image
-            )
-        except BaseException as error:
-            await asyncio.shield(self.mark_dead(kernel, f"could not be restarted: {error}"))
-            raise
+        event = KernelEvent.DIED if died else KernelEvent.STOPPED
+        # A warm-pool container for the same kernel id (issue 15): only for a kernel of the deployment's own
+        # image and environment; its packages (issue 13) are installed again below, into the new container.
+        ready = await self._claim(kernel.runtime) if not kernel.env and kernel.image is None else None
+        if ready is not None:
+            self._retire(kernel, event)
+            launched = ready.launched
+        else:
+            await self._teardown(kernel, event)
+            try:
+                await self._retired(kernel.id)  # its own id's container may still be going (an earlier restart)
+                launched = await self.launcher.launch(
+                    kernel.id, kernel.uuid, kernel.runtime, kernel.env, image=kernel.image
+                )
+            except BaseException as error:
+                await asyncio.shield(self.mark_dead(kernel, f"could not be restarted: {error}"))
+                raise
         self._attach(kernel, launched)
         await self.packages.after_launch(kernel)  # what it had installed, before anyone uses it
         record = self.record(kernel)
@@ -232,7 +254,7 @@ class KernelLifecycle:
         kernel.notify(KernelEvent.SHUT_DOWN)
         self.observer.kernel_gone(kernel, reason)
         await self.store.delete_kernel(kernel_id)
-        await self.packages.forget(kernel_id)
+        await self.packages.forget(kernel_id, kernel.sandbox_id)
 
     async def forget(self, kernel: Kernel, reason: str) -> None:
         """Remove a dead kernel's record (retention expired)."""
@@ -240,7 +262,7 @@ class KernelLifecycle:
         kernel.notify(KernelEvent.SHUT_DOWN)
         self.observer.kernel_gone(kernel, None)
         await self.store.delete_kernel(kernel.id)
-        await self.packages.forget(kernel.id)
+        await self.packages.forget(kernel.id, kernel.sandbox_id)
 
     async def stop_for_good(self, kernel: Kernel) -> None:
         """The gateway stops with ``on_stop=shutdown``: remove the container; the record stays, marked dead."""
@@ -249,9 +271,9 @@ class KernelLifecycle:
         if was_alive:
             await self.mark_dead(kernel, "the gateway was stopped (on_stop=shutdown)")
 
-    async def death_cause(self, kernel_id: int) -> str:
+    async def death_cause(self, kernel: Kernel) -> str:
         """Why the kernel's container stopped, as its engine tells it."""
-        ended = await self.launcher.backend.exit_status(kernel_id)
+        ended = await self.launcher.backend.exit_status(kernel.sandbox_id)
         return "its container stopped answering" if ended is None else ended.describe(self.mem_limit_mb)
 
     def let_go(self, kernel: Kernel) -> None:
@@ -260,13 +282,33 @@ class KernelLifecycle:
             kernel.client.close()
             kernel.client = None
 
-    async def _teardown(self, kernel: Kernel, event: KernelEvent | None) -> None:
-        client, kernel.client = kernel.client, None
+    def _detach(self, kernel: Kernel, event: KernelEvent | None) -> tuple[int, KernelConnection | None]:
+        """Take the container away from the kernel (listeners are told ``event``); return its sandbox id and
+        connection, for the caller to tear down."""
+        sandbox_id, client = kernel.sandbox_id, kernel.client
+        kernel.client = None
         if kernel.handle is not None:
             kernel.handle = None
             if event is not None:
                 kernel.notify(event)
-        await self.launcher.teardown(kernel.id, client)
+        return sandbox_id, client
+
+    async def _teardown(self, kernel: Kernel, event: KernelEvent | None) -> None:
+        await self.launcher.teardown(*self._detach(kernel, event))
+
+    def _retire(self, kernel: Kernel, event: KernelEvent) -> None:
+        """Take the container away from the kernel and remove it in the background (``_retired`` waits for it)."""
+        sandbox_id, client = self._detach(kernel, event)
+        task = self.tasks.spawn(self.launcher.teardown(sandbox_id, client), name=f"retire-{sandbox_id}")
+        self._retiring[sandbox_id] = task
+        task.add_done_callback(lambda _: self._retiring.pop(sandbox_id, None))
+
+    async def _retired(self, sandbox_id: int) -> None:
+        """Wait until a container of ``sandbox_id`` being removed in the background is gone (failed or not)."""
+        task = self._retiring.get(sandbox_id)
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
 
     # --- recovery -------------------------------------------------------------------------------------------
 
@@ -278,12 +320,12 @@ class KernelLifecycle:
         try:
             if interrupt:  # what ran when the gateway stopped is cut off: request, then the engine's SIGINT
                 await client.interrupt()
-                await backend.signal(kernel.id, "SIGINT")
+                await backend.signal(handle.kernel_id, "SIGINT")
             await client.wait_ready(timeout)
         except (KernelUnresponsive, KernelGone) as error:
             client.close()
-            ended = await backend.exit_status(kernel.id)
-            await backend.remove(kernel.id)
+            ended = await backend.exit_status(handle.kernel_id)
+            await backend.remove(handle.kernel_id)
             if ended is None:
                 return f"it did not answer when the gateway restarted ({error})"
             return f"{ended.describe(self.mem_limit_mb)} while the gateway restarted"

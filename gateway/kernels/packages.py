@@ -30,7 +30,7 @@ class NoPackages:
     def installed(self, kernel_id: int) -> dict[str, Any]:
         return {"requirements": [], "wheels": [], "bytes": 0}
 
-    async def forget(self, kernel_id: int) -> None:
+    async def forget(self, kernel_id: int, sandbox_id: int | None = None) -> None:
         return None
 
     def close(self) -> None:

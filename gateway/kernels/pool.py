@@ -6,9 +6,13 @@ other kernel). ``claim`` hands one out (or None: the caller then starts a kernel
 background, a few starts at a time. A claimed kernel leaves the pool for good; nothing of it is handed out again.
 
 Each pooled kernel is made for the random kernel id it will have once claimed (told to no one before the claim), so
-claiming changes nothing on the engine. Unclaimed ones are not in the registry: a request for their id is a 404,
-their death is the pool's business (``discard``), and they are removed when the gateway shuts down, and by the
-leftover clean-up of the next start like any container of the instance.
+claiming changes nothing on the engine. A restart, a replacement after a deadline or a recovery after a death claims
+one too, for an existing kernel: that kernel keeps its own id and runs in a container made for the pool's id, which
+stays its *sandbox id* (``SandboxHandle.kernel_id``, stored with the kernel so that a restarted gateway finds it).
+
+Unclaimed ones are not in the registry: a request for their id is a 404, their death is the pool's business
+(``discard``), and they are removed when the gateway shuts down, and by the leftover clean-up of the next start like
+any container of the instance.
 """
 
 from __future__ import annotations

@@ -54,7 +54,12 @@ SECRET_CONNECTION_FIELDS = frozenset({"key", "curve_client_secret"})
 @dataclass(frozen=True)
 class SandboxHandle:
     """A kernel's running sandbox, as its backend describes it. ``to_state()`` is what the store keeps so that a
-    restarted gateway can ``restore`` it (the connection info there holds no key: the key is stored apart)."""
+    restarted gateway can ``restore`` it (the connection info there holds no key: the key is stored apart).
+
+    ``kernel_id`` is the id the sandbox was started for (``SandboxBackend.start``), its *sandbox id*: every backend
+    operation on this sandbox is called with it. It is the kernel's own id, except after a restart or replacement
+    from the warm pool: the kernel then runs in a container started for a pool id, and keeps that handle (the core
+    maps; the backend needs to know nothing of it). ``to_state()["sandbox_id"]`` keeps it for ``restore``."""
 
     kernel_id: int
     container_id: str
@@ -63,7 +68,12 @@ class SandboxHandle:
 
     def to_state(self) -> dict[str, Any]:
         connection = {k: v for k, v in self.connection_info.items() if k not in SECRET_CONNECTION_FIELDS}
-        return {"container_id": self.container_id, "name": self.name, "connection": connection}
+        return {
+            "container_id": self.container_id,
+            "name": self.name,
+            "connection": connection,
+            "sandbox_id": self.kernel_id,
+        }
 
     @property
     def key(self) -> str:
@@ -105,7 +115,11 @@ DeathCallback = Callable[[int, str], None]
 
 
 class SandboxBackend(Protocol):
-    """Kernel containers: hardened, limited, each with its own sockets; found again by label after a restart."""
+    """Kernel containers: hardened, limited, each with its own sockets; found again by label after a restart.
+
+    Every ``kernel_id`` argument is a *sandbox id*: the id the sandbox was started with (``start``), which is
+    ``SandboxHandle.kernel_id``. The core may run a kernel in a sandbox started for another id (a warm-pool
+    container taken at a restart); it then calls every operation with the sandbox's id, never the kernel's."""
 
     @property
     def limits(self) -> dict[str, Any]:
@@ -134,7 +148,8 @@ class SandboxBackend(Protocol):
         ...
 
     def restore(self, kernel_id: int, state: dict[str, Any], key: str) -> SandboxHandle:
-        """The handle of a kernel started by an earlier run of this gateway, from ``SandboxHandle.to_state()``."""
+        """The handle of a kernel started by an earlier run of this gateway, from ``SandboxHandle.to_state()``;
+        ``kernel_id`` is the sandbox id (``state["sandbox_id"]``) and is the returned handle's ``kernel_id``."""
         ...
 
     async def signal(self, kernel_id: int, signal: str) -> None:
@@ -162,7 +177,7 @@ class SandboxBackend(Protocol):
         ...
 
     async def remove_leftovers(self, keep: set[int]) -> None:
-        """Remove per-kernel resources (socket directories) of every kernel id not in ``keep``."""
+        """Remove per-kernel resources (socket directories) of every sandbox id not in ``keep``."""
         ...
 
     async def remove_all(self) -> int:
@@ -245,6 +260,11 @@ class KernelRecord:
     @property
     def container_id(self) -> str:
         return str(self.sandbox.get("container_id", ""))
+
+    @property
+    def sandbox_id(self) -> int:
+        """The id its sandbox was started for (``SandboxHandle.kernel_id``); its own id for older records."""
+        return int(self.sandbox.get("sandbox_id") or self.id)
 
 
 @dataclass(frozen=True)
@@ -380,8 +400,8 @@ class KernelPackages(Protocol):
         """What the kernel asked for and the wheels fetched for it."""
         ...
 
-    async def forget(self, kernel_id: int) -> None:
-        """The kernel is gone for good: its wheel directory goes."""
+    async def forget(self, kernel_id: int, sandbox_id: int | None = None) -> None:
+        """The kernel is gone for good: its wheel directories go (its own id's, and its sandbox id's)."""
         ...
 
     def close(self) -> None: ...

@@ -112,7 +112,7 @@ async def apply(recovery: RecoveryPlan, lifecycle: KernelLifecycle, reattach_tim
         *(take_back(lifecycle, record, interrupt=again, timeout=reattach_timeout) for record, again in recovery.attach)
     )
     if not recovery.keep_unknown:
-        await backend.remove_leftovers({k.id for k in lifecycle.registry if k.alive})
+        await backend.remove_leftovers({k.sandbox_id for k in lifecycle.registry if k.alive})
     alive = lifecycle.registry.live()
     log.info(
         "reconciled instance %r: %d kernels re-attached, %d dead, %d containers removed",
@@ -128,7 +128,7 @@ async def take_back(lifecycle: KernelLifecycle, record: KernelRecord, *, interru
     interrupted first if ``interrupt``); mark it dead with the reason if it does not answer."""
     kernel = kernel_from(record)
     lifecycle.registry.add(kernel)
-    handle = lifecycle.launcher.backend.restore(record.id, record.sandbox, record.hmac_key)
+    handle = lifecycle.launcher.backend.restore(record.sandbox_id, record.sandbox, record.hmac_key)
     async with kernel.lock:
         failure = await lifecycle.reattach(kernel, handle, interrupt=interrupt, timeout=timeout)
         if failure is not None:

@@ -160,7 +160,7 @@ class KernelService:
             deployment=deployment,
             keep_unknown=others,
         )
-        await self.packages.start_up({record.id for record in records})  # re-attached kernels reinstall
+        await self.packages.start_up({i for r in records for i in (r.id, r.sandbox_id)})  # re-attached: reinstall
         await recovery.apply(plan, self.lifecycle, settings.reattach_timeout)
         if self.replicas is not None:
             self.tasks.spawn(self.replicas.keep_alive(settings.lease_seconds / 3), name="replica-lease")

@@ -57,7 +57,7 @@ class DeathSupervisor:
         async with kernel.lock:
             if kernel.client is not dead_client:
                 return  # a run or a transfer noticed first and applied the policy
-            cause = await self.lifecycle.death_cause(kernel.id)
+            cause = await self.lifecycle.death_cause(kernel)
             log.warning("kernel %d died while idle: %s; restarting it", kernel.id, cause)
             await self.on_lost(kernel, cause)
             self.lifecycle.observer.kernel_died(kernel)
@@ -69,5 +69,5 @@ class DeathSupervisor:
     async def check_containers(self) -> None:
         backend = self.lifecycle.launcher.backend
         for kernel in self.registry:
-            if kernel.client is not None and await backend.exit_status(kernel.id) is not None:
-                self.container_died(kernel.id, kernel.container_id)
+            if kernel.client is not None and await backend.exit_status(kernel.sandbox_id) is not None:
+                self.container_died(kernel.sandbox_id, kernel.container_id)

@@ -7,7 +7,6 @@ failure here never fails a run: events and metrics are best effort.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -148,19 +147,19 @@ class KernelObserver:
 
     # --- runs -----------------------------------------------------------------------------------------------
 
-    def run_started(self, kernel: Kernel, cell: Cell) -> asyncio.Task[Any]:
-        """Publish the start; mark the container's CPU and reset its memory peak, in a thread the run does not
-        wait for (the mark lands within a millisecond or so of the run's start; ``run_finished`` awaits it)."""
+    def run_started(self, kernel: Kernel, cell: Cell) -> Any:
+        """Publish the start; mark the container's CPU and reset its memory peak.
+
+        The cgroup is read and written on the loop: cgroupfs files are served from the kernel's memory (no disk, no
+        waiting), a few microseconds each, less than the two thread hand-offs per run this used to take (issue 15,
+        docs/benchmarks.md)."""
         self.watch(kernel)
         started = {"number": cell.number, "code": cell.code, "started": time.time()}
         self._running[kernel.id] = {**started, "outputs": []}
         self.hub.publish(kernel.id, events.RUN_STARTED, started)
         self.hub.publish(kernel.id, events.KERNEL_STATE, {"state": "busy", "last_death": kernel.last_death})
-        return asyncio.create_task(self._begin_run(kernel))
-
-    async def _begin_run(self, kernel: Kernel) -> Any:
         try:
-            return await asyncio.to_thread(self.cgroups.begin_run, kernel.container_id)
+            return self.cgroups.begin_run(kernel.container_id)
         except Exception:
             log.exception("kernel %d: reading its cgroup failed", kernel.id)
             return None
@@ -179,11 +178,11 @@ class KernelObserver:
 
         return on_output
 
-    async def run_finished(self, kernel: Kernel, result: RunResult, began: asyncio.Task[Any]) -> None:
+    async def run_finished(self, kernel: Kernel, result: RunResult, began: Any) -> None:
         """Measure the run's resource use onto the cell (``cell.usage``), count it, publish the finished cell."""
         cell = result.cell
         try:
-            usage = await asyncio.to_thread(self.cgroups.end_run, await began)
+            usage = self.cgroups.end_run(began)
         except Exception:
             log.exception("kernel %d: reading its cgroup failed", kernel.id)
             usage = None

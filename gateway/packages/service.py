@@ -118,7 +118,8 @@ class PackageService:
         self.fetcher.close()
 
     def wheel_dir(self, kernel_id: int) -> Path:
-        """The kernel's wheel directory on the host, created (blocking: the sandbox calls it in its threads)."""
+        """The wheel directory on the host of the container started for ``kernel_id`` (a kernel's sandbox id: after
+        a restart from the warm pool, the pool's id), created (blocking: the sandbox calls it in its threads)."""
         path = self.cache.kernel_dir(self.settings.instance, kernel_id)
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -134,11 +135,12 @@ class PackageService:
             },
         }
 
-    async def forget(self, kernel_id: int) -> None:
-        """The kernel was shut down: its wheel directory goes (the store row goes with the kernel's)."""
+    async def forget(self, kernel_id: int, sandbox_id: int | None = None) -> None:
+        """The kernel was shut down: its wheel directories go (the store row goes with the kernel's)."""
         self._kernels.pop(kernel_id, None)
         if self.enabled:
-            await asyncio.to_thread(self.cache.remove_kernel, self.settings.instance, kernel_id)
+            for directory in {kernel_id, sandbox_id or kernel_id}:
+                await asyncio.to_thread(self.cache.remove_kernel, self.settings.instance, directory)
 
     def installed(self, kernel_id: int) -> dict[str, Any]:
         state = self._kernels.get(kernel_id, InstalledPackages())
@@ -194,14 +196,14 @@ class PackageService:
     async def _reinstall(self, kernel: Kernel, state: InstalledPackages) -> None:
         assert kernel.client is not None
         wheels = list(state.wheels.values())
-        directory = await asyncio.to_thread(self.wheel_dir, kernel.id)
+        directory = await asyncio.to_thread(self.wheel_dir, kernel.sandbox_id)
         if not await asyncio.to_thread(self.cache.kernel_holds, directory, wheels):
             try:
                 await asyncio.to_thread(self.cache.link_into, directory, wheels)
             except CacheMiss:
                 requests = [parse_requirement(text) for text in state.requirements]
                 wheels = await self._resolve(requests, self.policy.max_request_bytes, kernel.image, fresh=True)
-                await self._link(kernel.id, wheels, state.requirements)
+                await self._link(kernel.sandbox_id, wheels, state.requirements)
         await install_in_kernel(kernel.client, state.requirements, self.config.package_install_timeout)
         log.info("kernel %d: reinstalled %s", kernel.id, ", ".join(state.requirements))
 
@@ -216,11 +218,11 @@ class PackageService:
         self._check_resolved(wheels, state)
         requirements = [request.requirement for request in requests]
         try:
-            await self._link(kernel.id, wheels, requirements)
+            await self._link(kernel.sandbox_id, wheels, requirements)
         except CacheMiss:  # evicted between resolution and link: fetch again
             wheels = await self._resolve(requests, budget, kernel.image, fresh=True)
             self._check_resolved(wheels, state)
-            await self._link(kernel.id, wheels, requirements)
+            await self._link(kernel.sandbox_id, wheels, requirements)
         for request in requests:  # one requirement per project: the latest asked for
             kept = [text for text in state.requirements if parse_requirement(text).name != request.name]
             state.requirements = [*kept, request.requirement]

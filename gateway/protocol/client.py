@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -93,7 +92,7 @@ class KernelClient:
 
     async def _next(
         self,
-        getter: Callable[..., Awaitable[dict[str, Any]]],
+        channel: Any,
         timeout: float,
         wake: asyncio.Future[Any] | None = None,
     ) -> dict[str, Any] | None:
@@ -110,7 +109,7 @@ class KernelClient:
             if self._received % _FAIRNESS_BATCH == 0:
                 await asyncio.sleep(0)
             try:
-                msg = await self._receive(getter, deadline - loop.time(), wake)
+                msg = await self._receive(channel, deadline - loop.time(), wake)
             except (KernelGone, asyncio.CancelledError):
                 raise
             except Exception as error:  # anything a hostile message can make the decoder raise
@@ -127,36 +126,41 @@ class KernelClient:
 
     async def _receive(
         self,
-        getter: Callable[..., Awaitable[dict[str, Any]]],
+        channel: Any,
         timeout: float,
         wake: asyncio.Future[Any] | None = None,
     ) -> dict[str, Any] | None:
-        try:
-            return await getter(timeout=0)  # fast path: a message is already waiting
-        except queue.Empty:
-            pass
+        """The next message of ``channel`` (decoded by its session, which checks the signature), or None after
+        ``timeout`` seconds or once ``wake`` is done; raises KernelGone.
+
+        Straight on the channel's ``zmq.asyncio`` socket: a message already queued costs one non-blocking receive
+        (no poll, no task, no timer); only when none is queued is a receive future awaited, with the deadline."""
+        socket = channel.socket
+        if socket is None or socket.closed:  # closed under the reader (the gateway let go of it): nothing comes
+            await asyncio.wait({self.died} if wake is None else {self.died, wake}, timeout=max(timeout, 0))
+            if self.died.done():
+                raise KernelGone(self.died.result())
+            return None
+        ready = socket.recv_multipart(flags=zmq.NOBLOCK)  # done at once: frames, or zmq.Again
+        if ready.exception() is None:
+            return _decode(channel, ready.result())
+        if not isinstance(ready.exception(), zmq.Again):
+            ready.result()  # raises: a failure of the socket itself
         if self.died.done():
             raise KernelGone(self.died.result())
         if timeout <= 0:
             return None
-        receive = asyncio.ensure_future(getter(timeout=timeout))
+        receive = socket.recv_multipart()
         waiting: set[asyncio.Future[Any]] = {receive, self.died} if wake is None else {receive, self.died, wake}
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if not receive.done():  # woken (death or ``wake``) before a message came
-            receive.cancel()
-            if self.died.done():
-                raise KernelGone(self.died.result())
-            return None
+        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if self.died.done():  # death wins: the channels may be closing under the receive
-            if receive.done():
+            if not receive.cancel() and not receive.cancelled():
                 receive.exception()
-            else:
-                receive.cancel()
             raise KernelGone(self.died.result())
-        try:
-            return receive.result()
-        except queue.Empty:
-            return None
+        if not receive.done():  # timed out, or woken by ``wake``, before a message came
+            if receive.cancel():
+                return None
+        return _decode(channel, receive.result())
 
     async def _reply(self, msg_id: str | set[str], timeout: float) -> dict[str, Any] | None:
         """The shell reply to ``msg_id`` (or to any of a set of ids; other replies are dropped), or None on
@@ -164,7 +168,7 @@ class KernelClient:
         wanted = {msg_id} if isinstance(msg_id, str) else msg_id
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            msg = await self._next(self._client.get_shell_msg, deadline - asyncio.get_running_loop().time())
+            msg = await self._next(self._client.shell_channel, deadline - asyncio.get_running_loop().time())
             if msg is None or msg["parent_header"].get("msg_id") in wanted:
                 return msg
 
@@ -192,7 +196,7 @@ class KernelClient:
                 sentinel = self._client.kernel_info()
             end = deadline if sentinel_at is None or sentinel is not None else min(deadline, sentinel_at)
             wake = reply if reply is not None and not reply.done() else None
-            msg = await self._next(self._client.get_iopub_msg, end - loop.time(), wake)
+            msg = await self._next(self._client.iopub_channel, end - loop.time(), wake)
             if msg is None:
                 if loop.time() < deadline:
                     continue  # woken by the reply, or time to send the sentinel
@@ -292,7 +296,8 @@ class KernelClient:
                 if not finished:
                     raise KernelUnresponsive(f"still busy {interrupt_grace:g} s after an interrupt")
                 return Execution("timeout", count or later, collector.outputs(), collector.truncated)
-            answer = await asyncio.wait_for(asyncio.shield(reply), interrupt_grace)
+            # The reply is sent before the idle, so it is usually here already: no timer, no shield.
+            answer = reply.result() if reply.done() else await asyncio.wait_for(asyncio.shield(reply), interrupt_grace)
         except TimeoutError:
             answer = None
         finally:
@@ -363,6 +368,13 @@ def _answered(reply: asyncio.Future[dict[str, Any] | None] | None) -> bool:
         and reply.exception() is None
         and reply.result() is not None
     )
+
+
+def _decode(channel: Any, frames: list[bytes]) -> dict[str, Any]:
+    """A message as jupyter_client's channels decode it: identities split off, signature checked, JSON parsed."""
+    _, message = channel.session.feed_identities(frames)
+    decoded: dict[str, Any] = channel.session.deserialize(message)
+    return decoded
 
 
 def _well_formed(msg: Any) -> bool:

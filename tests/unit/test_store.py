@@ -214,6 +214,26 @@ def test_replacing_a_kernel_resets_its_cells_and_deleting_forgets_everything(set
     assert remaining == [] and runs == []
 
 
+def test_a_kernel_in_a_container_started_for_another_id_keeps_that_sandbox_id(settings: Settings) -> None:
+    async def scenario() -> tuple[KernelRecord, KernelRecord]:
+        store = await Store.open(settings)
+        await store.add_kernel(record(1))
+        (own,) = await store.load_kernels("unit")
+        connection = {"transport": "ipc", "ip": "/run/jupycell/k"}
+        await store.kernel_replaced(
+            1, [], sandbox={"container_id": "d" * 64, "name": "n", "connection": connection, "sandbox_id": 77},
+            hmac_key="new-key", limits={}, state="idle", last_death=None,
+        )  # fmt: skip
+        (pooled,) = await store.load_kernels("unit")
+        await store.close()
+        return own, pooled
+
+    own, pooled = run(scenario())
+    assert own.sandbox_id == 1  # a record written without one: the kernel's own id
+    assert pooled.sandbox_id == 77 and pooled.sandbox["sandbox_id"] == 77
+    assert pooled.sandbox["connection"] == {"transport": "ipc", "ip": "/run/jupycell/k"}
+
+
 def test_settings_pick_the_database(tmp_path: Path) -> None:
     from gateway.adapters.sql.database import database_url
 

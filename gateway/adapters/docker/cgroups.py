@@ -7,7 +7,8 @@ container without the host's cgroup mounted), every reading is ``None``: usage i
 
 Per-run peak memory: at a run's start the peak is reset (v1: writing to ``memory.max_usage_in_bytes``; v2:
 writing to ``memory.peak``, Linux 6.12+) and read at its end; where it cannot be reset the peak since the container
-started is reported and ``peak_scope`` says ``container``. All calls block: run them in a thread.
+started is reported and ``peak_scope`` says ``container``. The files are served from the kernel's memory: a run's
+``begin_run``/``end_run`` take microseconds and are called on the event loop; ``snapshot`` runs in a thread.
 """
 
 from __future__ import annotations

@@ -7,10 +7,12 @@ what is its own and an operator finds a notebook's container; removal is idempot
 removed).
 
 Warm-pool containers (``gateway.kernels.pool``) are made exactly like a kernel's, for the ids they will have once
-claimed, plus the ``jupycell.pool`` label: a claimed one needs no change.
+claimed, plus the ``jupycell.pool`` label: a claimed one needs no change. One a restart takes for an existing kernel
+keeps its name and labels (the pool's id): every operation here is keyed by the id a container was started for (the
+sandbox id), which the core keeps with the kernel.
 
-``extra_mounts`` (packages on demand, issue 13) adds per-kernel mounts to every container: its wheel directory
-(read-only) and the tmpfs packages are installed into.
+``extra_mounts`` (packages on demand, issue 13) adds per-container mounts (keyed by the sandbox id): its wheel
+directory (read-only) and the tmpfs packages are installed into.
 """
 
 from __future__ import annotations

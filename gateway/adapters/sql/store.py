@@ -36,23 +36,33 @@ T = TypeVar("T")
 INTERRUPTED = "interrupted"
 
 
+#: Key of the ``connection`` column's JSON that holds the sandbox id (``SandboxHandle.kernel_id``) when it is not
+#: the kernel's own id (a restart took a warm-pool container); absent otherwise. No column of its own: no migration.
+_SANDBOX_ID = "jupycell_sandbox_id"
+
+
 def _record_from_row(row: Any) -> KernelRecord:
     values = row._asdict()
     values.pop("owner_replica", None), values.pop("owner_epoch", None)  # issue 11: the store's own business
+    connection = dict(values.pop("connection") or {})
     sandbox = {
         "container_id": values.pop("container_id"),
         "name": values.pop("container_name"),
-        "connection": values.pop("connection"),
+        "connection": connection,
+        "sandbox_id": connection.pop(_SANDBOX_ID, None) or values["id"],
     }
     return KernelRecord(**values, sandbox=sandbox)
 
 
-def _sandbox_values(sandbox: dict[str, Any]) -> dict[str, Any]:
+def _sandbox_values(sandbox: dict[str, Any], kernel_id: int) -> dict[str, Any]:
     """The kernels row's columns for a sandbox handle's state."""
+    connection = dict(sandbox.get("connection", {}))
+    if sandbox.get("sandbox_id") not in (None, kernel_id):
+        connection[_SANDBOX_ID] = sandbox["sandbox_id"]
     return {
         "container_id": sandbox.get("container_id", ""),
         "container_name": sandbox.get("name", ""),
-        "connection": sandbox.get("connection", {}),
+        "connection": connection,
     }
 
 
@@ -108,6 +118,7 @@ class Store:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         #: Issue 11: with several replicas, the ownership that fences every kernel write (None: one gateway).
         self.fence: Ownership | None = None
+        self._recorded: set[str] = set()  # runs ``begin_run`` wrote as in flight (most runs are shorter: none)
 
     def _fenced(self, connection: Connection, kernel_id: int) -> None:
         """In a write transaction: refuse (``KernelMoved``) a write to a kernel another replica adopted."""
@@ -173,7 +184,7 @@ class Store:
 
     async def add_kernel(self, record: KernelRecord) -> None:
         values = {name: getattr(record, name) for name in kernels.c.keys() if hasattr(record, name)}
-        values.update(_sandbox_values(record.sandbox))
+        values.update(_sandbox_values(record.sandbox, record.id))
         if self.fence is not None:  # issue 11: a new kernel is this replica's, at epoch 1
             values.update(owner_replica=self.fence.replica_id, owner_epoch=1)
             self.fence.epochs[record.id] = 1
@@ -257,7 +268,7 @@ class Store:
     ) -> None:
         """The kernel got a fresh container (``sandbox``: its handle's state); ``notebook``: its cells, whose run
         record (count, status, staleness) the fresh memory reset."""
-        values = _sandbox_values(sandbox) | {"hmac_key": hmac_key, "limits": limits}
+        values = _sandbox_values(sandbox, kernel_id) | {"hmac_key": hmac_key, "limits": limits}
         values |= {"state": state, "last_death": last_death}
         rows = [{"n": c.number, "count": c.execution_count, "status": c.status, "stale": c.stale} for c in notebook]
         query = (
@@ -289,6 +300,8 @@ class Store:
             "started_at": started_at,
         }
 
+        self._recorded.add(run_id)
+
         def work(connection: Connection) -> None:
             self._fenced(connection, kernel_id)
             connection.execute(insert(runs).values(**values))
@@ -314,6 +327,8 @@ class Store:
     ) -> None:
         """One transaction at the end of a run: the run's record, the cell's outputs, the kernel's activity."""
         now = time.time()
+        recorded = run_id in self._recorded  # else a short run: no row yet, one INSERT instead of UPDATE + INSERT
+        self._recorded.discard(run_id)
 
         def work(connection: Connection) -> None:
             outcome = {
@@ -327,8 +342,9 @@ class Store:
                 "usage": cell.usage,  # issue 14
             }
             self._fenced(connection, kernel_id)
-            if connection.execute(update(runs).where(runs.c.id == run_id).values(**outcome)).rowcount == 0:
-                # A short run: never recorded as in flight (see KernelManager._record_in_flight).
+            finished = update(runs).where(runs.c.id == run_id).values(**outcome)
+            if not recorded or connection.execute(finished).rowcount == 0:
+                # A short run: never recorded as in flight (see CellRunner._record_in_flight).
                 values = {"kernel_id": kernel_id, "cell_number": cell.number, "code": cell.code}
                 connection.execute(insert(runs).values(id=run_id, **values, **outcome, started_at=started_at))
             connection.execute(_update_cell(kernel_id, cell.number).values(**_cell_values(cell), updated_at=now))
@@ -339,6 +355,7 @@ class Store:
 
     def abandon_run(self, run_id: str, detail: str) -> None:
         """The run ended in an error of the gateway's own (not awaited); the cell keeps its earlier outputs."""
+        self._recorded.discard(run_id)
         query = update(runs).where(runs.c.id == run_id, runs.c.state == "running")  # not one closed meanwhile
         values = {"state": "finished", "status": "error", "outputs": None, "detail": detail, "finished_at": time.time()}
         self._queue(lambda c: c.execute(query.values(**values)), "recording a failed run")

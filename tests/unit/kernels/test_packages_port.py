@@ -50,7 +50,7 @@ class RecordingPackages:
     def installed(self, kernel_id: int) -> dict[str, Any]:
         return {"requirements": [], "wheels": [], "bytes": 0}
 
-    async def forget(self, kernel_id: int) -> None:
+    async def forget(self, kernel_id: int, sandbox_id: int | None = None) -> None:
         self.calls.append(("forget", kernel_id))
 
     def close(self) -> None:
