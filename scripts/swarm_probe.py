@@ -136,6 +136,8 @@ async def one_plus_one(address: str, keys: CurveKeys) -> str:
                 client.stop_channels()
             info = agent.connection_info(key, started.ports)
             intruder = CurveKeys(keys.server_public, Keypair(*zmq.curve_keypair()))
+            if not await relay_answers(kernel_client(CurveAsyncKernelClient, info, keys)):  # the probe works
+                raise RuntimeError(f"the gateways' own key got no answer from the relays of {node}")
             for name, make in (
                 ("a key not on the allow-list", lambda: kernel_client(CurveAsyncKernelClient, info, intruder)),
                 ("a plaintext client", lambda: plaintext_client(info)),
