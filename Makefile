@@ -125,9 +125,12 @@ swarm-check:
 swarm-down:
 	scripts/swarm-down.sh
 
-# The whole Swarm round trip: up, both checks, down (not part of `make test`: several minutes, two dind engines).
-test-swarm: engine
-	trap scripts/swarm-down.sh EXIT; scripts/swarm-up.sh; scripts/swarm-check.sh; scripts/swarm-check.sh --agent-restart
+# The whole Swarm round trip (run by .ci/run after `make test`): up, tests/swarm against both replicas, down.
+SWARM_PORT ?= 8800
+test-swarm: engine images deps
+	trap scripts/swarm-down.sh EXIT; JUPYCELL_SWARM_PORT=$(SWARM_PORT) scripts/swarm-up.sh && \
+	JUPYCELL_SWARM_URLS=http://127.0.0.1:$(SWARM_PORT),http://127.0.0.1:$$(($(SWARM_PORT) + 1)) \
+	$(PYTHON) -m pytest -n 0 -v tests/swarm
 
 bench-kernel:
 	$(PYTHON) -m bench.kernel_floor --switches --firsts 5

@@ -3,7 +3,7 @@
 # stack (deploy/swarm/stack.yml) on it. Everything it makes carries the label jupycell.swarm=true and is
 # removed by scripts/swarm-down.sh. Re-running it redeploys the stack on the existing nodes.
 #
-# Env: JUPYCELL_SWARM_PORT    host port (127.0.0.1) for the gateway's API  (default 8800)
+# Env: JUPYCELL_SWARM_PORT    host port (127.0.0.1) of node1's gateway replica (default 8800; node2's: +1)
 #      JUPYCELL_SWARM_STATE   directory for the generated keys and the API key (default .swarm in the repo)
 #      JUPYCELL_GATEWAY_IMAGE / JUPYCELL_SANDBOX_IMAGE  images to run (default jupycell-*:latest, `make images`)
 set -euo pipefail
@@ -48,8 +48,8 @@ for node in "${NODES[@]}"; do
         docker start "$name" >/dev/null
         continue
     fi
-    publish=()
-    [ "$node" = node1 ] && publish=(-p "127.0.0.1:$PORT:8000")
+    # node1's gateway replica on 127.0.0.1:PORT, node2's on PORT+1
+    publish=(-p "127.0.0.1:$((PORT + ${node#node} - 1)):8000")
     say "starting $name"
     # --privileged fails on this kind of machine: every capability but SYS_RESOURCE, no seccomp/AppArmor
     # confinement, writable cgroups; the inner engine nests its containers under its own cgroup parent.
@@ -95,9 +95,9 @@ for node in "${NODES[@]:1}"; do
     fi
 done
 for node in "${NODES[@]}"; do
-    in_node node1 docker node update --label-add jupycell.kernels=true "$node" >/dev/null
+    in_node node1 docker node update --label-add jupycell.kernels=true --label-add jupycell.gateway=true "$node" >/dev/null
 done
-in_node node1 docker node update --label-add jupycell.db=true --label-add jupycell.gateway=true node1 >/dev/null
+in_node node1 docker node update --label-add jupycell.db=true node1 >/dev/null
 
 # Secrets: Curve keypairs for agents and gateways, an admin API key, the database password and URL.
 mkdir -p "$STATE" && chmod 700 "$STATE"
@@ -142,7 +142,9 @@ agents_on_every_node() {
     [ "$running" -eq "${#NODES[@]}" ]
 }
 until_true 180 "an agent running on each node" agents_on_every_node
-until_true 180 "the gateway's /health on 127.0.0.1:$PORT" \
-    python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/health', timeout=2)"
+for port in "$PORT" "$((PORT + 1))"; do
+    until_true 180 "a gateway's /health on 127.0.0.1:$port" \
+        python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/health', timeout=2)"
+done
 in_node node1 docker service ls --format '{{.Name}} {{.Mode}} {{.Replicas}}' >&2
-say "ready: http://127.0.0.1:$PORT (API key in $STATE/api-key); scripts/swarm-check.sh checks the agents"
+say "ready: http://127.0.0.1:$PORT and http://127.0.0.1:$((PORT + 1)) (API key in $STATE/api-key)"

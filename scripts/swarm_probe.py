@@ -13,6 +13,7 @@ check and exits non-zero if one fails.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import socket
@@ -20,9 +21,12 @@ import sys
 import time
 
 import zmq
+import zmq.asyncio
+from jupyter_client.asynchronous import AsyncKernelClient
 
 from gateway.agent.client import AgentClient, CurveAsyncKernelClient, CurveKeys, kernel_client, relay_connection_info
 from gateway.agent.keys import Keypair
+from gateway.agent.protocol import PROTOCOL_VERSION
 from gateway.errors import SandboxUnavailable
 
 
@@ -126,13 +130,60 @@ async def one_plus_one(address: str, keys: CurveKeys) -> str:
                 while True:
                     msg = await client.get_iopub_msg(timeout=30)
                     if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_result":
-                        return f"{node}: 1+1 = {msg['content']['data']['text/plain']}"
+                        result = f"{node}: 1+1 = {msg['content']['data']['text/plain']}"
+                        break
             finally:
                 client.stop_channels()
+            info = agent.connection_info(key, started.ports)
+            intruder = CurveKeys(keys.server_public, Keypair(*zmq.curve_keypair()))
+            if not await relay_answers(kernel_client(CurveAsyncKernelClient, info, keys)):  # the probe works
+                raise RuntimeError(f"the gateways' own key got no answer from the relays of {node}")
+            for name, make in (
+                ("a key not on the allow-list", lambda: kernel_client(CurveAsyncKernelClient, info, intruder)),
+                ("a plaintext client", lambda: plaintext_client(info)),
+            ):
+                answered = await relay_answers(make())
+                print(f"{node}: {name} gets {'AN ANSWER (FAILED)' if answered else 'no answer'} from the relays")
+                if answered:
+                    raise RuntimeError(f"{name} got an answer from the relays of {node}")
+            return result
         finally:
             await agent.remove(kernel_id)
     finally:
         agent.close()
+
+
+def plaintext_client(info: dict[str, object]) -> AsyncKernelClient:
+    """jupyter_client's own client, no Curve: what any container on the network could try."""
+    client = AsyncKernelClient()
+    client.load_connection_info(info)
+    return client
+
+
+async def relay_answers(client: AsyncKernelClient) -> bool:
+    """Whether the kernel behind the relays answers this client (a kernel_info request, 3 s)."""
+    client.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+    try:
+        client.kernel_info()
+        await client.get_shell_msg(timeout=3)
+        return True
+    except Exception:
+        return False
+    finally:
+        client.stop_channels()
+
+
+async def plaintext_refused(address: str) -> bool:
+    """A control request without Curve gets no answer."""
+    context = zmq.asyncio.Context.instance()
+    sock = context.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(f"tcp://{address}:7700")
+    try:
+        await sock.send(json.dumps({"v": PROTOCOL_VERSION, "id": "probe", "op": "ping"}).encode())
+        return not await sock.poll(3000)
+    finally:
+        sock.close()
 
 
 async def refused(address: str, keys: CurveKeys) -> bool:
@@ -168,6 +219,9 @@ async def main() -> int:
         ok = await refused(address, intruder)
         failed += not ok
         print(f"{address}: a key not on the allow-list gets {'no answer' if ok else 'AN ANSWER (FAILED)'}")
+        ok = await plaintext_refused(address)
+        failed += not ok
+        print(f"{address}: a plaintext client gets {'no answer' if ok else 'AN ANSWER (FAILED)'}")
     return 1 if failed or not addresses else 0
 
 

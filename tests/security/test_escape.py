@@ -11,6 +11,7 @@ import pytest
 
 from testing.harness import Api, GatewayProcess, stdout_of
 from tests.security.conftest import ADMIN_KEY, GVISOR, KEY, json_out
+from tests.security.probes import PRIVILEGE_PROBE, assert_network_fails_fast, assert_no_privileges, network_probe
 
 
 def test_writing_outside_the_writable_places_is_read_only(api: Api, victim: int) -> None:
@@ -149,100 +150,21 @@ print(json.dumps(environs))
 
 
 def test_network_fails_fast_everywhere(api: Api, victim: int, hostile_gateway: GatewayProcess) -> None:
-    code = f"""
-import socket, json, time
-results = {{}}
-try:
-    socket.getaddrinfo("example.com", 443)
-    results["dns"] = "resolved"
-except OSError as e:
-    results["dns"] = type(e).__name__
-port = {hostile_gateway.port}
-for name, address in [("public", ("1.1.1.1", 443)), ("metadata", ("169.254.169.254", 80)),
-                      ("bridge", ("172.17.0.1", port)), ("host", ("127.0.0.1", port)),
-                      ("ipv6", ("2606:4700:4700::1111", 443))]:
-    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(5)
-    try:
-        s.connect(address)
-        results[name] = "connected"
-    except socket.timeout:
-        results[name] = "timeout"
-    except OSError as e:
-        results[name] = e.strerror
-    finally:
-        s.close()
-print(json.dumps(results))
-"""
-    results = json_out(api.execute(victim, code))
-    assert results.pop("dns") == "gaierror"
-    # Fails at once (refused or unreachable), never by waiting for a timeout.
-    for name, outcome in results.items():
-        assert outcome in (
-            "Network is unreachable",
-            "No route to host",
-            "Connection refused",
-            "Cannot assign requested address",
-            "Address family not supported by protocol",
-        ), (name, outcome)
+    port = hostile_gateway.port
+    targets = {
+        "public": ("1.1.1.1", 443),
+        "metadata": ("169.254.169.254", 80),
+        "bridge": ("172.17.0.1", port),
+        "host": ("127.0.0.1", port),
+        "ipv6": ("2606:4700:4700::1111", 443),
+    }
+    assert_network_fails_fast(json_out(api.execute(victim, network_probe(targets))))
 
 
 def test_no_privilege_can_be_gained(api: Api, victim: int) -> None:
-    code = """
-import ctypes, ctypes.util, json, os, socket, subprocess
-libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-def call(fn, *args):
-    ctypes.set_errno(0)
-    rc = fn(*args)
-    return "ok" if rc == 0 else os.strerror(ctypes.get_errno())
-r = {}
-try:
-    os.setuid(0); r["setuid"] = "ok"
-except OSError as e:
-    r["setuid"] = e.strerror
-r["setuid_binaries"] = subprocess.run(
-    "find / -xdev -perm /6000 -type f 2>/dev/null", shell=True, capture_output=True, text=True).stdout.split()
-os.makedirs("/tmp/m", exist_ok=True)
-r["mount"] = call(libc.mount, b"none", b"/tmp/m", b"tmpfs", 0, None)
-r["unshare_user"] = call(libc.unshare, 0x10000000)
-r["unshare_mount"] = call(libc.unshare, 0x00020000)
-r["ptrace_init"] = call(libc.ptrace, 16, 1, None, None)  # PTRACE_ATTACH pid 1
-for name, args in [("raw", (socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)),
-                   ("packet", (17, socket.SOCK_RAW, 0))]:
-    try:
-        socket.socket(*args).close(); r[name] = "ok"
-    except OSError as e:
-        r[name] = e.strerror
-status = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
-for field in ["CapEff", "CapPrm", "NoNewPrivs"]:
-    r[field] = status.get(field, "absent").strip()
-r["uid"] = os.getuid()
-r["sudo"] = subprocess.run("sudo -n true", shell=True, capture_output=True).returncode
-print(json.dumps(r))
-"""
-    r = json_out(api.execute(victim, code))
+    r = json_out(api.execute(victim, PRIVILEGE_PROBE))
     print(f"\nprivileges seen by the kernel: {r}")
-    assert r["uid"] == 1000 and r["setuid"] == "Operation not permitted"
-    assert r["setuid_binaries"] == []
-    assert r["CapEff"] == r["CapPrm"] == "0000000000000000"
-    assert r["NoNewPrivs"] == ("absent" if GVISOR else "1")  # gVisor's /proc does not show the flag
-    assert r["mount"] == "Operation not permitted"
-    # The kernel may trace processes of its own uid inside its own container (docker-init, run as the same uid
-    # with no capabilities): that gives it nothing it does not have. Nothing else is visible to trace.
-    assert r["ptrace_init"] in ("ok", "Operation not permitted")
-    assert r["raw"] == "Operation not permitted" and r["packet"] in (
-        "Operation not permitted",
-        "Address family not supported by protocol",
-    )
-    assert r["sudo"] != 0
-    if GVISOR:
-        # gVisor implements namespaces inside its own kernel: a new mount namespace there touches nothing of the
-        # host (and mount itself still fails); a user namespace is refused (EINVAL).
-        assert r["unshare_mount"] in ("ok", "Operation not permitted"), r
-        assert r["unshare_user"] in ("ok", "Invalid argument", "Operation not permitted"), r
-    else:
-        assert r["unshare_mount"] == r["unshare_user"] == "Operation not permitted", r
+    assert_no_privileges(r, GVISOR)
 
 
 @pytest.mark.parametrize(
