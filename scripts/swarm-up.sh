@@ -143,7 +143,7 @@ agents_on_every_node() {
 }
 until_true 180 "an agent running on each node" agents_on_every_node
 for port in "$PORT" "$((PORT + 1))"; do
-    until_true 180 "a gateway's /health on 127.0.0.1:$port" \
+    until_true 300 "a gateway's /health on 127.0.0.1:$port" \
         python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/health', timeout=2)"
 done
 in_node node1 docker service ls --format '{{.Name}} {{.Mode}} {{.Replicas}}' >&2

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from testing.harness import Api, wait_for
+from testing.harness import Api, stdout_of, wait_for
 
 PREFIX = "jupycell-swarm"
 NODES = ("node1", "node2")
@@ -41,18 +41,21 @@ def in_node(node: str, *command: str, check: bool = True, timeout: float = 120) 
     return done.stdout.strip()
 
 
-def kernels_on(node: str) -> set[int]:
-    """Ids of the kernels whose containers run on ``node``."""
-    listing = in_node(node, "docker", "ps", "--filter", "label=jupycell.kernel_id",
-                      "--format", '{{.Label "jupycell.kernel_id"}} {{.Label "jupycell.pool"}}')
-    return {int(line.split()[0]) for line in listing.splitlines() if line and not line.endswith("true")}
+#: Kernel code printing its container's host name: the start of the container's id.
+WHERE = "import socket; print(socket.gethostname())"
 
 
-def node_of(kernel_id: int) -> str | None:
+def node_running(container: str) -> str | None:
+    """The node whose engine runs the container whose id starts with ``container``."""
     for node in NODES:
-        if kernel_id in kernels_on(node):
+        if in_node(node, "docker", "ps", "-q", "--filter", f"id={container}"):
             return node
     return None
+
+
+def node_of(api: Api, kernel_id: int) -> str | None:
+    """Where the kernel runs now: its container's host name, looked up on every node."""
+    return node_running(stdout_of(api.execute(kernel_id, WHERE)).strip())
 
 
 def service_task_container(node: str, service: str) -> str | None:

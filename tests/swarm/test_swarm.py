@@ -13,7 +13,7 @@ import pytest
 from testing.harness import Api, stdout_of, wait_for
 from tests.security.conftest import json_out
 from tests.security.probes import PRIVILEGE_PROBE, assert_network_fails_fast, assert_no_privileges, network_probe
-from tests.swarm.conftest import NODES, PREFIX, Swarm, in_node, kernels_on, node_of, service_task_container
+from tests.swarm.conftest import NODES, PREFIX, Swarm, in_node, node_of, service_task_container
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -31,8 +31,8 @@ def kernel_on(swarm: Swarm, node: str, attempts: int = 8) -> int:
         for attempt in range(attempts):
             with swarm.api(attempt % 2) as api:
                 kernel_id = api.start()
-            if node_of(kernel_id) == node:
-                return kernel_id
+                if node_of(api, kernel_id) == node:
+                    return kernel_id
             others.append((attempt % 2, kernel_id))
         raise AssertionError(f"no kernel placed on {node} in {attempts} starts")
     finally:
@@ -46,15 +46,14 @@ def test_kernels_land_on_both_nodes_and_either_replica_serves_them(swarm: Swarm)
     for index in (0, 1, 0, 1):
         with swarm.api(index) as api:
             started.append(api.start())
-    placed = {kernel_id: [node for node in NODES if kernel_id in kernels_on(node)] for kernel_id in started}
-    assert all(len(nodes) == 1 for nodes in placed.values()), placed
-    assert {nodes[0] for nodes in placed.values()} == set(NODES), placed
     with swarm.api(0) as first, swarm.api(1) as second:
+        placed = {kernel_id: node_of(first, kernel_id) for kernel_id in started}
+        assert set(placed.values()) == set(NODES), placed
         for kernel_id in started:
-            assert first.add(kernel_id, 1, f"x = {kernel_id} % 1000\nx").status_code == 200
-            ran = second.run(kernel_id, 1)
+            assert first.add(kernel_id, 2, f"x = {kernel_id} % 1000\nx").status_code == 200
+            ran = second.run(kernel_id, 2)
             assert ran.status_code == 200, ran.text
-            outputs = first.http.get("/cell_outputs", params={"kernel_id": kernel_id, "cell_number": 1})
+            outputs = first.http.get("/cell_outputs", params={"kernel_id": kernel_id, "cell_number": 2})
             assert outputs.status_code == 200, outputs.text
             assert str(kernel_id % 1000) in outputs.text
             assert second.shutdown(kernel_id).status_code == 200
@@ -157,25 +156,23 @@ def test_a_killed_gateway_task_has_its_kernels_adopted_with_their_memory(swarm: 
 def test_a_stopped_node_has_its_kernels_reported_lost_and_restartable_elsewhere(swarm: Swarm) -> None:
     kernel_id = kernel_on(swarm, "node2")
     with swarm.api(0) as api:
-        assert api.add(kernel_id, 1, "y = 21 * 2\ny").status_code == 200
-        assert api.run(kernel_id, 1).status_code == 200
+        assert api.add(kernel_id, 2, "y = 21 * 2\ny").status_code == 200
+        assert api.run(kernel_id, 2).status_code == 200
         subprocess.run(["docker", "stop", "-t", "0", f"{PREFIX}-node2"], check=True, capture_output=True)
 
         def reported_lost() -> dict[str, object] | None:
+            # Dead with the cause; the core may already be placing a fresh container on node1 (state starting/idle).
             kernel = api.http.get(f"/kernels/{kernel_id}").json()
-            return kernel if kernel.get("state") == "dead" else None
+            return kernel if "lost" in str(kernel.get("last_death")) else None
 
-        kernel = wait_for("the kernel reported dead", reported_lost, timeout=120, interval=1)
-        assert "node2" in str(kernel.get("last_death")) and "lost" in str(kernel.get("last_death")), kernel
+        kernel = wait_for("the kernel reported lost", reported_lost, timeout=180, interval=1)
+        assert kernel["last_death"] == "node node2 lost", kernel
         cells = api.http.get(f"/kernels/{kernel_id}/cells").json()["cells"]
-        assert [c["code"] for c in cells] == ["y = 21 * 2\ny"]
+        assert [c["code"] for c in cells][-1] == "y = 21 * 2\ny"
         restarted = api.http.post(f"/kernels/{kernel_id}/restart")
         assert restarted.status_code == 200, restarted.text
-        assert node_of_running(kernel_id) == "node1"
-        ran = api.run(kernel_id, 1)
+        assert node_of(api, kernel_id) == "node1"
+        ran = api.run(kernel_id, 2)
         assert ran.status_code == 200 and "42" in ran.text, ran.text
         api.shutdown(kernel_id)
 
-
-def node_of_running(kernel_id: int) -> str | None:
-    return "node1" if kernel_id in kernels_on("node1") else None
