@@ -23,6 +23,7 @@ from gateway.kernels.kernel import Kernel, RunResult
 from gateway.kernels.launcher import KernelLauncher
 from gateway.kernels.leader import LeaderRole
 from gateway.kernels.lifecycle import KernelLifecycle
+from gateway.kernels.moves import KernelMoves
 from gateway.kernels.observer import NullObserver
 from gateway.kernels.packages import NoPackages
 from gateway.kernels.pool import KernelPool
@@ -32,6 +33,7 @@ from gateway.kernels.ports import (
     KernelObserver,
     KernelPackages,
     KernelStore,
+    MovingBackend,
     OnOutput,
     SandboxBackend,
     WarmPool,
@@ -113,6 +115,7 @@ class KernelService:
             admission=admission,
         )
         self.supervisor = DeathSupervisor(self.registry, self.lifecycle, self.tasks)
+        self.moves = KernelMoves(self.registry, self.lifecycle, self.supervisor, self.tasks, settings.reattach_timeout)
         self.runner = CellRunner(
             RunLimits(
                 run_timeout=settings.run_timeout,
@@ -139,6 +142,8 @@ class KernelService:
         self.backend.watch_deaths(
             asyncio.get_running_loop(), self.supervisor.container_died, self.supervisor.events_resumed
         )
+        if isinstance(self.backend, MovingBackend):
+            self.backend.watch_moves(self.moves.kernel_moved)
         interrupted = await self.store.interrupt_open_runs(settings.instance, recovery.INTERRUPTED_DETAIL)
         records = await self.store.load_kernels(settings.instance)
         containers = await self.backend.list_own()
