@@ -2,10 +2,11 @@
 against a gateway with the local backend, in the same run and interleaved: p50 of each, the difference, and the
 issue's target (relay within +1.5 ms of local).
 
-Both gateways are real processes on this machine (the agent a plain process on the local engine, the agents
-gateway on PostgreSQL from ``scripts/ensure-postgres.sh``); each run is ``POST /kernels/{id}/execute`` of
-``1+1``, so both sides pay the same HTTP cost. Usage: ``python bench/agents_backend.py [runs=200]`` (or
-``make bench-agent``); needs ``JUPYCELL_TEST_POSTGRES_URL``.
+Both gateways are real processes on this machine (the agent a plain process on the local engine), each on a
+PostgreSQL database of its own from ``scripts/ensure-postgres.sh`` (the agents backend needs it; the local one is
+put on it too, so the store's cost is the same on both sides and the difference is the backend's); each run is
+``POST /kernels/{id}/execute`` of ``1+1``, so both sides pay the same HTTP cost. Usage:
+``python bench/agents_backend.py [runs=200]`` (or ``make bench-agent``); needs ``JUPYCELL_TEST_POSTGRES_URL``.
 """
 
 from __future__ import annotations
@@ -35,14 +36,18 @@ def main(runs: int) -> None:
     if not TEST_POSTGRES_URL:
         sys.exit("set JUPYCELL_TEST_POSTGRES_URL=$(scripts/ensure-postgres.sh): the agents backend needs PostgreSQL")
     keys = agent_keys()
-    with tempfile.TemporaryDirectory(prefix="jcb-") as root, postgres_database() as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="jcb-") as root,
+        postgres_database() as url,
+        postgres_database() as local_url,
+    ):
         agent = AgentProcess(Path(root), keys).start()
         agents_settings = {
             "backend": "agents", "agents": agent.address, "database_url": url,
             "gateway_curve_secret_file": keys.gateway_secret_file, "agent_curve_public_file": keys.agent_public_file,
         }  # fmt: skip
         gateways = {
-            "local": GatewayProcess(Path(root) / "local", audit_log="off"),
+            "local": GatewayProcess(Path(root) / "local", audit_log="off", database_url=local_url),
             "agents": GatewayProcess(Path(root) / "agents", audit_log="off", **agents_settings),
         }
         try:

@@ -1,6 +1,7 @@
-"""Why the agent relays in one Python thread: ``1+1`` to one local ipykernel (no container, no Docker) directly over
-ipc, through ``gateway.agent.relay.Relays`` (one poller thread for every kernel), and through libzmq's C
-``zmq.proxy`` (one thread per channel), interleaved in one run, both relays with CurveZMQ and ZAP.
+"""The agent's relay design: ``1+1`` to one local ipykernel (no container, no Docker) directly over ipc, through
+the former relay (``bench/relay_python_poller.py``: one Python poller thread for every kernel) and through
+``gateway.agent.relay.Relays`` (libzmq's C proxy, a thread per channel), interleaved in one run, both relays with
+CurveZMQ and ZAP.
 
 Usage: ``python bench/relay_designs.py [runs=200]``.
 """
@@ -15,7 +16,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -24,10 +24,10 @@ from jupyter_client import BlockingKernelClient
 from zmq.auth.thread import ThreadAuthenticator
 
 from bench.agent_relay import round_trips  # noqa: E402
+from bench.relay_python_poller import Relays as PollerRelays  # noqa: E402
 from gateway.agent.client import CurveBlockingKernelClient, CurveKeys, kernel_client, relay_connection_info
 from gateway.agent.keys import Keypair
-from gateway.agent.protocol import CHANNELS, ZAP_DOMAIN
-from gateway.agent.relay import _IPC_SUFFIX, Relays
+from gateway.agent.relay import Relays
 from tests.support_agent import wait_ready  # noqa: E402
 
 work = tempfile.mkdtemp(prefix="rx-")
@@ -63,26 +63,14 @@ class P:
 
 
 auth.configure_curve_callback(domain="jupycell", credentials_provider=P())
-relays = Relays(
+py_relays = PollerRelays(
     ctx, Keypair(apub, asec), bind_host="127.0.0.1", port_range=(30000, 39999), max_message_bytes=64 * 2**20
 )
-py_ports = relays.open(1, f"{work}/k")
-# C proxies, one thread per channel
-c_ports = {}
-ident = b"cproxy"
-for ch in CHANNELS:
-    io = ch == "iopub"
-    front = ctx.socket(zmq.XPUB if io else zmq.ROUTER)
-    front.curve_server = True
-    front.curve_secretkey = asec
-    front.curve_publickey = apub
-    front.zap_domain = ZAP_DOMAIN
-    c_ports[ch] = front.bind_to_random_port("tcp://127.0.0.1", 40000, 49999)
-    back = ctx.socket(zmq.XSUB if io else zmq.DEALER)
-    if ch in ("shell", "stdin"):
-        back.identity = ident
-    back.connect(f"ipc://{work}/k-{_IPC_SUFFIX[ch]}")
-    threading.Thread(target=zmq.proxy, args=(front, back), daemon=True).start()
+py_ports = py_relays.open(1, f"{work}/k")
+c_relays = Relays(  # the agent's: a C proxy thread per channel
+    ctx, Keypair(apub, asec), bind_host="127.0.0.1", port_range=(40000, 49999), max_message_bytes=64 * 2**20
+)
+c_ports = c_relays.open(1, f"{work}/k")
 keys = CurveKeys(apub, Keypair(gpub, gsec))
 direct = BlockingKernelClient()
 direct.load_connection_info(info)
@@ -94,7 +82,7 @@ cp.start_channels(hb=False)
 for c in (direct, py, cp):
     assert wait_ready(c, 60)
 runs = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-times = round_trips({"direct ipc": direct, "python poller relay": py, "C zmq.proxy threads": cp}, runs)
+times = round_trips({"direct ipc": direct, "python poller relay": py, "agent relay (C proxies)": cp}, runs)
 print(f"load {os.getloadavg()[0]:.1f}")
 for name, t in times.items():
     print(f"{name:<22} p50 {statistics.median(t):6.2f} ms  p95 {sorted(t)[int(len(t) * 0.95)]:6.2f} ms")

@@ -47,7 +47,8 @@ class AgentKeys:
 
 
 class AgentProcess:
-    """``python -m gateway.agent`` on the local engine, bound to 127.0.0.1 on free ports.
+    """``python -m gateway.agent`` on the local engine, bound to ``host`` (127.0.0.1; ``start(host=...)`` moves it,
+    e.g. to 127.0.0.2, as a Swarm task replaced at a new IP) on free ports.
 
     ``instance`` and ``kernels_dir`` default to a fresh instance and ``root/k`` (a gateway's own agent gets the
     gateway's, so its containers carry the gateway's instance label); ``env`` adds ``JUPYCELL_*`` variables as they
@@ -64,6 +65,7 @@ class AgentProcess:
         **settings: Any,
     ) -> None:
         self.instance = instance or unique_instance("agent")
+        self.host = "127.0.0.1"
         self.keys = keys
         self.control_port, self.events_port = free_port(), free_port()
         self.log_path = root / f"agent-{self.instance}.log"
@@ -88,9 +90,12 @@ class AgentProcess:
     @property
     def address(self) -> str:
         """Its control address, as ``JUPYCELL_AGENTS`` takes it."""
-        return f"127.0.0.1:{self.control_port}"
+        return f"{self.host}:{self.control_port}"
 
-    def start(self, timeout: float = 60) -> AgentProcess:
+    def start(self, timeout: float = 60, host: str | None = None) -> AgentProcess:
+        """Start it (listening on ``host`` from now on, if given); return once it answers."""
+        if host is not None:
+            self.host = self.env["JUPYCELL_AGENT_BIND_HOST"] = host
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gateway.agent"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
@@ -135,7 +140,7 @@ def run(action: Callable[[AgentClient], Awaitable[T]], agent: AgentProcess, keys
     """Run ``action`` with a fresh control client of ``agent`` (the gateway's keys unless others are given)."""
 
     async def main() -> T:
-        client = AgentClient("127.0.0.1", agent.control_port, keys or agent.keys.gateway, timeout=10)
+        client = AgentClient(agent.host, agent.control_port, keys or agent.keys.gateway, timeout=10)
         try:
             return await action(client)
         finally:
@@ -146,7 +151,7 @@ def run(action: Callable[[AgentClient], Awaitable[T]], agent: AgentProcess, keys
 
 def relayed_kernel(agent: AgentProcess, key: str, ports: dict[str, int], keys: CurveKeys | None = None) -> Any:
     """A started blocking Curve client of a relayed kernel (no hb channel), sends bounded to 1 s."""
-    info = relay_connection_info("127.0.0.1", ports, key)
+    info = relay_connection_info(agent.host, ports, key)
     client = kernel_client(CurveBlockingKernelClient, info, keys or agent.keys.gateway)
     client.send_timeout_ms = 1000
     client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)

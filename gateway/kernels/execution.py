@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from gateway.errors import CellNotFound, KernelBusy, KernelDead, KernelGone, KernelUnresponsive
 from gateway.kernels.kernel import Kernel, KernelState, RunResult, RunStatus
 from gateway.kernels.lifecycle import KernelLifecycle
+from gateway.kernels.moves import MOVED, moved_away
 from gateway.kernels.ports import KernelStore, OnOutput
 from gateway.kernels.supervisor import DeathSupervisor
 from gateway.notebook import Cell
@@ -191,6 +192,9 @@ class CellRunner:
             )  # fmt: skip
             self.lifecycle.replace_soon(kernel, died=True)
         except KernelGone:
+            if moved_away(kernel, client):  # the kernel runs on, reached at a new address: its memory is kept
+                detail = f"{MOVED} while cell {cell.number} ran; its result is lost, the kernel keeps its memory"
+                return _finish(kernel, cell, started, _moved_run(cell, detail, collector))
             if kernel not in self.lifecycle.registry:  # shut down under the run: nothing to restart
                 detail = f"the kernel was {kernel.last_death} while running cell {cell.number}"
                 return _finish(kernel, cell, started, _lost_run(cell, "died", detail, collector))
@@ -228,6 +232,13 @@ def _finish(kernel: Kernel, cell: Cell, started: float, result: RunResult) -> Ru
     cell.started, cell.ended = started, time.time()
     kernel.notebook.ran(cell)
     return result
+
+
+def _moved_run(cell: Cell, detail: str, collector: OutputCollector) -> RunResult:
+    """A run cut off because the kernel's connection moved: an error output saying so; the kernel's state is kept."""
+    outputs = collector.outputs()
+    outputs.append({"output_type": "error", "ename": "ConnectionMoved", "evalue": detail, "traceback": []})
+    return RunResult(cell, "error", None, outputs, collector.truncated, detail)
 
 
 def _lost_run(cell: Cell, status: RunStatus, detail: str, collector: OutputCollector) -> RunResult:

@@ -27,6 +27,7 @@ from gateway.errors import (
 )
 from gateway.kernels.kernel import Kernel
 from gateway.kernels.lifecycle import KernelLifecycle
+from gateway.kernels.moves import MOVED, moved_away
 from gateway.kernels.ports import KernelConnection
 from gateway.kernels.supervisor import DeathSupervisor
 
@@ -178,6 +179,8 @@ class FileTransfer:
             except KernelUnresponsive as error:
                 raise FileTransferFailed(f"The kernel did not answer the file transfer: {error}.") from None
             except KernelGone:
+                if moved_away(kernel, client):
+                    raise FileTransferFailed(f"The transfer was cut off: {MOVED}; try again.") from None
                 if kernel not in self.lifecycle.registry:
                     raise FileTransferFailed(f"The kernel was {kernel.last_death} during the file transfer.") from None
                 cause = f"{await self.lifecycle.death_cause(kernel)} during a file transfer"

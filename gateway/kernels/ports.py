@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
 from gateway.notebook import Cell
 from gateway.notebook.outputs import Output, OutputCollector
@@ -192,6 +192,18 @@ class SandboxBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+#: Called on the loop: kernel ``kernel_id``'s sandbox (same container, memory) is reached at a new address now.
+MoveCallback = Callable[[int], None]
+
+
+@runtime_checkable
+class MovingBackend(Protocol):
+    """A backend whose kernels can be reached at a new address while they keep running (the agents backend: a
+    node's agent that came back elsewhere). ``restore`` then gives the handle at the new address."""
+
+    def watch_moves(self, on_moved: MoveCallback) -> None: ...
 
 
 class Execution(Protocol):

@@ -23,6 +23,7 @@ from gateway.kernels.kernel import Kernel, RunResult
 from gateway.kernels.launcher import KernelLauncher
 from gateway.kernels.leader import LeaderRole
 from gateway.kernels.lifecycle import KernelLifecycle
+from gateway.kernels.moves import KernelMoves
 from gateway.kernels.observer import NullObserver
 from gateway.kernels.packages import NoPackages
 from gateway.kernels.pool import KernelPool
@@ -33,6 +34,7 @@ from gateway.kernels.ports import (
     KernelOwnership,
     KernelPackages,
     KernelStore,
+    MovingBackend,
     OnOutput,
     SandboxBackend,
     WarmPool,
@@ -117,6 +119,7 @@ class KernelService:
             admission=admission,
         )
         self.supervisor = DeathSupervisor(self.registry, self.lifecycle, self.tasks)
+        self.moves = KernelMoves(self.registry, self.lifecycle, self.supervisor, self.tasks, settings.reattach_timeout)
         self.runner = CellRunner(
             RunLimits(
                 run_timeout=settings.run_timeout,
@@ -144,6 +147,8 @@ class KernelService:
         self.backend.watch_deaths(
             asyncio.get_running_loop(), self.supervisor.container_died, self.supervisor.events_resumed
         )
+        if isinstance(self.backend, MovingBackend):
+            self.backend.watch_moves(self.moves.kernel_moved)
         others = False
         if self.replicas is not None:  # issue 11: take only what no live replica owns
             await self.replicas.join()

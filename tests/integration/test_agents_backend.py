@@ -8,6 +8,7 @@ gateway with a key the agents do not allow, and intruders on a kernel's relay po
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from testing.harness import (
     stdout_of,
     wait_for,
 )
+from testing.jupyter import KernelWebsocket, ws_url
 
 # What is tested here does not depend on the kernels' runtime; under gVisor, `make test-agents` runs the escape suite
 # through an agent.
@@ -126,6 +128,42 @@ def test_agent_restart_keeps_kernel_memory(nodes, gateway_factory, database) -> 
         assert wait_for("the kernel through the restarted agent", answers, timeout=120) == "42"
         described = api.http.get(f"/kernels/{kernel_id}").json()
         assert described["state"] == "idle" and described["last_death"] is None
+
+
+def test_agent_back_at_a_new_address_kernel_reconnected_with_its_memory(nodes, gateway_factory, database) -> None:
+    """A Swarm force-update: the node's agent comes back at another address (127.0.0.2 here), same node name and
+    relay ports. The gateway follows it and re-points the kernel's connections: its memory is there through the
+    HTTP API and through a Jupyter websocket opened before the move; a run cut off by the move says so."""
+    (agent,) = nodes.start("node-a")
+    moved = f"127.0.0.2:{agent.control_port}"
+    gateway, api = gateway_on(
+        nodes, gateway_factory, database, agents=f"{agent.address},{moved}", agents_refresh_interval=0.5
+    )
+    with api:
+        model = api.http.post("/api/kernels", json={"name": "python3"}).json()
+        kernel_id = model["kernel_id"]
+        ws = KernelWebsocket(f"{ws_url(gateway.url)}/api/kernels/{model['id']}/channels")
+        try:
+            assert ws.execute("x = 6 * 7").reply["status"] == "ok"
+            agent.kill()
+            agent.start(host="127.0.0.2")  # same node name, ports and state directory; another address
+            assert agent.address == moved
+            cut_off: list[str] = []
+
+            def answers() -> str | None:
+                result = api.execute(kernel_id, "print(x)", timeout=60)
+                if result["status"] != "ok":
+                    cut_off.append(json.dumps(result["outputs"]))
+                    return None
+                return stdout_of(result).strip()
+
+            assert wait_for("the kernel at the agent's new address", answers, timeout=120) == "42"
+            assert all("ConnectionMoved" in outputs for outputs in cut_off), cut_off
+            assert ws.execute("print(x + 1)", timeout=60).stdout == "43\n"
+        finally:
+            ws.close()
+        described = api.http.get(f"/kernels/{kernel_id}").json()
+        assert described["state"] == "idle" and described["last_death"] is None, described
 
 
 def test_node_lost_kernels_dead_with_the_cause_and_restarted_on_the_other_node(

@@ -10,7 +10,9 @@ Node loss: an agent silent (no heartbeat, no answer) for ``agents_lost_after`` s
 has its node declared lost. Each kernel placed there is reported dead to the core (``watch_deaths``' callback)
 and its ``exit_status`` gives the cause ``node <name> lost``; the core's death policy does the rest (dead, cells
 kept, a fresh container placed on another node). Should the node come back, what was declared lost there is
-removed. An agent restart is not a loss: its kernels keep running, its relays come back on the same ports.
+removed. An agent restart is not a loss: its kernels keep running, its relays come back on the same ports. An agent
+found at a new address under a known node name (a Swarm task replaced: new IP) is followed there, and each of its
+kernels is reported moved to the core (``watch_moves``), which re-points their connections (``restore``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,14 @@ from gateway.agent.client import AgentClient, AgentRefused, CurveKeys, Death, re
 from gateway.agent.keys import load_keypair, load_public_key
 from gateway.agent.protocol import CHANNELS
 from gateway.errors import KernelStartFailed, SandboxUnavailable, TooManyKernels
-from gateway.kernels.ports import ConnectionInfo, ContainerExit, DeathCallback, OwnContainer, SandboxHandle
+from gateway.kernels.ports import (
+    ConnectionInfo,
+    ContainerExit,
+    DeathCallback,
+    MoveCallback,
+    OwnContainer,
+    SandboxHandle,
+)
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,6 +76,7 @@ class AgentsBackend:
         self._found: dict[str, tuple[AgentNode, int | None]] = {}  # container id -> node, kernel id (list_own)
         self._on_death: DeathCallback = lambda kernel_id, container_id: None
         self._on_resumed: Callable[[], None] = lambda: None
+        self._on_moved: MoveCallback = lambda kernel_id: None
         self._maintainer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -131,6 +141,9 @@ class AgentsBackend:
             return
         else:
             node.move(client, capacity)
+            for kernel_id, container_id in list(node.placed.items()):  # the core connects them again there
+                if container_id and kernel_id not in node.left_behind:
+                    self._on_moved(kernel_id)
         answered.add(name)
 
     async def _maintain(self) -> None:
@@ -437,6 +450,11 @@ class AgentsBackend:
         self._on_death, self._on_resumed = on_death, on_resumed
         if self._maintainer is None:
             self._maintainer = loop.create_task(self._maintain())
+
+    def watch_moves(self, on_moved: MoveCallback) -> None:
+        """A node's agent found at a new address (a new Swarm task): ``on_moved`` for each kernel placed there,
+        whose ``restore`` handle then points at the new address (its relays are on the same ports)."""
+        self._on_moved = on_moved
 
     def close(self) -> None:
         for task in (self._maintainer, *self._tasks):
