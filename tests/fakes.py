@@ -280,10 +280,11 @@ class FakeConnection:
             raise KernelGone("container gone")
         return repr(eval(expression, dict(container.namespace)))  # noqa: S307 (test double)
 
-    async def interrupt(self) -> None:
+    async def interrupt(self, acknowledged_within: float = 0.0) -> bool:
         container = self.container
         if container is not None:
             container.interrupted.set()
+        return container is not None and acknowledged_within > 0
 
     def mark_dead(self, cause: str) -> None:
         if not self.died.done():

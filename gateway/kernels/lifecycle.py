@@ -318,8 +318,9 @@ class KernelLifecycle:
         backend = self.launcher.backend
         client = self.launcher.connector.connect(handle.connection_info)
         try:
-            if interrupt:  # what ran when the gateway stopped is cut off: request, then the engine's SIGINT
-                await client.interrupt()
+            # What ran when the gateway stopped is cut off, with one signal: the engine's SIGINT only if the kernel
+            # does not acknowledge the request (a second one would cut the cell's own cleanup short).
+            if interrupt and not await client.interrupt(acknowledged_within=1.0):
                 await backend.signal(handle.kernel_id, "SIGINT")
             await client.wait_ready(timeout)
         except (KernelUnresponsive, KernelGone) as error:

@@ -229,13 +229,17 @@ class KernelConnection(Protocol):
         interrupt_grace: float,
         escalate: Callable[[], Any] | None = None,
     ) -> Execution:
-        """Run ``code``; at the deadline interrupt it, call ``escalate`` if it is still busy after a short pause,
-        and raise KernelUnresponsive if it is still busy ``interrupt_grace`` seconds after the interrupt."""
+        """Run ``code``; at the deadline interrupt it once: an interrupt request, or ``escalate`` (a SIGINT through
+        the engine) if the kernel neither acknowledges it nor finishes shortly after. Raise KernelUnresponsive if
+        it is still busy ``interrupt_grace`` seconds after that."""
         ...
 
     async def evaluate(self, expression: str, timeout: float) -> str: ...
 
-    async def interrupt(self) -> None: ...
+    async def interrupt(self, acknowledged_within: float = 0.0) -> bool:
+        """Send an interrupt request; True if the kernel acknowledged it (so has signalled itself) within
+        ``acknowledged_within`` seconds."""
+        ...
 
     def mark_dead(self, cause: str) -> None: ...
 

@@ -36,8 +36,10 @@ _FAIRNESS_BATCH = 64
 _SENTINEL_AFTER = 0.05
 #: How often an execute request the kernel aborted unrun (see ``execute``) is sent again.
 _ABORT_RETRIES = 3
-#: After an interrupt request at the deadline, how long before a SIGINT goes through the engine.
-_ESCALATE_AFTER = 0.5
+#: After an interrupt request at the deadline, how long its acknowledgement may take before a SIGINT goes through
+#: the engine instead. An acknowledged request has already signalled the kernel, which then gets no second SIGINT:
+#: one landing while the first is handled would cut the cell's own cleanup or its traceback short.
+_ESCALATE_AFTER = 1.0
 
 __all__ = ["Execution", "KernelClient", "KernelCodeError", "KernelGone", "KernelUnresponsive", "ZmqConnector"]
 
@@ -162,13 +164,16 @@ class KernelClient:
                 return None
         return _decode(channel, receive.result())
 
-    async def _reply(self, msg_id: str | set[str], timeout: float) -> dict[str, Any] | None:
-        """The shell reply to ``msg_id`` (or to any of a set of ids; other replies are dropped), or None on
-        timeout."""
+    async def _reply(
+        self, msg_id: str | set[str], timeout: float, *, control: bool = False
+    ) -> dict[str, Any] | None:
+        """The shell (or ``control``) reply to ``msg_id`` (or to any of a set of ids; other replies are dropped),
+        or None on timeout."""
         wanted = {msg_id} if isinstance(msg_id, str) else msg_id
+        channel = self._client.control_channel if control else self._client.shell_channel
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            msg = await self._next(self._client.shell_channel, deadline - asyncio.get_running_loop().time())
+            msg = await self._next(channel, deadline - asyncio.get_running_loop().time())
             if msg is None or msg["parent_header"].get("msg_id") in wanted:
                 return msg
 
@@ -285,14 +290,7 @@ class KernelClient:
         try:
             finished, count = await self._until_idle(msg_id, loop.time() + timeout, collector, reply)
             if not finished:
-                await self.interrupt()
-                finished, later = await self._until_idle(
-                    msg_id, loop.time() + min(_ESCALATE_AFTER, interrupt_grace), collector, reply
-                )
-                if not finished and escalate is not None:
-                    log.info("kernel still busy after an interrupt request: sending SIGINT")
-                    await escalate()
-                    finished, later = await self._until_idle(msg_id, loop.time() + interrupt_grace, collector, reply)
+                finished, later = await self._interrupt(msg_id, collector, reply, interrupt_grace, escalate)
                 if not finished:
                     raise KernelUnresponsive(f"still busy {interrupt_grace:g} s after an interrupt")
                 return Execution("timeout", count or later, collector.outputs(), collector.truncated)
@@ -313,6 +311,31 @@ class KernelClient:
             count = _count(answer["content"].get("execution_count")) or count
         return Execution(status, count, collector.outputs(), collector.truncated)
 
+    async def _interrupt(
+        self,
+        msg_id: str,
+        collector: OutputCollector,
+        reply: asyncio.Future[dict[str, Any] | None],
+        interrupt_grace: float,
+        escalate: Callable[[], Awaitable[Any]] | None,
+    ) -> tuple[bool, int | None]:
+        """Interrupt the run of ``msg_id`` exactly once: an interrupt request, and a SIGINT through the engine only
+        if the kernel has neither acknowledged the request nor finished within ``_ESCALATE_AFTER``. Then
+        ``interrupt_grace`` seconds to finish. Returns (finished, execution count) as ``_until_idle`` does."""
+        loop = asyncio.get_running_loop()
+        acknowledged = asyncio.ensure_future(self._reply(self._request_interrupt(), _ESCALATE_AFTER, control=True))
+        try:
+            finished, count = await self._until_idle(msg_id, loop.time() + _ESCALATE_AFTER, collector, reply)
+            if not finished and not _answered(acknowledged) and escalate is not None:
+                log.info("kernel did not acknowledge an interrupt request: sending SIGINT through the engine")
+                await escalate()
+            if not finished:
+                finished, count = await self._until_idle(msg_id, loop.time() + interrupt_grace, collector, reply)
+            return finished, count
+        finally:
+            if not acknowledged.cancel() and not acknowledged.cancelled():
+                acknowledged.exception()  # retrieved: a death is reported through the IOPub side
+
     async def evaluate(self, expression: str, timeout: float) -> str:
         """The ``text/plain`` value of ``expression``, evaluated silently: no history, no execution count, no
         outputs (a ``user_expressions`` entry of an empty, silent execute request).
@@ -332,11 +355,18 @@ class KernelClient:
             raise KernelCodeError(str(value.get("ename", "")), str(value.get("evalue", "")))
         return str(value.get("data", {}).get("text/plain", ""))
 
-    async def interrupt(self) -> None:
-        """Ask the kernel to raise KeyboardInterrupt in the running code (control channel, no Docker call)."""
+    async def interrupt(self, acknowledged_within: float = 0.0) -> bool:
+        """Ask the kernel to raise KeyboardInterrupt in the running code (control channel, no Docker call).
+        True if it acknowledged the request within ``acknowledged_within`` seconds: it has signalled itself."""
+        asked = self._request_interrupt()
+        return acknowledged_within > 0 and await self._reply(asked, acknowledged_within, control=True) is not None
+
+    def _request_interrupt(self) -> str:
+        """Send an interrupt request; its msg_id (the kernel answers on control once it has signalled itself)."""
         msg = self._client.session.msg("interrupt_request", {})
         with _bounded_send():
             self._client.control_channel.send(msg)
+        return str(msg["header"]["msg_id"])
 
 
 @contextlib.contextmanager

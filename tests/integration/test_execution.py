@@ -14,6 +14,17 @@ def test_deadline_interrupts_and_keeps_state(api: Api, kernel: int) -> None:
     assert stdout_of(api.execute(kernel, "print(kept)")) == "yes\n"
 
 
+def test_deadline_interrupts_once_so_the_cell_can_clean_up(api: Api, kernel: int) -> None:
+    """One interrupt per deadline: a second SIGINT would land in the handler's cleanup (or in the traceback)."""
+    code = (
+        "import time\ntry:\n    while True:\n        pass\nexcept KeyboardInterrupt:\n"
+        "    time.sleep(1.5)\n    print('cleaned up', flush=True)"
+    )
+    result = api.execute(kernel, code, timeout=1)
+    assert result["status"] == "timeout" and result["kernel_state_kept"] is True, result
+    assert stdout_of(result) == "cleaned up\n", result["outputs"]
+
+
 def test_ignored_interrupt_replaces_the_kernel(api: Api, kernel: int) -> None:
     code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: time.sleep(0.1)"
     result = api.execute(kernel, code, timeout=1)
