@@ -48,7 +48,8 @@ class AgentKeys:
 
 class AgentProcess:
     """``python -m gateway.agent`` on the local engine, bound to ``host`` (127.0.0.1; ``start(host=...)`` moves it,
-    e.g. to 127.0.0.2, as a Swarm task replaced at a new IP) on free ports.
+    e.g. to 127.0.0.2, as a Swarm task replaced at a new IP) on free ports (or the (control, events) ``ports``
+    given: on a Swarm every agent has the same).
 
     ``instance`` and ``kernels_dir`` default to a fresh instance and ``root/k`` (a gateway's own agent gets the
     gateway's, so its containers carry the gateway's instance label); ``env`` adds ``JUPYCELL_*`` variables as they
@@ -62,12 +63,13 @@ class AgentProcess:
         instance: str | None = None,
         kernels_dir: Path | None = None,
         env: dict[str, str] | None = None,
+        ports: tuple[int, int] | None = None,
         **settings: Any,
     ) -> None:
         self.instance = instance or unique_instance("agent")
         self.host = "127.0.0.1"
         self.keys = keys
-        self.control_port, self.events_port = free_port(), free_port()
+        self.control_port, self.events_port = ports or (free_port(), free_port())
         self.log_path = root / f"agent-{self.instance}.log"
         self.kernels_dir = kernels_dir or root / "k"
         self.env = {

@@ -284,7 +284,8 @@ class AgentEvents:
     ``on_death(Death)`` for each kernel death; ``on_resync()`` whenever events may have been missed (first
     heartbeat after (re)connecting, a gap in sequence numbers, a new agent boot, the agent's own resync): the
     caller should then ``list`` the agent's kernels. ``on_silent(seconds)`` once the agent has been silent for
-    ``silent_after`` seconds (the node may be lost), and again after each later heartbeat and silence.
+    ``silent_after`` seconds (the node may be lost), and again after each later heartbeat and silence. With
+    ``node``, only events of that node's agent count (each names its node).
     """
 
     def __init__(
@@ -298,6 +299,7 @@ class AgentEvents:
         on_silent: Callable[[float], None] = lambda seconds: None,
         silent_after: float = 10.0,
         context: zmq.asyncio.Context | None = None,
+        node: str | None = None,
     ) -> None:
         self._context = context or zmq.asyncio.Context.instance()
         self._socket = curve_socket(self._context, zmq.SUB, keys)
@@ -307,6 +309,7 @@ class AgentEvents:
         self._socket.connect(f"tcp://{host}:{port}")
         self._on_death, self._on_resync, self._on_silent = on_death, on_resync, on_silent
         self._silent_after = silent_after
+        self._node = node
         self._boot: str | None = None
         self._seq = 0
         self.last_seen: float | None = None
@@ -336,6 +339,8 @@ class AgentEvents:
             if event is None:
                 continue
             topic, body = event
+            if self._node is not None and body.get("node") != self._node:
+                continue  # another node's agent at this address now (addresses are reused): not a sign of life
             self.last_seen = time.monotonic()
             silent = False
             boot, seq = body.get("boot_id"), body.get("seq")

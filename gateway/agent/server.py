@@ -365,7 +365,9 @@ class Agent:
         if self._events is None:
             return
         self._seq += 1
-        message = json.dumps({"seq": self._seq, "boot_id": self.boot_id, "time": time.time(), **body}).encode()
+        message = json.dumps(
+            {"seq": self._seq, "boot_id": self.boot_id, "node": self.settings.node_name, "time": time.time(), **body}
+        ).encode()
         with contextlib.suppress(zmq.ZMQError):
             self._events.send_multipart([topic, message], flags=zmq.NOBLOCK)
 

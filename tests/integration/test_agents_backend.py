@@ -166,6 +166,46 @@ def test_agent_back_at_a_new_address_kernel_reconnected_with_its_memory(nodes, g
         assert described["state"] == "idle" and described["last_death"] is None, described
 
 
+def test_agents_trading_addresses_are_each_followed_to_their_new_one(nodes, gateway_factory, database) -> None:
+    """A Swarm force-update replaces one agent after the other, and a replaced task may get the IP another node's
+    agent had: node-b comes back at node-a's old address. The gateway goes by the node each agent names, not by
+    the address: each kernel keeps its memory, and neither node is taken for the other or declared lost."""
+    agent_a = AgentProcess(nodes.root, nodes.keys, agent_node_name="node-a", mem_limit_mb=256).start()
+    agent_b = AgentProcess(
+        nodes.root, nodes.keys, agent_node_name="node-b", mem_limit_mb=256,
+        ports=(agent_a.control_port, agent_a.events_port),
+    ).start(host="127.0.0.2")  # fmt: skip
+    nodes.agents.update({"node-a": agent_a, "node-b": agent_b})
+    port = agent_a.control_port
+    gateway, api = gateway_on(
+        nodes, gateway_factory, database, max_kernels_per_node=1, agents_refresh_interval=0.5,
+        agents=",".join(f"127.0.0.{host}:{port}" for host in (1, 2, 3)), agents_lost_after=60,
+    )  # fmt: skip
+    with api:
+        kernels = {name: api.start() for name in ("node-a", "node-b")}  # one per node
+        for name, kernel_id in kernels.items():
+            assert nodes.kernels_on(name) == {kernel_id}
+            assert api.execute(kernel_id, f"kept = '{name}'")["status"] == "ok"
+        agent_a.kill()
+        agent_a.start(host="127.0.0.3")
+        agent_b.kill()
+        agent_b.start(host="127.0.0.1")  # node-a's old address
+
+        def kept(kernel_id: int) -> str | None:
+            result = api.execute(kernel_id, "print(kept)", timeout=30)
+            return stdout_of(result).strip() if result["status"] == "ok" else None
+
+        for name, kernel_id in kernels.items():
+            assert wait_for(f"the kernel on {name}", lambda k=kernel_id: kept(k), timeout=120) == name
+            described = api.http.get(f"/kernels/{kernel_id}").json()
+            assert described["state"] == "idle" and described["last_death"] is None, described
+        assert api.shutdown(kernels["node-a"]).status_code == 200
+        assert nodes.kernels_on("node-a") == set()  # asked of node-a's agent, at its new address
+        assert nodes.kernels_on("node-b") == {kernels["node-b"]}
+        again = api.start()  # the freed slot: only node-a has room
+        assert nodes.kernels_on("node-a") == {again}
+
+
 def test_node_lost_kernels_dead_with_the_cause_and_restarted_on_the_other_node(
     nodes, gateway_factory, database
 ) -> None:

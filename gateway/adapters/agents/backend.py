@@ -28,7 +28,7 @@ from typing import Any, cast
 import zmq.asyncio
 
 from gateway.adapters.agents.discovery import Target, parse_targets, resolve
-from gateway.adapters.agents.node import AgentNode
+from gateway.adapters.agents.node import AgentNode, NodeDisplaced
 from gateway.adapters.agents.placement import preference
 from gateway.adapters.docker import SandboxSpec
 from gateway.agent.client import AgentClient, AgentRefused, CurveKeys, Death, relay_connection_info
@@ -103,10 +103,14 @@ class AgentsBackend:
         async def probe(address: tuple[str, int]) -> None:
             node = known.get(address)
             if node is not None:
-                with contextlib.suppress(SandboxUnavailable, AgentRefused):
-                    node.capacity = await node.call(lambda c: c.capacity())
+                try:
+                    await node.report()
                     answered.add(node.name)
-                return
+                    return
+                except NodeDisplaced:  # a replaced task of another node has the address now: follow that one
+                    pass
+                except (SandboxUnavailable, AgentRefused):
+                    return
             client = AgentClient(*address, self._keys, timeout=_PROBE_TIMEOUT, context=self._context)
             try:
                 capacity = await client.capacity()
@@ -117,7 +121,9 @@ class AgentsBackend:
             client.timeout = self.settings.agents_request_timeout
             self._add(name, client, capacity, answered)
 
-        await asyncio.gather(*(probe(a) for a in addresses | set(known)))
+        for failed in await asyncio.gather(*(probe(a) for a in addresses | set(known)), return_exceptions=True):
+            if isinstance(failed, Exception):  # e.g. a client closed under its probe by a move: next refresh
+                log.warning("probing an agent address failed: %r", failed)
         for name in answered:
             node = self._nodes[name]
             if node.lost:
@@ -164,8 +170,8 @@ class AgentsBackend:
         """A node silent past the grace and not answering a ping is lost."""
         if node.silent_for < self.settings.agents_lost_after:
             return
-        try:
-            await node.call(lambda c: c.ping(timeout=min(2.0, self.settings.agents_lost_after)))
+        try:  # a capacity report names the node: another node's agent answering at the address is no answer
+            await node.report()
         except (SandboxUnavailable, AgentRefused):
             self._lose(node)
 
@@ -281,7 +287,7 @@ class AgentsBackend:
 
     async def _report(self, node: AgentNode) -> None:
         with contextlib.suppress(SandboxUnavailable, AgentRefused):
-            node.capacity = await node.call(lambda c: c.capacity())
+            await node.report()
 
     async def _place(
         self, kernel_id: int, key: str, ready: dict[str, AgentNode], runtime: str, env: dict[str, str], pooled: bool

@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class NodeDisplaced(SandboxUnavailable):
+    """Another node's agent answers at this node's address now (Swarm gave a replaced task the IP)."""
+
+
 class AgentNode:
     """A node named by its agent (``capacity()["node"]``), at the address it was last found at."""
 
@@ -53,7 +57,7 @@ class AgentNode:
         port = capacity.get("events_port")
         events_port = port if isinstance(port, int) and 0 < port < 65536 else self.client.port + 1
         return AgentEvents(
-            host, events_port, self._keys,
+            host, events_port, self._keys, node=self.name,
             on_death=lambda death: self._on_death(self, death),
             on_resync=lambda: self._on_resync(self),
             silent_after=self._lost_after,
@@ -96,6 +100,20 @@ class AgentNode:
             raise SandboxUnavailable(f"agent of node {self.name} sent a malformed reply ({error!r})") from None
         self.heard()
         return result
+
+    async def report(self) -> dict[str, Any]:
+        """A fresh capacity report, which becomes ``capacity``. Raises NodeDisplaced if the agent answering at the
+        node's address is another node's: addresses are reused, so an answer there is not proof of life."""
+        try:
+            capacity = await self.client.capacity()
+            name = capacity["node"]
+        except (KeyError, TypeError) as error:
+            raise SandboxUnavailable(f"agent of node {self.name} sent a malformed reply ({error!r})") from None
+        if name != self.name:
+            raise NodeDisplaced(f"the agent at {self.client.host}:{self.client.port} is node {name!r}'s now")
+        self.heard()
+        self.capacity = capacity
+        return capacity
 
     # --- load -----------------------------------------------------------------------------------------------
 
