@@ -48,6 +48,7 @@ class KernelMoves:
         warm pool's after a restart from the pool) again where its backend reaches it now."""
         kernel = next((k for k in self.registry if k.sandbox_id == sandbox_id), None)
         if kernel is None:
+            self.lifecycle.pool.moved(sandbox_id)  # perhaps a warm-pool kernel: not handed out on its old address
             return
         if kernel.client is None or kernel.handle is None or kernel.replacing is not None:
             return  # unknown here, shut down, or being replaced: its next container is reached at the new address

@@ -115,6 +115,15 @@ class KernelPool:
                 return True
         return False
 
+    def moved(self, sandbox_id: int) -> None:
+        """An unclaimed kernel is reached at a new address: it is replaced (its connection is to the old one)."""
+        for kernel in self._ready:
+            if kernel.kernel_id == sandbox_id:
+                self._ready.remove(kernel)
+                self._tasks.spawn(self._dispose(kernel), name="pool-dispose")
+                self._changed.set()
+                return
+
     def status(self) -> dict[str, Any]:
         """What GET /pool shows (without the profile, which the service adds)."""
         return {

@@ -547,6 +547,11 @@ class WarmPool(Protocol):
 
     def discard(self, container_id: str) -> bool: ...
 
+    def moved(self, sandbox_id: int) -> None:
+        """An unclaimed kernel's sandbox is reached at a new address now: no connection made to it before is
+        handed out."""
+        ...
+
     def status(self) -> dict[str, Any]: ...
 
 

@@ -121,6 +121,14 @@ class SharedKernelPool:
             self._tasks.spawn(self._drop_container(container_id), name="pool-discard")
         return False
 
+    def moved(self, sandbox_id: int) -> None:
+        """A ready kernel is reached at a new address: the connection made to it ahead of time is closed (a claim
+        restores its handle, at the new address); the next look at the pool connects again."""
+        ahead = self._ahead.pop(sandbox_id, None)
+        if ahead is not None:
+            ahead.client.close()
+            self._changed.set()
+
     def status(self) -> dict[str, Any]:
         """What GET /pool shows: the deployment's pool as last seen, this replica's hits and misses."""
         return {

@@ -164,9 +164,7 @@ class KernelClient:
                 return None
         return _decode(channel, receive.result())
 
-    async def _reply(
-        self, msg_id: str | set[str], timeout: float, *, control: bool = False
-    ) -> dict[str, Any] | None:
+    async def _reply(self, msg_id: str | set[str], timeout: float, *, control: bool = False) -> dict[str, Any] | None:
         """The shell (or ``control``) reply to ``msg_id`` (or to any of a set of ids; other replies are dropped),
         or None on timeout."""
         wanted = {msg_id} if isinstance(msg_id, str) else msg_id

@@ -133,15 +133,17 @@ def test_agent_restart_keeps_kernel_memory(nodes, gateway_factory, database) -> 
 def test_agent_back_at_a_new_address_kernel_reconnected_with_its_memory(nodes, gateway_factory, database) -> None:
     """A Swarm force-update: the node's agent comes back at another address (127.0.0.2 here), same node name and
     relay ports. The gateway follows it and re-points the kernel's connections: its memory is there through the
-    HTTP API and through a Jupyter websocket opened before the move; a run cut off by the move says so."""
+    HTTP API and through a Jupyter websocket opened before the move; a run cut off by the move says so. A warm-pool
+    kernel started before the move is handed out answering at the new address too."""
     (agent,) = nodes.start("node-a")
     moved = f"127.0.0.2:{agent.control_port}"
     gateway, api = gateway_on(
-        nodes, gateway_factory, database, agents=f"{agent.address},{moved}", agents_refresh_interval=0.5
+        nodes, gateway_factory, database, agents=f"{agent.address},{moved}", agents_refresh_interval=0.5, pool_size=1
     )
     with api:
         model = api.http.post("/api/kernels", json={"name": "python3"}).json()
         kernel_id = model["kernel_id"]
+        wait_for("a warm-pool kernel ready", lambda: api.http.get("/pool").json()["ready"] == 1 or None, timeout=120)
         ws = KernelWebsocket(f"{ws_url(gateway.url)}/api/kernels/{model['id']}/channels")
         try:
             assert ws.execute("x = 6 * 7").reply["status"] == "ok"
@@ -164,6 +166,8 @@ def test_agent_back_at_a_new_address_kernel_reconnected_with_its_memory(nodes, g
             ws.close()
         described = api.http.get(f"/kernels/{kernel_id}").json()
         assert described["state"] == "idle" and described["last_death"] is None, described
+        warm = api.http.post("/start").json()["kernel_id"]  # the pool's kernel, started before the move
+        assert stdout_of(api.execute(warm, "print(6 * 7)", timeout=30)) == "42\n"
 
 
 def test_agents_trading_addresses_are_each_followed_to_their_new_one(nodes, gateway_factory, database) -> None:

@@ -139,6 +139,25 @@ def test_a_dead_pooled_kernel_is_dropped_and_replaced() -> None:
     run(scenario())
 
 
+def test_a_pooled_kernel_reached_at_a_new_address_is_not_handed_out_on_its_old_connection() -> None:
+    async def scenario() -> None:
+        pool = FakePool(size=1)
+        pool.start()
+        await settle()
+        pool.finish(0)  # its ReadyKernel has kernel id 1, which is its sandbox id
+        await settle()
+        ready = pool._ready[0]
+        pool.moved(999)  # not the pool's: ignored
+        assert pool.status()["ready"] == 1
+        pool.moved(ready.kernel_id)
+        await settle()
+        assert pool.claim("runc") is None and ready.launched.client.closed  # type: ignore[attr-defined]
+        assert len(pool.launches) == 2  # replaced
+        await pool.close()
+
+    run(scenario())
+
+
 def test_failed_starts_back_off_and_are_counted() -> None:
     async def scenario() -> None:
         pool = FakePool(size=1, parallel=1)
