@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import time
 
@@ -141,8 +140,7 @@ class KernelLifecycle:
 
     async def _claim(self, runtime: str) -> ReadyKernel | None:
         """A warm kernel from the pool (claimed in memory, or through the shared pool's records)."""
-        claimed = self.pool.claim(runtime)
-        return await claimed if inspect.isawaitable(claimed) else claimed
+        return await self.pool.claim(runtime)
 
     async def _bind(self, ticket: object, kernel: Kernel, launched: Launched) -> None:
         """Tell admission the claimed kernel's id; if that fails, the claimed kernel is removed."""

@@ -92,7 +92,7 @@ class KernelPool:
 
     # --- used by the core ---------------------------------------------------------------------------------
 
-    def claim(self, runtime: str) -> ReadyKernel | None:
+    async def claim(self, runtime: str) -> ReadyKernel | None:
         """A ready kernel of ``runtime``, now the caller's alone, or None if there is none (start one cold)."""
         if self.size <= 0 or runtime != self.runtime:
             return None

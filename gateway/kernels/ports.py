@@ -15,7 +15,7 @@ defined here, so the core never imports an adapter.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
@@ -541,8 +541,8 @@ class WarmPool(Protocol):
 
     async def close(self) -> None: ...
 
-    def claim(self, runtime: str) -> ReadyKernel | None | Awaitable[ReadyKernel | None]:
-        """A ready kernel of ``runtime``, now the caller's alone, or None (start one cold); may have to be awaited."""
+    async def claim(self, runtime: str) -> ReadyKernel | None:
+        """A ready kernel of ``runtime``, now the caller's alone, or None (start one cold)."""
         ...
 
     def discard(self, container_id: str) -> bool: ...

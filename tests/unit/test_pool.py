@@ -83,7 +83,7 @@ def test_fills_at_most_parallel_at_a_time_and_claims_oldest_first() -> None:
         pool.finish(1), pool.finish(2)
         await settle()
         assert pool.status()["ready"] == 3 and len(pool.launches) == 3
-        claimed = pool.claim("runc")
+        claimed = await pool.claim("runc")
         assert claimed is not None and claimed.launched is first
         await settle()
         assert len(pool.launches) == 4  # refilling
@@ -97,11 +97,11 @@ def test_fills_at_most_parallel_at_a_time_and_claims_oldest_first() -> None:
 def test_empty_pool_is_a_miss_not_an_error_and_size_zero_is_off() -> None:
     async def scenario() -> None:
         pool = FakePool(size=1)
-        assert pool.claim("runc") is None and pool.status()["misses"] == 1
+        assert await pool.claim("runc") is None and pool.status()["misses"] == 1
         off = FakePool(size=0)
         off.start()
         await settle()
-        assert off.claim("runc") is None and off.launches == [] and off.status()["misses"] == 0
+        assert await off.claim("runc") is None and off.launches == [] and off.status()["misses"] == 0
         await pool.close()
 
     run(scenario())
@@ -114,8 +114,8 @@ def test_a_claimed_kernel_is_never_handed_out_again() -> None:
         await settle()
         pool.finish(0), pool.finish(1)
         await settle()
-        claimed = [pool.claim("runc"), pool.claim("runc")]
-        assert pool.claim("runc") is None
+        claimed = [await pool.claim("runc"), await pool.claim("runc")]
+        assert await pool.claim("runc") is None
         assert len({k.container_id for k in claimed if k}) == 2
         await pool.close()
         assert pool.disposed == []  # claimed kernels are the manager's now, not the pool's
@@ -151,7 +151,7 @@ def test_a_pooled_kernel_reached_at_a_new_address_is_not_handed_out_on_its_old_c
         assert pool.status()["ready"] == 1
         pool.moved(ready.kernel_id)
         await settle()
-        assert pool.claim("runc") is None and ready.launched.client.closed  # type: ignore[attr-defined]
+        assert await pool.claim("runc") is None and ready.launched.client.closed  # type: ignore[attr-defined]
         assert len(pool.launches) == 2  # replaced
         await pool.close()
 
