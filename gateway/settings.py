@@ -141,8 +141,8 @@ class Settings(BaseSettings):
         2,
         ge=0,
         le=1000,
-        description="Kernels kept started and ready for POST /start (each is an idle container); 0 turns the pool "
-        "off and every start is cold.",
+        description="Kernels kept started and ready for POST /start (each is an idle container); on the agents "
+        "backend, on each node. 0 turns the pool off and every start is cold.",
     )
     pool_parallel_starts: int = Field(2, ge=1, le=64, description="How many pool kernels start at once on refill.")
 

@@ -86,7 +86,7 @@ class FakeSandbox:
 
     async def start(
         self, kernel_id: int, jupyter_id: str, runtime: str, env: dict[str, str], *, pooled: bool = False,
-        image: str | None = None,
+        image: str | None = None, node: str | None = None,
     ) -> SandboxHandle:  # fmt: skip
         if self.start_delay:
             await asyncio.sleep(self.start_delay)
@@ -485,7 +485,7 @@ class FakeCoordination:
         ready = self._ready(runtime)
         if not ready:
             return None
-        kernel_id = next((k for k in ready if k in prefer), ready[0])
+        kernel_id = next((k for k in prefer if k in ready), ready[0])  # the first of ``prefer`` that is ready
         record = self.deployment.pool[kernel_id]
         pooled = self._pooled(kernel_id)
         record.update(state="claimed", claimed_at=time.time(), key="")

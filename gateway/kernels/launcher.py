@@ -27,7 +27,7 @@ class KernelLauncher:
 
     async def launch(
         self, kernel_id: int, jupyter_id: str, runtime: str, env: dict[str, str] | None = None, *,
-        pooled: bool = False, image: str | None = None,
+        pooled: bool = False, image: str | None = None, node: str | None = None,
     ) -> Launched:  # fmt: skip
         """Container, connection, readiness (``kernel_info`` answered and IOPub delivering), then seal. Everything
         is undone on failure (cancellation included); raises KernelStartFailed with the container's log."""
@@ -35,7 +35,7 @@ class KernelLauncher:
         client: KernelConnection | None = None
         try:
             handle = await self.backend.start(
-                kernel_id, jupyter_id, runtime, dict(env or {}), pooled=pooled, image=image
+                kernel_id, jupyter_id, runtime, dict(env or {}), pooled=pooled, image=image, node=node
             )
             client = self.connector.connect(handle.connection_info)
             try:

@@ -136,11 +136,12 @@ class SandboxBackend(Protocol):
 
     async def start(
         self, kernel_id: int, jupyter_id: str, runtime: str, env: dict[str, str], *, pooled: bool = False,
-        image: str | None = None,
+        image: str | None = None, node: str | None = None,
     ) -> SandboxHandle:  # fmt: skip
         """Create and start the kernel's container (labelled with both its ids) with fresh connection info; return
         once it exists (the kernel inside may not answer yet). ``image``: an allowed image of its own (None: the
-        deployment's). Raises KernelStartFailed."""
+        deployment's). ``node``: one of a ``NodeBackend``'s ``nodes()`` to start it on (None: placement decides;
+        a backend of one machine ignores it). Raises KernelStartFailed."""
         ...
 
     async def seal(self, handle: SandboxHandle) -> None:
@@ -196,6 +197,19 @@ class SandboxBackend(Protocol):
 
 #: Called on the loop: kernel ``kernel_id``'s sandbox (same container, memory) is reached at a new address now.
 MoveCallback = Callable[[int], None]
+
+
+@runtime_checkable
+class NodeBackend(Protocol):
+    """A backend over several nodes (the agents backend): the warm pool keeps its size on each node."""
+
+    def nodes(self) -> list[str]:
+        """The nodes that take kernels now, the one placement prefers first."""
+        ...
+
+    def node_of(self, state: dict[str, Any]) -> str | None:
+        """The node of a sandbox, from its ``SandboxHandle.to_state()``."""
+        ...
 
 
 @runtime_checkable
@@ -486,7 +500,7 @@ class PoolLedger(Protocol):
         ...
 
     async def claim(self, runtime: str, prefer: Collection[int] = ()) -> PooledKernel | None:
-        """A ready kernel of ``runtime`` (one of ``prefer`` if any is ready, else the oldest), now the caller's
+        """A ready kernel of ``runtime`` (the first of ``prefer`` that is ready, else the oldest), now the caller's
         alone; None if there is none."""
         ...
 

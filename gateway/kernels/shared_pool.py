@@ -10,6 +10,9 @@
   ``SandboxBackend.restore``, connects (``KernelConnector``) and waits until the kernel answers on that connection.
   A claimed kernel whose container died is removed and the next one is tried. A connection made ahead of time to
   a kernel another replica claimed is closed on the next look at the pool (within ``interval``).
+- Over several nodes (a ``NodeBackend``: the agents backend), ``size`` is per node: the leader starts pool kernels
+  on each node that takes kernels until it has ``size`` ready or starting, and a claim prefers a kernel on the node
+  placement prefers now (the most free capacity).
 - A pool container that dies unclaimed is dropped by whichever replica hears of it first; the leader's janitor
   (``gateway.kernels.janitor``) drops the ones nobody heard of. Closing a replica leaves the pool's kernels to the
   others.
@@ -28,7 +31,7 @@ from gateway.errors import KernelGone, KernelUnresponsive
 from gateway.kernels.launcher import KernelLauncher, Launched
 from gateway.kernels.leader import LeaderRole
 from gateway.kernels.pool import ReadyKernel
-from gateway.kernels.ports import KernelConnection, PoolCounts, PooledKernel, PoolLedger
+from gateway.kernels.ports import KernelConnection, NodeBackend, PoolCounts, PooledKernel, PoolLedger
 from gateway.kernels.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,8 @@ _FIRST_LOOK = 1.0
 _CLAIM_TRIES = 3
 #: Most ready kernels a replica keeps a connection to ahead of time.
 _MAX_AHEAD = 8
+#: Most ready kernels read at each look at a pool spread over nodes (to count them per node).
+_MAX_LISTED = 1000
 
 
 class SharedKernelPool:
@@ -72,6 +77,9 @@ class SharedKernelPool:
         self.misses = 0
         self.failures = 0
         self._counts = PoolCounts(0, 0)
+        self._nodes = launcher.backend if isinstance(launcher.backend, NodeBackend) else None
+        self._ready_on: dict[str, int] = {}  # ready kernels per node, as last read (a NodeBackend only)
+        self._starting_on: dict[int, str | None] = {}  # pool kernels this replica is starting: id -> node
         self._ahead: dict[int, Launched] = {}  # connections made ahead of time to ready kernels, by kernel id
         self._connecting: set[int] = set()
         self._starting = 0
@@ -102,7 +110,7 @@ class SharedKernelPool:
         if self.size <= 0 or runtime != self.runtime:
             return None
         for _ in range(_CLAIM_TRIES):
-            entry = await self.ledger.claim(runtime, prefer=list(self._ahead))
+            entry = await self.ledger.claim(runtime, prefer=self._preferred())
             if entry is None:
                 break
             launched = self._ahead.pop(entry.kernel_id, None) or await self._connect(entry)
@@ -130,8 +138,9 @@ class SharedKernelPool:
             self._changed.set()
 
     def status(self) -> dict[str, Any]:
-        """What GET /pool shows: the deployment's pool as last seen, this replica's hits and misses."""
-        return {
+        """What GET /pool shows: the deployment's pool as last seen, this replica's hits and misses; over several
+        nodes, ``size`` is per node and ``nodes`` has each node's ready kernels."""
+        status: dict[str, Any] = {
             "size": self.size,
             "ready": self._counts.ready,
             "starting": max(self._counts.starting, self._starting),
@@ -141,6 +150,20 @@ class SharedKernelPool:
             "shared": True,
             "leader": self.leader.is_leader,
         }
+        if self._nodes is not None:
+            status["per_node"] = True
+            status["nodes"] = {node: {"ready": self._ready_on.get(node, 0)} for node in self._nodes.nodes()}
+        return status
+
+    def _preferred(self) -> list[int]:
+        """The kernels connected ahead of time, those on the node placement prefers now first."""
+        if self._nodes is None:
+            return list(self._ahead)
+        nodes = self._nodes
+        rank = {name: n for n, name in enumerate(nodes.nodes())}
+        return sorted(
+            self._ahead, key=lambda k: rank.get(nodes.node_of(self._ahead[k].handle.to_state()) or "", len(rank))
+        )
 
     # --- claiming -----------------------------------------------------------------------------------------
 
@@ -219,27 +242,52 @@ class SharedKernelPool:
         this replica leads, start kernels while the pool is short, at most ``parallel`` at a time."""
         while not self._closed:
             self._changed.clear()
+            starting = dict(self._starting_on)  # before the read: a start that ends meanwhile is counted once
             try:
                 self._counts = await self.ledger.counts(self.runtime)
-                ready = await self.ledger.ready(self.runtime, min(self.size, _MAX_AHEAD))
+                listed = min(self.size, _MAX_AHEAD) if self._nodes is None else _MAX_LISTED
+                ready = await self.ledger.ready(self.runtime, listed)
             except Exception as error:
                 log.warning("warm pool: cannot read its records: %s", error)
             else:
-                self._connect_ahead(ready)
+                self._connect_ahead(ready[:_MAX_AHEAD])
+                if self._nodes is not None:
+                    self._ready_on = self._per_node(ready)
                 if self.leader.is_leader:
-                    self._fill()
+                    self._fill(starting)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), self.interval)
 
-    def _fill(self) -> None:
-        starting = max(self._counts.starting, self._starting)
-        missing = self.size - self._counts.ready - starting
-        for _ in range(max(0, min(missing, self.parallel - self._starting))):
-            self._starting += 1
-            self._tasks.spawn(self._add_one(), name="pool-start")
+    def _per_node(self, ready: list[PooledKernel]) -> dict[str, int]:
+        assert self._nodes is not None
+        counts: dict[str, int] = {}
+        for entry in ready:
+            node = self._nodes.node_of(entry.sandbox)
+            if node is not None:
+                counts[node] = counts.get(node, 0) + 1
+        return counts
 
-    async def _add_one(self) -> None:
-        kernel_id, jupyter_id = self._new_kernel_id(), str(uuid.uuid4())
+    def _fill(self, starting_on: dict[int, str | None]) -> None:
+        """Start what the pool lacks (on each node that takes kernels, for a ``NodeBackend``), at most
+        ``parallel`` at a time. ``starting_on``: this replica's starts as they were before the records were read."""
+        if self._nodes is None:
+            starting = max(self._counts.starting, self._starting)
+            for _ in range(max(0, min(self.size - self._counts.ready - starting, self.parallel - self._starting))):
+                self._start_one(None)
+            return
+        for node in self._nodes.nodes():
+            have = self._ready_on.get(node, 0) + sum(1 for n in starting_on.values() if n == node)
+            for _ in range(max(0, min(self.size - have, self.parallel - self._starting))):
+                self._start_one(node)
+
+    def _start_one(self, node: str | None) -> None:
+        kernel_id = self._new_kernel_id()
+        self._starting += 1
+        self._starting_on[kernel_id] = node
+        self._tasks.spawn(self._add_one(kernel_id, node), name="pool-start")
+
+    async def _add_one(self, kernel_id: int, node: str | None) -> None:
+        jupyter_id = str(uuid.uuid4())
         reserved = False
         launched: Launched | None = None
         try:
@@ -247,7 +295,7 @@ class SharedKernelPool:
                 await asyncio.sleep(self._backoff)
             await self.ledger.reserve(kernel_id, jupyter_id, self.runtime, self.filler)
             reserved = True
-            launched = await self.launcher.launch(kernel_id, jupyter_id, self.runtime, pooled=True)
+            launched = await self.launcher.launch(kernel_id, jupyter_id, self.runtime, pooled=True, node=node)
             handle = launched.handle
             if await self.ledger.mark_ready(kernel_id, handle.to_state(), handle.key):
                 self._keep_ahead(kernel_id, launched)  # this replica's connection; others connect their own
@@ -266,6 +314,7 @@ class SharedKernelPool:
                 await self._forget(kernel_id, launched)
         finally:
             self._starting -= 1
+            self._starting_on.pop(kernel_id, None)
             self._changed.set()
 
     async def _forget(self, kernel_id: int, launched: Launched | None) -> None:

@@ -112,6 +112,27 @@ def test_kernels_spread_over_two_nodes_up_to_max_kernels_per_node(nodes, gateway
         assert api.start() not in kernels  # a freed slot is used again
 
 
+def test_the_warm_pool_keeps_its_size_on_each_node(nodes, gateway_factory, database) -> None:
+    nodes.start("node-a", "node-b")
+    gateway, api = gateway_on(nodes, gateway_factory, database, pool_size=1)
+    with api:
+
+        def one_on_each() -> dict[str, Any] | None:
+            pool = api.http.get("/pool").json()
+            return pool if pool.get("nodes") == {"node-a": {"ready": 1}, "node-b": {"ready": 1}} else None
+
+        pool = wait_for("a warm kernel on each node", one_on_each, timeout=180)
+        assert pool["size"] == 1 and pool["ready"] == 2 and pool["per_node"] is True, pool
+        warm = {name: nodes.kernels_on(name) for name in ("node-a", "node-b")}
+        assert [len(kernels) for kernels in warm.values()] == [1, 1]  # the pool's containers
+        kernel_id = api.start()
+        assert api.http.get("/pool").json()["hits"] == 1
+        claimed_on = next(name for name, kernels in warm.items() if kernel_id in kernels)
+        assert stdout_of(api.execute(kernel_id, "print(6 * 7)")) == "42\n"
+        wait_for("the node's pool refilled", one_on_each, timeout=180)
+        assert len(nodes.kernels_on(claimed_on)) == 2 and nodes.kernels_on(claimed_on) > warm[claimed_on]
+
+
 def test_agent_restart_keeps_kernel_memory(nodes, gateway_factory, database) -> None:
     (agent,) = nodes.start("node-a")
     gateway, api = gateway_on(nodes, gateway_factory, database)

@@ -134,7 +134,7 @@ def test_concurrent_claims_on_two_replicas_hand_out_each_pool_kernel_once(settin
         assert (await two.claim("runsc")).kernel_id == 99  # type: ignore[union-attr]
         for kernel_id in (20, 21, 22):
             await pooled(one, kernel_id)
-        preferred = await two.claim("runc", prefer=[22, 404])  # a kernel the claimer is connected to already
+        preferred = await two.claim("runc", prefer=[404, 22, 21])  # the first one ready, in the claimer's order
         assert preferred is not None and preferred.kernel_id == 22
         assert (await one.claim("runc", prefer=[22])).kernel_id == 20  # type: ignore[union-attr]
         assert (await one.claim("runc")).kernel_id == 21  # type: ignore[union-attr]

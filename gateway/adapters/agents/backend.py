@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -263,15 +263,18 @@ class AgentsBackend:
 
     async def start(
         self, kernel_id: int, jupyter_id: str, runtime: str, env: dict[str, str], *, pooled: bool = False,
-        image: str | None = None,
+        image: str | None = None, node: str | None = None,
     ) -> SandboxHandle:  # fmt: skip
-        """Place the kernel on the node with the most free capacity (the next one if that node is full by now).
-        Only the deployment's image (``image`` None): custom images are refused at start-up."""
+        """Place the kernel on the node with the most free capacity (the next one if that node is full by now), or
+        on ``node`` (the warm pool's per-node filling). Only the deployment's image (``image`` None): custom images
+        are refused at start-up."""
         if image is not None:
             raise KernelStartFailed(f"the agents backend cannot start image {image!r}: only the deployment's image")
         key = secrets.token_hex(32)
-        ready = {node.name: node for node in self._ready()}
+        ready = {n.name: n for n in self._ready() if node is None or n.name == node}
         if not ready:
+            if node is not None:
+                raise SandboxUnavailable(f"node {node} is not ready to start a kernel (lost or unreachable)")
             raise SandboxUnavailable("no agent is ready to start a kernel (every node is lost or unreachable)")
         for fresh in (False, True):  # every node full: ask for fresh capacity reports once before refusing
             if fresh:
@@ -285,6 +288,22 @@ class AgentsBackend:
             f"kernels per node: {loads})"
         )
 
+    def nodes(self) -> list[str]:
+        """The ready nodes with a free slot, the one placement prefers first."""
+        return self._order(self._ready())
+
+    def _order(self, nodes: Iterable[AgentNode]) -> list[str]:
+        return preference(
+            [node.load() for node in nodes],
+            per_node=self.settings.max_kernels_per_node,
+            kernel_mem_mb=self.settings.mem_limit_mb,
+        )
+
+    def node_of(self, state: dict[str, Any]) -> str | None:
+        connection = state.get("connection")
+        node = connection.get("node") if isinstance(connection, dict) else None
+        return node if isinstance(node, str) and node else None
+
     async def _report(self, node: AgentNode) -> None:
         with contextlib.suppress(SandboxUnavailable, AgentRefused):
             await node.report()
@@ -293,11 +312,7 @@ class AgentsBackend:
         self, kernel_id: int, key: str, ready: dict[str, AgentNode], runtime: str, env: dict[str, str], pooled: bool
     ) -> AgentHandle | None:
         """Start the kernel on the first node of the placement order that takes it; None if none does."""
-        order = preference(
-            [node.load() for node in ready.values()],
-            per_node=self.settings.max_kernels_per_node,
-            kernel_mem_mb=self.settings.mem_limit_mb,
-        )
+        order = self._order(ready.values())
         for name in order:
             node = ready[name]
             node.placed[kernel_id], self._where[kernel_id] = "", node

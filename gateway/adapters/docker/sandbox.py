@@ -227,11 +227,11 @@ class DockerSandbox:
 
     async def start(
         self, kernel_id: int, jupyter_id: str, runtime: str, env: dict[str, str], *, pooled: bool = False,
-        image: str | None = None,
+        image: str | None = None, node: str | None = None,
     ) -> SandboxHandle:  # fmt: skip
         """Write fresh connection info into a new socket directory, then create and start the kernel's container
         with that directory mounted. ``runtime`` and ``image`` were checked by the caller; ``env`` adds to the
-        environment."""
+        environment. One machine: ``node`` is ignored."""
         info = new_connection_info()
         socket_dir = self.socket_dir(kernel_id)
         await asyncio.to_thread(prepare_socket_dir, socket_dir, info, self.spec.uid)

@@ -58,7 +58,8 @@ _CLAIM = text(
     "UPDATE pool_kernels p SET state = 'claimed', hmac_key = '', claimed_at = " + _NOW + " FROM ("
     " SELECT kernel_id, hmac_key FROM pool_kernels"
     " WHERE instance = :instance AND runtime = :runtime AND state = 'ready'"
-    " ORDER BY kernel_id = ANY(CAST(:prefer AS bigint[])) DESC, ready_at LIMIT 1 FOR UPDATE SKIP LOCKED) picked"
+    " ORDER BY array_position(CAST(:prefer AS bigint[]), kernel_id) NULLS LAST, ready_at"
+    " LIMIT 1 FOR UPDATE SKIP LOCKED) picked"
     " WHERE p.kernel_id = picked.kernel_id"
     " RETURNING p.kernel_id, p.uuid, p.runtime, p.sandbox, picked.hmac_key, p.ready_at"
 )
