@@ -66,10 +66,10 @@ class Listing:
 class ReplicaListings:
     """Asks the other live replicas for their own listings (one HTTP client, bounded in time)."""
 
-    def __init__(self, replica_id: str, timeout: float) -> None:
+    def __init__(self, replica_id: str, timeout: float, client: httpx.AsyncClient | None = None) -> None:
         self.replica_id = replica_id
         self.timeout = timeout
-        self._client: httpx.AsyncClient | None = None
+        self._client = client  # None: made on first use
 
     @property
     def client(self) -> httpx.AsyncClient:
