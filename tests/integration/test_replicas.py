@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from mcp.types import CallToolResult
 from sqlalchemy import create_engine, select
 
 from gateway.adapters.sql.schema import kernels, runs
@@ -29,6 +30,7 @@ from testing.harness import (
 from testing.jupyter import KernelWebsocket, ws_url
 from tests.conftest import KEYS, TEST_SETTINGS, GatewayFactory
 from tests.integration.test_mcp import run as run_mcp
+from tests.integration.test_mcp import text_of
 
 LEASE_SECONDS = 3  # short, so that the tests wait little for a lease to expire
 
@@ -203,13 +205,17 @@ def listed(api: Api, path: str = "/kernels", **headers: str) -> tuple[list[int],
     return [entry["kernel_id"] for entry in entries], response
 
 
-def mcp_listed(replicas: Replicas, name: str, key: str) -> list[int]:
-    async def scenario(client: Any) -> list[int]:
-        result = await client.call_tool("list_kernels", {})
-        assert not result.is_error
-        return [k["kernel_id"] for k in result.structured_content["kernels"]]
+def mcp_call(replicas: Replicas, name: str, key: str, tool: str, **arguments: Any) -> CallToolResult:
+    async def scenario(client: Any) -> CallToolResult:
+        return await client.call_tool(tool, arguments)
 
     return run_mcp(replicas.gateways[name].url, scenario, key=KEYS[key])
+
+
+def mcp_listed(replicas: Replicas, name: str, key: str) -> list[int]:
+    result = mcp_call(replicas, name, key, "list_kernels")
+    assert not result.is_error
+    return [k["kernel_id"] for k in result.structured_content["kernels"]]
 
 
 def with_keys(replicas: Replicas, name: str, **settings: Any) -> Api:
@@ -246,6 +252,11 @@ def test_listings_through_either_replica_show_every_kernel_once_for_each_key(rep
         assert jupyter["id"] == own["jupyter_id"] and set(jupyter) == {
             "id", "name", "last_activity", "execution_state", "connections", "kernel_id"
         }  # fmt: skip
+
+        # A kernel the MCP tool lists is usable through the same replica: the tool call goes to its owner.
+        result = mcp_call(replicas, name, "alice", "execute_code", kernel_id=other, code="print(6 * 7)")
+        assert not result.is_error and text_of(result).strip() == "42", text_of(result)
+        assert mcp_call(replicas, name, "bob", "execute_code", kernel_id=other, code="print(1)").is_error
 
         # The header replicas send one another only narrows a listing to the replica asked, under the same key.
         mine = [k for k in alices if replicas.owner(k) == name]
