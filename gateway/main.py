@@ -26,6 +26,7 @@ from gateway.api import cells, docs, errors, execute, files, health, kernels, li
 from gateway.api import packages as packages_api
 from gateway.api.jupyter import routes as jupyter
 from gateway.api.jupyter.relay import Relays
+from gateway.api.listings import ReplicaListings
 from gateway.api.replicas import ReplicaForwarding
 from gateway.kernels.ports import SandboxBackend
 from gateway.kernels.service import KernelService
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     audit = AuditLog(settings.audit_log)
     observer = KernelObserver(cgroups=CgroupReader(settings.cgroup_root))  # live events, metrics, run usage
     view_tokens = ViewTokens()
+    # Issue 11: listings show every replica's kernels (gateway.api.listings); none with one gateway.
+    listings = ReplicaListings(settings.replica_id, settings.replica_listing_timeout) if settings.replicated else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,6 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if coordination is not None:
                     await coordination.close()
                 connector.close()
+                if listings is not None:
+                    await listings.close()
 
     app = FastAPI(
         title="JupyCell",
@@ -118,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.listings = listings
     app.state.observer = observer
     app.state.view_tokens = view_tokens
     app.include_router(cells.router)

@@ -124,6 +124,13 @@ class Settings(BaseSettings):
         description="A replica renews its lease every third of this; a replica silent for this long is taken for "
         "dead and its kernels are adopted by another replica (memory kept).",
     )
+    replica_listing_timeout: float = Field(
+        3.0,
+        gt=0,
+        le=60,
+        description="Seconds a listing of kernels waits for each other replica's own; a replica that does not answer "
+        "in time has its kernels listed as last stored.",
+    )
 
     # --- limits of every kernel container --------------------------------------------------------------------
     mem_limit_mb: int = Field(1024, ge=64, description="Memory limit (RAM + tmpfs), no swap beyond it.")

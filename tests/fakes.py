@@ -18,7 +18,7 @@ import contextlib
 import io
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from gateway.kernels.ports import (
     KernelLocation,
     KernelRecord,
     OwnContainer,
+    ReplicaPeer,
     SandboxHandle,
 )
 from gateway.kernels.service import KernelService
@@ -657,6 +658,17 @@ class FakeOwnership:
     async def locate(self, kernel_ref: int | str) -> KernelLocation | None:
         kernel_id = int(kernel_ref)
         return self._location(kernel_id) if kernel_id in self.replicas.store.kernels else None
+
+    async def peers(self) -> list[ReplicaPeer]:
+        return [ReplicaPeer(name, f"http://{name}") for name in sorted(self.replicas.alive - {self.replica_id})]
+
+    async def stored_elsewhere(self, answered: Collection[str]) -> list[KernelRecord]:
+        served = {self.replica_id, *answered}
+        store = self.replicas.store
+        records = [
+            r for instance in {k.instance for k in store.kernels.values()} for r in await store.load_kernels(instance)
+        ]
+        return [r for r in records if self.replicas.owners.get(r.id, (None, 0))[0] not in served]
 
     async def adopt(self, kernel_id: int, seen_epoch: int, detail: str) -> Adopted | None:
         if not self._orphan(kernel_id) or self.replicas.owners.get(kernel_id, (None, 0))[1] != seen_epoch:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from gateway.api.auth import CallerDep, visible_kernels
 from gateway.api.deps import OwnedKernel, ServiceDep
+from gateway.api.listings import everywhere
 from gateway.api.views import cell_view
 from gateway.kernels.kernel import Kernel
 
@@ -38,9 +39,21 @@ def kernel_model(kernel: Kernel, limits: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("")
-async def list_kernels(service: ServiceDep, caller: CallerDep) -> dict[str, Any]:
-    """The caller's kernels (every kernel for an admin key)."""
-    return {"kernels": [kernel_model(k, service.limits) for k in visible_kernels(service, caller)]}
+async def list_kernels(request: Request, response: Response, service: ServiceDep, caller: CallerDep) -> dict[str, Any]:
+    """The caller's kernels (every kernel for an admin key), on every replica of the deployment."""
+
+    def local() -> list[dict[str, Any]]:
+        return [kernel_model(k, service.limits) for k in visible_kernels(service, caller)]
+
+    listing = await everywhere(request, caller, local, _entries, lambda k: kernel_model(k, service.limits))
+    listing.mark(response)
+    return {"kernels": listing.entries}
+
+
+def _entries(body: Any) -> list[dict[str, Any]]:
+    """The entries of another replica's answer to ``GET /kernels``."""
+    entries: list[dict[str, Any]] = body["kernels"]
+    return entries
 
 
 @router.get("/{kernel_id}")

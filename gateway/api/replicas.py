@@ -3,9 +3,10 @@ request names and, when another live replica serves it, forwards the request the
 streamed back as they come (SSE included), a kernel websocket is relayed frame by frame. Everything else (this
 replica's kernels, kernels adopted from a dead replica, requests naming no kernel) goes to the app.
 
-The kernel is named by the path (``/kernels/{id}/...``, ``/api/kernels/{id}/...``), the query (``kernel_id=``) or,
-for ``POST /cell`` and ``POST /cell/stream``, the JSON body's ``kernel_id``. A forwarded request carries
-``x-jupycell-forwarded-by``: it is never forwarded again (no loops while a kernel changes hands).
+The kernel is named by the path (``/kernels/{id}/...``, ``/api/kernels/{id}/...``), the query (``kernel_id=``),
+for ``POST /cell`` and ``POST /cell/stream`` the JSON body's ``kernel_id``, and for an MCP tool call (``POST /mcp``,
+stateless) its ``kernel_id`` argument. A forwarded request carries ``x-jupycell-forwarded-by``: it is never
+forwarded again (no loops while a kernel changes hands).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
 import httpx
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 
 FORWARDED_BY = b"x-jupycell-forwarded-by"
 _KERNEL_PATH = re.compile(r"^/(?:api/)?kernels/([^/]+)")
-_BODY_PATHS = frozenset({"/cell", "/cell/stream"})
+_MCP_PATHS = frozenset({"/mcp", "/mcp/"})
 _QUERY_PATHS = frozenset({"/cell_outputs"})
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"host",
@@ -53,9 +55,10 @@ class ReplicaForwarding:
             return
         body: bytes | None = None
         ref = _kernel_in_path_or_query(scope)
-        if ref is None and scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in _BODY_PATHS:
+        in_body = _BODY_PATHS.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if ref is None and in_body is not None:
             body = await _read_body(receive)
-            ref = _kernel_in_body(body)
+            ref = in_body(body)
             receive = _replay(body, receive)
         if ref is None:
             await self.app(scope, receive, send)
@@ -88,7 +91,9 @@ class ReplicaForwarding:
         target = owner_url + scope["raw_path"].decode("latin-1")
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_BY_HOP and k != FORWARDED_BY]
+        # The MCP server checks the Host header (DNS rebinding): the owner gets the one this replica accepted.
+        dropped = _HOP_BY_HOP - {b"host"} if scope["path"] in _MCP_PATHS else _HOP_BY_HOP
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in dropped and k != FORWARDED_BY]
         headers.append((FORWARDED_BY, self.replica_id))
         request = self.client.build_request(scope["method"], target, headers=headers, content=body)
         try:
@@ -197,6 +202,23 @@ def _kernel_in_body(body: bytes) -> int | None:
     except (ValueError, AttributeError):
         return None  # not a JSON object: the route says what is wrong
     return kernel_id if isinstance(kernel_id, int) and not isinstance(kernel_id, bool) else None
+
+
+def _kernel_in_tool_call(body: bytes) -> int | None:
+    """The ``kernel_id`` argument of an MCP ``tools/call`` request (stateless MCP: any replica can answer it)."""
+    try:
+        message = json.loads(body)
+        arguments = message["params"]["arguments"] if message.get("method") == "tools/call" else None
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return None  # not a tool call: the MCP server says what is wrong, if anything
+    kernel_id = arguments.get("kernel_id") if isinstance(arguments, dict) else None
+    return kernel_id if isinstance(kernel_id, int) and not isinstance(kernel_id, bool) else None
+
+
+#: Requests that name their kernel in their JSON body, and how to read it.
+_BODY_PATHS: dict[str, Callable[[bytes], int | None]] = {
+    "/cell": _kernel_in_body, "/cell/stream": _kernel_in_body, **dict.fromkeys(_MCP_PATHS, _kernel_in_tool_call),
+}  # fmt: skip
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -599,6 +599,14 @@ class Adopted:
     had_open_runs: bool
 
 
+@dataclass(frozen=True)
+class ReplicaPeer:
+    """Another live replica of the deployment: its id and the URL the replicas reach it at."""
+
+    replica_id: str
+    url: str
+
+
 class KernelOwnership(Protocol):
     """Which replica serves which kernel, with leases and epochs (``gateway.adapters.sql.Ownership``).
 
@@ -649,6 +657,15 @@ class KernelOwnership(Protocol):
 
     async def locate(self, kernel_ref: int | str) -> KernelLocation | None:
         """The kernel by seed API id or Jupyter id, with its owner; None if no such kernel is stored."""
+        ...
+
+    async def peers(self) -> list[ReplicaPeer]:
+        """The other replicas of the instance whose lease is alive, each with its URL."""
+        ...
+
+    async def stored_elsewhere(self, answered: Collection[str]) -> list[KernelRecord]:
+        """The stored kernels of the instance (cells included) served neither by this replica nor by one of the
+        replicas ``answered``: those of replicas that did not answer, or dead and not adopted yet, or of nobody."""
         ...
 
     async def adopt(self, kernel_id: int, seen_epoch: int, detail: str) -> Adopted | None:

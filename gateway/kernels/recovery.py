@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -95,6 +96,14 @@ def kernel_from(record: KernelRecord) -> Kernel:
         created=record.created_at,
         last_activity=record.last_activity_at,
     )
+
+
+def as_stored(record: KernelRecord) -> Kernel:
+    """The kernel as its record describes it, state included (a view for listings: no container, not served)."""
+    kernel = kernel_from(record)
+    with contextlib.suppress(ValueError):
+        kernel.state = KernelState(record.state)
+    return kernel
 
 
 async def apply(recovery: RecoveryPlan, lifecycle: KernelLifecycle, reattach_timeout: float) -> None:

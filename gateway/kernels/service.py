@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
 from gateway.errors import KernelDead
@@ -36,6 +36,7 @@ from gateway.kernels.ports import (
     KernelStore,
     MovingBackend,
     OnOutput,
+    ReplicaPeer,
     SandboxBackend,
     WarmPool,
 )
@@ -230,6 +231,20 @@ class KernelService:
 
     def kernels_visible_to(self, owns: Callable[[str | None], bool]) -> list[Kernel]:
         return self.registry.visible_to(owns)
+
+    async def other_replicas(self) -> list[ReplicaPeer]:
+        """Issue 11: the other live replicas of the deployment (none for a single gateway)."""
+        return [] if self.replicas is None else await self.replicas.ownership.peers()
+
+    async def kernels_stored_elsewhere(
+        self, answered: Collection[str], owns: Callable[[str | None], bool]
+    ) -> list[Kernel]:
+        """Issue 11: the kernels ``owns`` accepts that neither this replica nor a replica of ``answered`` serves
+        (their replica did not answer, or died and they are not adopted yet), as last stored: not served here."""
+        if self.replicas is None:
+            return []
+        records = await self.replicas.ownership.stored_elsewhere(answered)
+        return [recovery.as_stored(record) for record in records if owns(record.owner)]
 
     async def start(
         self, owner: str | None = None, runtime: str | None = None, env: dict[str, str] | None = None,

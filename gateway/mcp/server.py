@@ -24,10 +24,12 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
 from pydantic import Field
+from starlette.requests import Request
 
 from gateway.api.auth import audit_note, owned_kernel, visible_kernels
 from gateway.api.errors import status_of
 from gateway.api.execute import check_code_size
+from gateway.api.listings import everywhere
 from gateway.errors import JupyCellError
 from gateway.kernels.kernel import Kernel, RunResult
 from gateway.kernels.service import KernelService
@@ -76,6 +78,33 @@ DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idemp
 
 def _text(text: str) -> TextContent:
     return TextContent(type="text", text=text)
+
+
+def _listed(kernel: Kernel) -> dict[str, Any]:
+    """A kernel as ``list_kernels`` shows it."""
+    return {
+        "kernel_id": kernel.id,
+        "state": kernel.state,
+        "cells": len(kernel.notebook.cells),
+        "version": kernel.notebook.version,
+        "runtime": kernel.runtime,
+        "last_death": kernel.last_death,
+    }
+
+
+def _from_seed_listing(body: Any) -> list[dict[str, Any]]:
+    """Another replica's ``GET /kernels`` answer as ``list_kernels`` entries (KeyError, TypeError if it is not one)."""
+    return [
+        {
+            "kernel_id": e["kernel_id"],
+            "state": e["state"],
+            "cells": e["cell_count"],
+            "version": e["version"],
+            "runtime": e["runtime"],
+            "last_death": e["last_death"],
+        }
+        for e in body["kernels"]
+    ]
 
 
 def _error_result(message: str, **structured: Any) -> CallToolResult:
@@ -210,17 +239,17 @@ class JupyCellTools:
         return CallToolResult(content=[_text(text)], structured_content=facts)
 
     async def list_kernels(self, ctx: Context) -> CallToolResult:
-        kernels = [
-            {
-                "kernel_id": k.id,
-                "state": k.state,
-                "cells": len(k.notebook.cells),
-                "version": k.notebook.version,
-                "runtime": k.runtime,
-                "last_death": k.last_death,
-            }
-            for k in visible_kernels(self.service, self.caller(ctx))
-        ]
+        caller = self.caller(ctx)
+
+        def local() -> list[dict[str, Any]]:
+            return [_listed(k) for k in visible_kernels(self.service, caller)]
+
+        request = ctx.request_context.request
+        if isinstance(request, Request):  # issue 11: every replica's kernels (asked at their GET /kernels)
+            listing = await everywhere(request, caller, local, _from_seed_listing, _listed, "/kernels", self.app)
+            kernels = listing.entries
+        else:
+            kernels = local()
         lines = [
             f"kernel {k['kernel_id']}: {k['state']}, {k['cells']} cells, version {k['version']}, {k['runtime']}"
             + (f" (last death: {k['last_death']})" if k["last_death"] else "")

@@ -8,7 +8,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
+from mcp.types import CallToolResult
 from sqlalchemy import create_engine, select
 
 from gateway.adapters.sql.schema import kernels, runs
@@ -26,7 +28,9 @@ from testing.harness import (
     wait_for,
 )
 from testing.jupyter import KernelWebsocket, ws_url
-from tests.conftest import TEST_SETTINGS, GatewayFactory
+from tests.conftest import KEYS, TEST_SETTINGS, GatewayFactory
+from tests.integration.test_mcp import run as run_mcp
+from tests.integration.test_mcp import text_of
 
 LEASE_SECONDS = 3  # short, so that the tests wait little for a lease to expire
 
@@ -41,16 +45,23 @@ class Replicas:
         self.gateways: dict[str, GatewayProcess] = {}
         self.apis: dict[str, Api] = {}
 
-    def start(self, name: str) -> Api:
+    def start(self, name: str, **settings: Any) -> Api:
+        """Start replica ``name``; ``settings`` (``keys``, ``admins``, ``lease_seconds``...) override the defaults."""
         port = free_port()  # a replica's URL must be known before it listens (other replicas forward to it)
+        settings = {"lease_seconds": LEASE_SECONDS, "output_flush_interval": 0.2, **TEST_SETTINGS, **settings}
         process = GatewayProcess(
             self.factory.kernels_root / "replicas", instance=self.instance, listen_port=port,
-            database_url=self.database_url, replica_id=name, replica_url=f"http://127.0.0.1:{port}",
-            lease_seconds=LEASE_SECONDS, output_flush_interval=0.2, **TEST_SETTINGS,
+            database_url=self.database_url, replica_id=name, replica_url=f"http://127.0.0.1:{port}", **settings,
         )  # fmt: skip
         self.gateways[name] = self.factory.start(process)
-        self.apis[name] = Api(process.url)
+        self.apis[name] = Api(process.url, key=KEYS["root"] if settings.get("keys") else None)
         return self.apis[name]
+
+    def api(self, name: str, key: str) -> Api:
+        """A client of replica ``name`` with the API key of ``key`` (closed with the group)."""
+        api = Api(self.gateways[name].url, key=KEYS[key])
+        self.apis[f"{name}-{key}"] = api
+        return api
 
     def owner(self, kernel_id: int) -> str | None:
         with self.engine.connect() as connection:
@@ -179,3 +190,109 @@ def test_a_replica_restarted_on_its_host_takes_its_kernels_back_at_once(replicas
     b = replicas.start("b")  # on the same host: a's process is gone, its lease is not waited for
     assert replicas.owner(kernel) == "b"
     assert stdout_of(run_code(b, kernel, "print(y)")) == "5\n"
+
+
+# --- listings: every replica's kernels, through any replica ------------------------------------------------------
+
+UNANSWERED = "x-jupycell-replicas-unanswered"
+
+
+def listed(api: Api, path: str = "/kernels", **headers: str) -> tuple[list[int], httpx.Response]:
+    """The kernel ids a listing shows (``/kernels`` or ``/api/kernels``), in order, and the response."""
+    response = api.http.get(path, headers=headers)
+    assert response.status_code == 200, response.text
+    entries = response.json()["kernels"] if path == "/kernels" else response.json()
+    return [entry["kernel_id"] for entry in entries], response
+
+
+def mcp_call(replicas: Replicas, name: str, key: str, tool: str, **arguments: Any) -> CallToolResult:
+    async def scenario(client: Any) -> CallToolResult:
+        return await client.call_tool(tool, arguments)
+
+    return run_mcp(replicas.gateways[name].url, scenario, key=KEYS[key])
+
+
+def mcp_listed(replicas: Replicas, name: str, key: str) -> list[int]:
+    result = mcp_call(replicas, name, key, "list_kernels")
+    assert not result.is_error
+    return [k["kernel_id"] for k in result.structured_content["kernels"]]
+
+
+def with_keys(replicas: Replicas, name: str, **settings: Any) -> Api:
+    return replicas.start(name, keys=KEYS, admins={"root"}, **settings)
+
+
+def test_listings_through_either_replica_show_every_kernel_once_for_each_key(replicas: Replicas) -> None:
+    with_keys(replicas, "a"), with_keys(replicas, "b")
+    k1 = replicas.api("a", "alice").start()
+    k2 = replicas.api("b", "alice").start()
+    k3 = replicas.api("b", "bob").start()
+    assert (replicas.owner(k1), replicas.owner(k2), replicas.owner(k3)) == ("a", "b", "b")
+    alices, everyone = sorted([k1, k2]), sorted([k1, k2, k3])
+
+    for name in ("a", "b"):
+        alice, bob, root = replicas.api(name, "alice"), replicas.api(name, "bob"), replicas.apis[name]
+        for path in ("/kernels", "/api/kernels"):
+            ids, response = listed(alice, path)
+            assert ids == alices and UNANSWERED not in response.headers
+            assert listed(bob, path)[0] == [k3]
+            assert listed(root, path)[0] == everyone
+        assert mcp_listed(replicas, name, "alice") == alices
+        assert mcp_listed(replicas, name, "bob") == [k3]
+
+        # The same fields as the owner's own view of the kernel.
+        other = k2 if name == "a" else k1
+        entry = next(e for e in alice.http.get("/kernels").json()["kernels"] if e["kernel_id"] == other)
+        own = replicas.apis["b" if name == "a" else "a"].http.get(f"/kernels/{other}").json()
+        assert entry.keys() == own.keys()
+        assert {k: entry[k] for k in ("jupyter_id", "owner", "runtime", "cell_count")} == {
+            k: own[k] for k in ("jupyter_id", "owner", "runtime", "cell_count")
+        }
+        jupyter = next(e for e in listed(alice, "/api/kernels")[1].json() if e["kernel_id"] == other)
+        assert jupyter["id"] == own["jupyter_id"] and set(jupyter) == {
+            "id", "name", "last_activity", "execution_state", "connections", "kernel_id"
+        }  # fmt: skip
+
+        # A kernel the MCP tool lists is usable through the same replica: the tool call goes to its owner.
+        result = mcp_call(replicas, name, "alice", "execute_code", kernel_id=other, code="print(6 * 7)")
+        assert not result.is_error and text_of(result).strip() == "42", text_of(result)
+        assert mcp_call(replicas, name, "bob", "execute_code", kernel_id=other, code="print(1)").is_error
+
+        # The header replicas send one another only narrows a listing to the replica asked, under the same key.
+        mine = [k for k in alices if replicas.owner(k) == name]
+        assert listed(alice, **{"x-jupycell-forwarded-by": "b"})[0] == mine
+        anonymous = alice.http.get("/kernels", headers={"Authorization": "", "x-jupycell-forwarded-by": "b"})
+        assert anonymous.status_code == 401
+
+
+def test_a_listing_does_not_wait_for_a_paused_or_killed_replica(replicas: Replicas) -> None:
+    # A long lease: b stays "alive" in the store throughout, so a keeps asking it (and its kernels stay b's).
+    settings = {"lease_seconds": 60, "replica_listing_timeout": 1}
+    with_keys(replicas, "a", **settings), with_keys(replicas, "b", **settings)
+    alice_a, bob_a = replicas.api("a", "alice"), replicas.api("a", "bob")
+    k1 = alice_a.start()
+    k2 = replicas.api("b", "alice").start()
+    k3 = replicas.api("b", "bob").start()
+    b = replicas.gateways["b"].process
+    assert b is not None
+
+    b.send_signal(signal.SIGSTOP)  # b accepts connections but answers nothing
+    try:
+        for path in ("/kernels", "/api/kernels"):
+            ids, response = listed(alice_a, path)
+            assert ids == sorted([k1, k2]) and response.headers[UNANSWERED] == "b"
+            assert listed(bob_a, path)[0] == [k3]  # the store's kernels are filtered by key too
+            assert listed(replicas.apis["a"], path)[0] == sorted([k1, k2, k3])
+        stored = next(e for e in listed(alice_a, "/api/kernels")[1].json() if e["kernel_id"] == k2)
+        assert stored["connections"] == 0 and stored["execution_state"] in ("idle", "starting")
+    finally:
+        b.send_signal(signal.SIGCONT)
+    ids, response = listed(alice_a)
+    assert ids == sorted([k1, k2]) and UNANSWERED not in response.headers  # b answers again
+
+    replicas.gateways["b"].stop(signal.SIGKILL)  # connections refused at once
+    for path in ("/kernels", "/api/kernels"):
+        ids, response = listed(alice_a, path)
+        assert ids == sorted([k1, k2]) and response.headers[UNANSWERED] == "b"
+    assert mcp_listed(replicas, "a", "alice") == sorted([k1, k2])
+    assert replicas.owner(k2) == "b"  # listed from the store, not adopted: b's lease is not over

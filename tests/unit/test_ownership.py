@@ -115,3 +115,30 @@ def test_unknown_and_absurd_kernel_references_are_not_found(settings: Settings) 
         await a.store.close()
 
     run(scenario())
+
+
+def test_listings_learn_the_live_replicas_and_the_kernels_no_answering_replica_serves(settings: Settings) -> None:
+    async def scenario() -> None:
+        a, b, c = await replica(settings, "a"), await replica(settings, "b"), await replica(settings, "c")
+        await a.store.add_kernel(record(1))
+        await b.store.add_kernel(record(2))
+        await c.store.add_kernel(record(3, owner="alice"))
+        await c.store.add_cell(3, Cell(number=1, code="x = 1"))
+        assert [(p.replica_id, p.url) for p in await a.peers()] == [("b", "http://b:8000"), ("c", "http://c:8000")]
+        assert await a.stored_elsewhere(["b", "c"]) == []  # every replica answered: nothing from the store
+        (stored,) = await a.stored_elsewhere(["b"])  # c did not answer: its kernel as stored, cells included
+        assert (stored.id, stored.owner, stored.state, [cell.code for cell in stored.cells]) == (
+            3,
+            "alice",
+            "idle",
+            ["x = 1"],
+        )
+
+        await c.leave()  # c is dead, its kernel not adopted yet: no longer asked, still listed from the store
+        assert [p.replica_id for p in await a.peers()] == ["b"]
+        assert [r.id for r in await a.stored_elsewhere(["b"])] == [3]
+        assert [r.id for r in await b.stored_elsewhere(["a"])] == [3]  # never this replica's own
+        for ownership in (a, b, c):
+            await ownership.store.close()
+
+    run(scenario())

@@ -17,7 +17,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sqlalchemy import Connection, and_, exists, insert, not_, or_, select, update
@@ -28,7 +28,7 @@ from sqlalchemy.types import Double
 from gateway.adapters.sql.schema import kernels, replicas
 from gateway.adapters.sql.store import Store, interrupt_runs, load_records
 from gateway.errors import KernelMoved
-from gateway.kernels.ports import Adopted, KernelLocation
+from gateway.kernels.ports import Adopted, KernelLocation, KernelRecord, ReplicaPeer
 
 _MAX_BIGINT = 2**63 - 1
 
@@ -211,6 +211,27 @@ class Ownership:
             return None if row is None else self._location(row)
 
         return await self.store._do(work)
+
+    async def peers(self) -> list[ReplicaPeer]:
+        query = (
+            select(replicas.c.id, replicas.c.url)
+            .where(replicas.c.instance == self.instance, replicas.c.expires_at > db_now())
+            .where(replicas.c.id != self.replica_id)
+            .order_by(replicas.c.id)
+        )
+
+        def work(connection: Connection) -> list[ReplicaPeer]:
+            return [ReplicaPeer(row.id, row.url) for row in connection.execute(query)]
+
+        return await self.store._do(work)
+
+    async def stored_elsewhere(self, answered: Collection[str]) -> list[KernelRecord]:
+        served = [self.replica_id, *answered]
+        condition = and_(
+            kernels.c.instance == self.instance,
+            or_(kernels.c.owner_replica.is_(None), not_(kernels.c.owner_replica.in_(served))),
+        )
+        return await self.store._do(lambda connection: load_records(connection, condition))
 
     async def adopt(self, kernel_id: int, seen_epoch: int, detail: str) -> Adopted | None:
         def work(connection: Connection) -> Adopted | None:

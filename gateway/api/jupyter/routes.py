@@ -20,6 +20,7 @@ from gateway.api.errors import status_of
 from gateway.api.jupyter import specs
 from gateway.api.jupyter.models import check_request, kernel_model, parse_create
 from gateway.api.jupyter.relay import ChannelsRelay, Relays
+from gateway.api.listings import everywhere
 from gateway.errors import JupyCellError
 from gateway.kernels.kernel import Kernel
 from gateway.protocol.wire import V1_PROTOCOL
@@ -70,10 +71,18 @@ async def get_kernelspec_resource(name: str, filename: str, settings: SettingsDe
 
 @router.get("/api/kernels")
 async def list_kernels(
-    service: ServiceDep, caller: CallerDep, relays: RelaysDep, settings: SettingsDep
-) -> list[dict[str, Any]]:
-    """The caller's kernels (every kernel for an admin key), whichever API started them."""
-    return [kernel_model(k, relays.connections(k), settings) for k in visible_kernels(service, caller)]
+    request: Request, response: Response, service: ServiceDep, caller: CallerDep, relays: RelaysDep,
+    settings: SettingsDep,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The caller's kernels (every kernel for an admin key), whichever API started them, on every replica of the
+    deployment (a kernel listed as last stored, its replica not answering, has no connections)."""
+
+    def local() -> list[dict[str, Any]]:
+        return [kernel_model(k, relays.connections(k), settings) for k in visible_kernels(service, caller)]
+
+    listing = await everywhere(request, caller, local, lambda body: body, lambda k: kernel_model(k, 0, settings))
+    listing.mark(response)
+    return listing.entries
 
 
 @router.post("/api/kernels", status_code=201)

@@ -134,3 +134,20 @@ def test_a_refused_write_drops_the_kernel() -> None:
         assert kernel.id not in {k.id for k in a.registry}
 
     run(scenario())
+
+
+def test_a_listing_learns_the_other_replicas_and_the_stored_kernels_of_those_that_did_not_answer() -> None:
+    async def scenario() -> None:
+        _, a, b = await two_replicas()
+        alices = await a.start(owner="alice")
+        ownership(a).own(alices.id)
+        ownership(a).own((await a.start(owner="bob")).id)
+        await a.add_cell(alices, 1, "x = 1")
+        assert [(p.replica_id, p.url) for p in await b.other_replicas()] == [("a", "http://a")]
+        assert await b.kernels_stored_elsewhere(["a"], lambda owner: True) == []  # a answered: nothing stored
+
+        (stored,) = await b.kernels_stored_elsewhere([], lambda owner: owner == "alice")  # a did not answer
+        assert (stored.id, stored.owner, stored.state, len(stored.notebook.cells)) == (alices.id, "alice", "idle", 1)
+        assert stored is not alices and not any(k.id == alices.id for k in b.registry)  # a view, not served by b
+
+    run(scenario())
