@@ -27,6 +27,7 @@ from gateway.errors import KernelCodeError, KernelGone, KernelUnresponsive
 from gateway.kernels.ports import ConnectionInfo
 from gateway.notebook.outputs import Output, OutputCollector, output_from_message
 from gateway.protocol.curve import SEND_TIMEOUT_MS, curve_keys
+from gateway.protocol.session import DatelessSession
 
 log = logging.getLogger(__name__)
 
@@ -377,11 +378,12 @@ def _bounded_send() -> Iterator[None]:
 
 
 def _client_for(connection_info: ConnectionInfo, context: zmq.asyncio.Context) -> AsyncKernelClient:
-    """jupyter_client's client; with the gateway's Curve keys when the kernel is relayed by a node agent."""
+    """jupyter_client's client; with the gateway's Curve keys when the kernel is relayed by a node agent. Its
+    session leaves the messages' dates unparsed (nothing here reads them: see ``gateway.protocol.session``)."""
     keys = curve_keys(connection_info)
     if keys is None:
-        return AsyncKernelClient(context=context)
-    client = CurveAsyncKernelClient(context=context)
+        return AsyncKernelClient(context=context, session=DatelessSession())
+    client = CurveAsyncKernelClient(context=context, session=DatelessSession())
     client.agent_keys = keys
     client.send_timeout_ms = SEND_TIMEOUT_MS
     return client
