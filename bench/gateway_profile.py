@@ -109,7 +109,7 @@ async def profile(args: argparse.Namespace, out: Path) -> None:
         await jupycell_load(list(zip(conns, ids, strict=True)), 1, 2)  # warm-up
         assert gateway.process.process is not None
         pid = gateway.process.process.pid
-        spy = PySpy(pid, out, rate=args.rate, extra=("--threads",))
+        spy = PySpy(pid, out, rate=args.rate, extra=("--threads", *(("--gil",) if args.gil else ())))
         cpu_before = thread_cpu(pid)
         began = time.perf_counter()
         result = await jupycell_load(list(zip(conns, ids, strict=True)), 1, args.seconds)
@@ -158,6 +158,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw output here")
+    parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (Python's CPU)")
     args = parser.parse_args()
     out = args.raw or Path(tempfile.mkdtemp(prefix="jcg-")) / "gateway.raw"
     asyncio.run(profile(args, out))

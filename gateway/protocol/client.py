@@ -27,6 +27,7 @@ from gateway.errors import KernelCodeError, KernelGone, KernelUnresponsive
 from gateway.kernels.ports import ConnectionInfo
 from gateway.notebook.outputs import Output, OutputCollector, output_from_message
 from gateway.protocol.curve import SEND_TIMEOUT_MS, curve_keys
+from gateway.protocol.session import DatelessSession
 
 log = logging.getLogger(__name__)
 
@@ -136,18 +137,18 @@ class KernelClient:
         ``timeout`` seconds or once ``wake`` is done; raises KernelGone.
 
         Straight on the channel's ``zmq.asyncio`` socket: a message already queued costs one non-blocking receive
-        (no poll, no task, no timer); only when none is queued is a receive future awaited, with the deadline."""
+        on the synchronous socket it wraps (no future, no poll, no task, no timer, no ``zmq.Again``); only when none
+        is queued is a receive future awaited, with the deadline."""
         socket = channel.socket
         if socket is None or socket.closed:  # closed under the reader (the gateway let go of it): nothing comes
             await asyncio.wait({self.died} if wake is None else {self.died, wake}, timeout=max(timeout, 0))
             if self.died.done():
                 raise KernelGone(self.died.result())
             return None
-        ready = socket.recv_multipart(flags=zmq.NOBLOCK)  # done at once: frames, or zmq.Again
-        if ready.exception() is None:
-            return _decode(channel, ready.result())
-        if not isinstance(ready.exception(), zmq.Again):
-            ready.result()  # raises: a failure of the socket itself
+        # The synchronous socket zmq.asyncio wraps: a queued message is taken without a future or an exception.
+        shadow = socket._shadow_sock
+        if shadow.get(zmq.EVENTS) & zmq.POLLIN:
+            return _decode(channel, shadow.recv_multipart(zmq.NOBLOCK))
         if self.died.done():
             raise KernelGone(self.died.result())
         if timeout <= 0:
@@ -377,11 +378,12 @@ def _bounded_send() -> Iterator[None]:
 
 
 def _client_for(connection_info: ConnectionInfo, context: zmq.asyncio.Context) -> AsyncKernelClient:
-    """jupyter_client's client; with the gateway's Curve keys when the kernel is relayed by a node agent."""
+    """jupyter_client's client; with the gateway's Curve keys when the kernel is relayed by a node agent. Its
+    session leaves the messages' dates unparsed (nothing here reads them: see ``gateway.protocol.session``)."""
     keys = curve_keys(connection_info)
     if keys is None:
-        return AsyncKernelClient(context=context)
-    client = CurveAsyncKernelClient(context=context)
+        return AsyncKernelClient(context=context, session=DatelessSession())
+    client = CurveAsyncKernelClient(context=context, session=DatelessSession())
     client.agent_keys = keys
     client.send_timeout_ms = SEND_TIMEOUT_MS
     return client

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from gateway.adapters.docker.cgroups import CgroupReader
@@ -54,3 +55,14 @@ def test_no_visible_cgroup_reads_as_none(tmp_path: Path) -> None:
     reader = CgroupReader(tmp_path)
     assert reader.begin_run(CID) is None and reader.end_run(None) is None and reader.snapshot(CID) is None
     assert reader.snapshot("../../etc") is None and reader.snapshot("") is None
+
+
+def test_a_directory_that_went_reads_as_none_and_is_looked_up_again(tmp_path: Path) -> None:
+    reader = CgroupReader(tmp_path)
+    v1(tmp_path, usage=100, peak=900, cpu_ns=1_000_000_000)
+    mark = reader.begin_run(CID)
+    assert mark is not None
+    shutil.rmtree(tmp_path / "memory"), shutil.rmtree(tmp_path / "cpuacct")  # the container was removed mid-run
+    assert reader.end_run(mark) is None and reader.begin_run(CID) is None and reader.snapshot(CID) is None
+    v1(tmp_path, usage=100, peak=900, cpu_ns=1_000_000_000)  # a container of that id again
+    assert reader.begin_run(CID) is not None

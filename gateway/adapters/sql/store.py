@@ -342,14 +342,14 @@ class Store:
                 "usage": cell.usage,  # issue 14
             }
             self._fenced(connection, kernel_id)
-            finished = update(runs).where(runs.c.id == run_id).values(**outcome)
-            if not recorded or connection.execute(finished).rowcount == 0:
+            if not recorded or connection.execute(_FINISH_RUN, {"w_run": run_id, **outcome}).rowcount == 0:
                 # A short run: never recorded as in flight (see CellRunner._record_in_flight).
                 values = {"kernel_id": kernel_id, "cell_number": cell.number, "code": cell.code}
-                connection.execute(insert(runs).values(id=run_id, **values, **outcome, started_at=started_at))
-            connection.execute(_update_cell(kernel_id, cell.number).values(**_cell_values(cell), updated_at=now))
+                connection.execute(_INSERT_RUN, {"id": run_id, **values, **outcome, "started_at": started_at})
+            cell_values = {**_cell_values(cell), "updated_at": now, "w_kernel": kernel_id, "w_number": cell.number}
+            connection.execute(_SAVE_CELL, cell_values)
             _set_stale(connection, kernel_id, stale)
-            connection.execute(update(kernels).where(kernels.c.id == kernel_id).values(last_activity_at=last_activity))
+            connection.execute(_TOUCH_KERNEL, {"w_kernel": kernel_id, "last_activity_at": last_activity})
 
         await self._do(work)
 
@@ -407,6 +407,15 @@ class Store:
             return [row._asdict() for row in connection.execute(query)]
 
         return await self._do(work)
+
+
+# A run's end, the most frequent write: statements built once, their values given at execution (SQLAlchemy then
+# finds their compiled form in its cache without building and hashing a new statement per run; issue 15).
+# The ``w_`` parameters are the WHERE clause's; every other parameter is a column to set.
+_FINISH_RUN = update(runs).where(runs.c.id == bindparam("w_run"))
+_INSERT_RUN = insert(runs)
+_SAVE_CELL = update(cells).where(cells.c.kernel_id == bindparam("w_kernel"), cells.c.number == bindparam("w_number"))
+_TOUCH_KERNEL = update(kernels).where(kernels.c.id == bindparam("w_kernel"))
 
 
 def _update_cell(kernel_id: int, number: int) -> Update:
