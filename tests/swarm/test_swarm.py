@@ -62,9 +62,7 @@ def test_kernels_land_on_both_nodes_and_either_replica_serves_them(swarm: Swarm)
 
 def test_relays_answer_only_the_gateways_key(swarm: Swarm) -> None:
     """A container on the control network without the gateways' key (and a plaintext client) gets nothing."""
-    done = subprocess.run(
-        [str(REPO / "scripts/swarm-check.sh")], capture_output=True, text=True, timeout=300, cwd=REPO
-    )
+    done = subprocess.run([str(REPO / "scripts/swarm-check.sh")], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stdout + done.stderr
     for node in NODES:
         assert f"{node}: 1+1 = 2" in done.stdout, done.stdout
@@ -100,13 +98,16 @@ def swarm_addresses() -> dict[str, tuple[str, int]]:
             container = service_task_container(node, service)
             if container is None:
                 continue
-            addresses = in_node(node, "docker", "inspect", "-f",
-                                "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", container).split()
+            addresses = in_node(
+                node, "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", container
+            ).split()
             for n, address in enumerate(addresses):
                 targets[f"{service}-{node}-{n}"] = (address, port)
         node_address = subprocess.run(
             ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", f"{PREFIX}-{node}"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         targets[f"{node}-engine"] = (node_address, 2375)
     return targets
@@ -121,10 +122,15 @@ def test_agents_force_updated_kernels_keep_their_memory(swarm: Swarm) -> None:
     for index in (0, 1):
         with swarm.api(index) as api:
             for node, kernel_id in kernels.items():
-                assert wait_for(
-                    f"kernel on {node} answering through replica {index}",
-                    lambda kernel_id=kernel_id: _value_or_none(api, kernel_id, "kept"), timeout=120, interval=1,
-                ) == node
+                assert (
+                    wait_for(
+                        f"kernel on {node} answering through replica {index}",
+                        lambda kernel_id=kernel_id: _value_or_none(api, kernel_id, "kept"),
+                        timeout=120,
+                        interval=1,
+                    )
+                    == node
+                )
     with swarm.api(0) as api:
         for kernel_id in kernels.values():
             api.shutdown(kernel_id)
@@ -147,10 +153,15 @@ def test_a_killed_gateway_task_has_its_kernels_adopted_with_their_memory(swarm: 
     in_node("node2", "docker", "kill", task)
     began = time.monotonic()
     with swarm.api(0) as api:
-        assert wait_for(
-            "the kernel adopted by the replica on node1",
-            lambda: _value_or_none(api, kernel_id, "kept"), timeout=120, interval=0.5,
-        ) == "42"
+        assert (
+            wait_for(
+                "the kernel adopted by the replica on node1",
+                lambda: _value_or_none(api, kernel_id, "kept"),
+                timeout=120,
+                interval=0.5,
+            )
+            == "42"
+        )
         print(f"\nkernel usable through the other replica {time.monotonic() - began:.1f} s after the kill")
         assert api.shutdown(kernel_id).status_code == 200
     swarm.wait_healthy(1)  # Swarm restarts the task
@@ -178,4 +189,3 @@ def test_a_stopped_node_has_its_kernels_reported_lost_and_restartable_elsewhere(
         ran = api.run(kernel_id, 2)
         assert ran.status_code == 200 and "42" in ran.text, ran.text
         api.shutdown(kernel_id)
-
