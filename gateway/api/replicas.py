@@ -17,6 +17,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
@@ -47,6 +48,7 @@ class ReplicaForwarding:
         self.app = app
         self.replica_id = replica_id.encode()
         self.retry_after = str(int(lease_seconds) + 1).encode()
+        self.owner_check_interval = lease_seconds / 3
         self._client: httpx.AsyncClient | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,7 +78,7 @@ class ReplicaForwarding:
         else:
             if body is None:
                 body = await _read_body(receive)
-            await self._forward_http(scope, send, owner_url, body)
+            await self._forward_http(scope, send, owner_url, body, ref)
 
     # --- HTTP -----------------------------------------------------------------------------------------------
 
@@ -87,7 +89,27 @@ class ReplicaForwarding:
             self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
         return self._client
 
-    async def _forward_http(self, scope: Scope, send: Send, owner_url: str, body: bytes) -> None:
+    async def _owner_gone(self, scope: Scope, ref: int | str, owner_url: str) -> None:
+        """Return once the replica at ``owner_url`` no longer serves the kernel (its lease expired: it died or
+        hangs, its host may be unreachable). A forwarded request waits as long as its run takes, but not longer
+        than its owner lives: a connection to a dead host would otherwise hang until TCP gives up."""
+        service = scope["app"].state.service
+        while True:
+            await asyncio.sleep(self.owner_check_interval)
+            with contextlib.suppress(Exception):  # the database unreachable for a moment: keep waiting
+                if not await service.served_by(ref, owner_url):
+                    return
+
+    async def _forward_http(self, scope: Scope, send: Send, owner_url: str, body: bytes, ref: int | str) -> None:
+        owner_gone = asyncio.ensure_future(self._owner_gone(scope, ref, owner_url))
+        try:
+            await self._exchange(scope, send, owner_url, body, owner_gone)
+        finally:
+            owner_gone.cancel()
+
+    async def _exchange(
+        self, scope: Scope, send: Send, owner_url: str, body: bytes, owner_gone: asyncio.Future[Any]
+    ) -> None:
         target = owner_url + scope["raw_path"].decode("latin-1")
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
@@ -96,8 +118,15 @@ class ReplicaForwarding:
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in dropped and k != FORWARDED_BY]
         headers.append((FORWARDED_BY, self.replica_id))
         request = self.client.build_request(scope["method"], target, headers=headers, content=body)
+        exchange: asyncio.Future[Any] = asyncio.ensure_future(self.client.send(request, stream=True))
+        await asyncio.wait([exchange, owner_gone], return_when=asyncio.FIRST_COMPLETED)
+        if not exchange.done():
+            exchange.cancel()
+            log.warning("replica at %s stopped serving its kernel before answering %s", owner_url, scope["path"])
+            await self._refuse(scope, send, _unreachable(owner_url))
+            return
         try:
-            response = await self.client.send(request, stream=True)
+            response = exchange.result()
         except httpx.TransportError as error:
             log.warning("forwarding %s %s to %s failed: %s", scope["method"], scope["path"], owner_url, error)
             await self._refuse(scope, send, _unreachable(owner_url))
@@ -105,8 +134,15 @@ class ReplicaForwarding:
         try:
             raw = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP]
             await send({"type": "http.response.start", "status": response.status_code, "headers": raw})
-            async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            relay: asyncio.Future[Any] = asyncio.ensure_future(_relay_body(response, send))
+            await asyncio.wait([relay, owner_gone], return_when=asyncio.FIRST_COMPLETED)
+            if not relay.done():  # the owner died mid-stream: end what was relayed so far
+                relay.cancel()
+                with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                    await relay
+                log.warning("replica at %s stopped serving its kernel while streaming %s", owner_url, scope["path"])
+            elif relay.exception() is not None:
+                raise relay.exception()  # type: ignore[misc]
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
@@ -156,6 +192,11 @@ class ReplicaForwarding:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+
+async def _relay_body(response: httpx.Response, send: Send) -> None:
+    async for chunk in response.aiter_raw():
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
 async def _client_to_owner(receive: Receive, upstream: ClientConnection) -> None:

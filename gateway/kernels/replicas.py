@@ -90,6 +90,11 @@ class ReplicaCoordinator:
                 return None
         return None
 
+    async def served_by(self, kernel_ref: int | str, owner_url: str) -> bool:
+        """Whether the replica at ``owner_url`` still serves the kernel: it owns it and its lease is alive."""
+        location = await self.ownership.locate(kernel_ref)
+        return location is not None and location.owner_alive and location.owner_url == owner_url
+
     async def _adopt_once(self, location: KernelLocation) -> bool:
         """Adopt the kernel unless a concurrent adoption of it here is under way (then wait for that one)."""
         task = self._adopting.get(location.kernel_id)

@@ -221,6 +221,10 @@ class KernelService:
             return None
         return await self.replicas.locate(kernel_ref, forwarded=forwarded)
 
+    async def served_by(self, kernel_ref: int | str, owner_url: str) -> bool:
+        """Issue 11: whether the live replica at ``owner_url`` still serves the kernel (False for one gateway)."""
+        return self.replicas is not None and await self.replicas.served_by(kernel_ref, owner_url)
+
     def get(self, kernel_id: int) -> Kernel:
         """The kernel, or KernelNotFound."""
         return self.registry.get(kernel_id)

@@ -182,6 +182,30 @@ def test_an_owner_paused_past_its_lease_cannot_write_and_forwards_afterwards(rep
     assert replicas.owner(kernel) == "b"
 
 
+def test_a_request_forwarded_to_an_owner_that_stops_answering_ends_with_its_lease(replicas: Replicas) -> None:
+    """The owner's host gone silent under a forwarded request (a stopped Swarm node drops packets: no reset): the
+    request ends once the owner's lease has expired, with 503 and Retry-After, and the retry is served by the
+    replica that adopted the kernel. It does not hang on the connection kept open to the owner."""
+    a, b = replicas.start("a"), replicas.start("b")
+    kernel = b.start()
+    assert stdout_of(run_code(a, kernel, "x = 'kept'\nprint(x)")) == "kept\n"  # forwarded: a keeps a connection
+    silent = replicas.gateways["b"].process
+    assert silent is not None
+    silent.send_signal(signal.SIGSTOP)
+    try:
+        response = a.http.get(f"/kernels/{kernel}", timeout=60)  # would hang past this timeout before
+        if response.status_code == 503:
+            assert response.headers["retry-after"] == str(LEASE_SECONDS + 1), response.headers
+            assert "does not answer" in response.json()["detail"]
+            response = wait_for(
+                "the kernel adopted by a", lambda: (r := a.http.get(f"/kernels/{kernel}", timeout=60)).is_success and r
+            )
+        assert response.status_code == 200 and replicas.owner(kernel) == "a", response.text
+        assert stdout_of(run_code(a, kernel, "print(x)")) == "kept\n"
+    finally:
+        silent.send_signal(signal.SIGCONT)
+
+
 def test_a_replica_restarted_on_its_host_takes_its_kernels_back_at_once(replicas: Replicas) -> None:
     a = replicas.start("a")
     kernel = a.start()
