@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import KernelGone, KernelStartFailed, KernelUnresponsive, StoreUnavailable
+from gateway.errors import KernelGone, KernelStartFailed, KernelUnresponsive, SandboxUnavailable, StoreUnavailable
 from gateway.kernels.kernel import Kernel, KernelState
 from gateway.kernels.ports import (
     Adopted,
@@ -58,6 +58,7 @@ class FakeContainer:
     signals: list[str] = field(default_factory=list)
     interrupted: asyncio.Event = field(default_factory=asyncio.Event)
     sigint: asyncio.Event = field(default_factory=asyncio.Event)
+    lost_with: str | None = None  # its node is silent: nothing reaches it; the cause the engine gives meanwhile
 
 
 class FakeSandbox:
@@ -113,6 +114,8 @@ class FakeSandbox:
 
     async def signal(self, kernel_id: int, signal: str) -> None:
         container = self.by_kernel(kernel_id)
+        if container is not None and container.lost_with:
+            raise SandboxUnavailable(f"the node of kernel {kernel_id} does not answer")
         if container is not None:
             container.signals.append(signal)
             if signal == "SIGINT":
@@ -120,6 +123,8 @@ class FakeSandbox:
 
     async def exit_status(self, kernel_id: int) -> ContainerExit | None:
         container = self.by_kernel(kernel_id)
+        if container is not None and container.lost_with:
+            return ContainerExit(None, False, cause=container.lost_with)
         return ContainerExit(None, False) if container is None else container.exit
 
     async def logs(self, kernel_id: int, tail: int = 40) -> str:
@@ -196,7 +201,8 @@ class FakeConnection:
         return self.sandbox.containers.get(self.container_id)
 
     async def wait_ready(self, timeout: float) -> None:
-        if not self.ready or self.container is None or self.container.exit is not None:
+        container = self.container
+        if not self.ready or container is None or container.exit is not None or container.lost_with:
             raise KernelUnresponsive(f"kernel did not answer within {timeout:g} s")
 
     async def execute(
@@ -283,9 +289,10 @@ class FakeConnection:
 
     async def interrupt(self, acknowledged_within: float = 0.0) -> bool:
         container = self.container
-        if container is not None:
+        if container is not None and not container.lost_with:
             container.interrupted.set()
-        return container is not None and acknowledged_within > 0
+            return acknowledged_within > 0
+        return False
 
     def mark_dead(self, cause: str) -> None:
         if not self.died.done():

@@ -124,15 +124,18 @@ class AgentClient:
             async with asyncio.timeout(limit):
                 async with self._send_lock:
                     await self._socket.send(frame)
-                reply = await future
+                await future
         except TimeoutError:
             raise SandboxUnavailable(
                 f"agent at {self.host}:{self.port} did not answer {op!r} within {limit:g} s "
                 "(down, unreachable, or it does not accept this gateway's key)"
             ) from None
+        except zmq.ZMQError as error:
+            if not future.done():  # else closed while sending: close() has failed the request
+                raise SandboxUnavailable(f"agent at {self.host}:{self.port}: {op!r} not sent ({error})") from None
         finally:
             self._waiting.pop(request_id, None)
-        return _unwrap(reply)
+        return _unwrap(future.result())
 
     async def _read(self) -> None:
         while True:

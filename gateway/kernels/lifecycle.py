@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 
-from gateway.errors import ImageNotAllowed, KernelGone, KernelUnresponsive, RuntimeNotAllowed
+from gateway.errors import ImageNotAllowed, KernelGone, KernelUnresponsive, RuntimeNotAllowed, SandboxUnavailable
 from gateway.kernels.admission import Admission, LocalAdmission
 from gateway.kernels.kernel import Kernel, KernelEvent, KernelState
 from gateway.kernels.launcher import KernelLauncher, Launched
@@ -321,19 +321,30 @@ class KernelLifecycle:
             if interrupt and not await client.interrupt(acknowledged_within=1.0):
                 await backend.signal(handle.kernel_id, "SIGINT")
             await client.wait_ready(timeout)
-        except (KernelUnresponsive, KernelGone) as error:
+        except (KernelUnresponsive, KernelGone, SandboxUnavailable) as error:
             client.close()
-            ended = await backend.exit_status(handle.kernel_id)
-            await backend.remove(handle.kernel_id)
-            if ended is None:
-                return f"it did not answer when the gateway restarted ({error})"
-            return f"{ended.describe(self.mem_limit_mb)} while the gateway restarted"
+            return await self._unreachable(handle, error)
         kernel.handle, kernel.client = handle, client
         kernel.set_state(KernelState.IDLE)
         await self.packages.after_launch(kernel)  # same memory: only what is missing (nothing, normally)
         kernel.notify(KernelEvent.STARTED)
         log.info("re-attached kernel %d", kernel.id)
         return None
+
+    async def _unreachable(self, handle: SandboxHandle, error: Exception) -> str:
+        """Why a kernel being re-attached did not answer (``error``: what failed), as its engine tells it; its
+        container is removed. A cause the backend names itself (e.g. ``node n1 lost``) is given as it is."""
+        backend = self.launcher.backend
+        try:
+            ended = await backend.exit_status(handle.kernel_id)
+        except SandboxUnavailable as unreachable:  # its node does not answer either: nothing more is known
+            ended, error = None, unreachable
+        await backend.remove(handle.kernel_id)
+        if ended is None:
+            return f"it did not answer when the gateway restarted ({error})"
+        if ended.cause:
+            return ended.cause
+        return f"{ended.describe(self.mem_limit_mb)} while the gateway restarted"
 
 
 def _forget_runs(kernel: Kernel) -> None:

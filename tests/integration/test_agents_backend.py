@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -24,10 +25,12 @@ from testing.agents import AgentKeys, AgentProcess, relayed_kernel, run, wait_re
 from testing.harness import (
     Api,
     GatewayProcess,
+    free_port,
     postgres_database,
     remove_instance_containers,
     skip_without_postgres,
     stdout_of,
+    unique_instance,
     wait_for,
 )
 from testing.jupyter import KernelWebsocket, ws_url
@@ -258,6 +261,49 @@ def test_node_lost_kernels_dead_with_the_cause_and_restarted_on_the_other_node(
         assert nodes.kernels_on("node-b") == {kernel_id}
         assert api.run(kernel_id, 1).json()["status"] == "ok"
         assert stdout_of(api.execute(kernel_id, "print(y)")).strip() == "kept"
+
+
+def test_a_replica_lost_with_its_kernel_s_node_leaves_the_kernel_reported_lost_by_the_other(
+    nodes, gateway_factory, database
+) -> None:
+    """A stopped Swarm node takes a gateway replica and an agent at once: the other replica adopts the replica's
+    kernel, finds its node silent, and reports it lost with the node's name; it restarts on the other node."""
+    agent_a, _ = nodes.start("node-a", "node-b")
+    instance = unique_instance("rn")
+    settings = nodes.gateway_settings(
+        database, max_kernels_per_node=1, agents_lost_after=3, agents_refresh_interval=1, lease_seconds=3
+    )
+
+    def replica(name: str) -> tuple[GatewayProcess, Api]:
+        port = free_port()
+        process = GatewayProcess(
+            nodes.root / "replicas", instance=instance, listen_port=port, replica_id=name,
+            replica_url=f"http://127.0.0.1:{port}", **settings,
+        )  # fmt: skip
+        return gateway_factory.start(process), Api(process.url)
+
+    (_, a), (b_process, b) = replica("a"), replica("b")
+    with a, b:
+        kernel_id = b.start()  # owned by b; on node-a (both are empty, and names break the tie)
+        assert nodes.kernels_on("node-a") == {kernel_id}
+        assert b.execute(kernel_id, "y = 'kept'\nprint(y)")["status"] == "ok"
+        b_process.stop(signal.SIGKILL)
+        agent_a.kill()
+
+        def lost() -> dict[str, Any] | None:
+            described = a.http.get(f"/kernels/{kernel_id}")
+            if described.status_code != 200:
+                return None  # 503 while b's lease runs out
+            return described.json() if described.json()["last_death"] else None
+
+        described = wait_for("the kernel reported dead by replica a", lost, timeout=120)
+        assert described["last_death"] == "node node-a lost", described
+        cells = a.http.get(f"/kernels/{kernel_id}/cells").json()["cells"]
+        assert [cell["code"] for cell in cells] == ["y = 'kept'\nprint(y)"]
+        restarted = a.http.post(f"/kernels/{kernel_id}/restart")
+        assert restarted.status_code == 200, restarted.text
+        assert nodes.kernels_on("node-b") == {kernel_id}
+        assert stdout_of(a.execute(kernel_id, "print(1 + 1)")).strip() == "2"
 
 
 def test_a_gateway_whose_key_the_agents_do_not_allow_cannot_start(nodes, gateway_factory, database) -> None:

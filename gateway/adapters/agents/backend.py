@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, cast
@@ -372,22 +373,31 @@ class AgentsBackend:
         await node.call(lambda c: c.signal(kernel_id, signal))
 
     async def exit_status(self, kernel_id: int) -> ContainerExit | None:
+        """As the port says; a node that does not answer gives ``node <name> lost`` once it is declared lost (its
+        verdict is waited for), SandboxUnavailable if it answers again without a status."""
         node = self._where.get(kernel_id)
         if node is None:
             return ContainerExit(exit_code=None, oom_killed=False)
-        if node.lost:
-            return ContainerExit(exit_code=None, oom_killed=False, cause=f"node {node.name} lost")
-        try:
-            status = await node.call(lambda c: c.status(kernel_id))
-        except AgentRefused:
-            return ContainerExit(exit_code=None, oom_killed=False)
-        if status.get("running") is True:
-            return None
-        code = status.get("exit_code")
-        return ContainerExit(
-            exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
-            oom_killed=status.get("oom_killed") is True,
-        )
+        if not node.lost:
+            try:
+                return _exit_of(await node.call(lambda c: c.status(kernel_id)))
+            except AgentRefused:
+                return ContainerExit(exit_code=None, oom_killed=False)
+            except SandboxUnavailable:
+                if not await self._lost_meanwhile(node):
+                    raise
+        return ContainerExit(exit_code=None, oom_killed=False, cause=f"node {node.name} lost")
+
+    async def _lost_meanwhile(self, node: AgentNode) -> bool:
+        """Whether a node that did not answer is declared lost before it answers again: waits for the verdict
+        (at most the grace and one more check)."""
+        began = time.monotonic()
+        while not node.lost:
+            waited = time.monotonic() - began
+            if node.silent_for < waited or waited > self.settings.agents_lost_after + node.client.timeout:
+                return False  # it answered since, or no verdict in time
+            await asyncio.sleep(0.25)
+        return True
 
     async def logs(self, kernel_id: int, tail: int = 40) -> str:
         node = self._where.get(kernel_id)
@@ -484,3 +494,14 @@ class AgentsBackend:
         for node in self._nodes.values():
             node.close()
         self._context.destroy(linger=0)
+
+
+def _exit_of(status: dict[str, Any]) -> ContainerExit | None:
+    """An agent's ``status`` reply as the port's answer: None while the container runs."""
+    if status.get("running") is True:
+        return None
+    code = status.get("exit_code")
+    return ContainerExit(
+        exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+        oom_killed=status.get("oom_killed") is True,
+    )

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
-from gateway.kernels.kernel import Kernel, KernelEvent
+from gateway.kernels.kernel import Kernel, KernelEvent, KernelState
 from gateway.kernels.service import KernelService
 from gateway.settings import Settings
 from tests.fakes import FakeOwnership, FakeReplicas, FakeSandbox, FakeStore
@@ -70,6 +70,29 @@ def test_the_kernel_of_a_dead_replica_is_adopted_with_its_memory_and_its_open_ru
         assert container is not None and container.interrupted.is_set()  # what ran was interrupted
         result = await b.execute(adopted, "print(x + 1)")
         assert result.outputs[0]["text"] == "42\n"  # same container, same memory
+
+    run(scenario())
+
+
+def test_a_kernel_whose_replica_and_node_are_lost_together_is_reported_with_the_node_s_loss() -> None:
+    """A stopped Swarm node takes a replica and its kernel's node: the adopter finds the node silent (the engine's
+    SIGINT cannot be sent) and reports the cause the backend gives, cells kept; not a failed adoption."""
+
+    async def scenario() -> None:
+        shared, a, b = await two_replicas()
+        kernel = await started_on(a)
+        await a.add_cell(kernel, 1, "x = 41")
+        container = shared.sandbox.by_kernel(kernel.id)
+        assert container is not None
+        container.lost_with = "node n1 lost"
+        shared.alive.discard("a")
+
+        assert await b.locate(kernel.id) is None  # adopted, and served here: dead, with the cause
+        adopted = b.get(kernel.id)
+        assert adopted.state is KernelState.DEAD and adopted.last_death == "node n1 lost"
+        assert adopted.notebook.get(1).code == "x = 41"
+        await b.restart(adopted)  # a fresh container, elsewhere
+        assert (await b.execute(adopted, "print(1 + 1)")).outputs[0]["text"] == "2\n"
 
     run(scenario())
 
