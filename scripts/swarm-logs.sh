@@ -8,7 +8,10 @@ OUT=${JUPYCELL_SWARM_LOGS:-$PWD/.swarm-logs}
 PREFIX=jupycell-swarm
 mkdir -p "$OUT"
 for node in node1 node2; do
-    docker exec "$PREFIX-$node" true 2>/dev/null || { echo "swarm-logs: $node is not running" >&2; continue; }
+    if ! docker exec "$PREFIX-$node" true 2>/dev/null; then  # stopped by a test: start it to read its engine
+        docker start "$PREFIX-$node" >/dev/null 2>&1 || { echo "swarm-logs: $node does not start" >&2; continue; }
+        for _ in $(seq 60); do docker exec "$PREFIX-$node" docker info >/dev/null 2>&1 && break; sleep 1; done
+    fi
     docker exec "$PREFIX-$node" docker ps -a --no-trunc >"$OUT/$node-ps.txt" 2>&1
     for container in $(docker exec "$PREFIX-$node" docker ps -aq --filter label=com.docker.stack.namespace=jupycell); do
         name=$(docker exec "$PREFIX-$node" docker inspect -f '{{index .Config.Labels "com.docker.swarm.service.name"}}' "$container")

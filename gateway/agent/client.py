@@ -108,6 +108,7 @@ class AgentClient:
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(SandboxUnavailable(f"agent client for {self.host}:{self.port} closed"))
+                future.exception()  # retrieved: its request may have been cancelled meanwhile, and never look
         self._socket.close(linger=0)
 
     async def request(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:

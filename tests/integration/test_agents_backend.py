@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import zmq
 import zmq.auth
@@ -263,15 +264,11 @@ def test_node_lost_kernels_dead_with_the_cause_and_restarted_on_the_other_node(
         assert stdout_of(api.execute(kernel_id, "print(y)")).strip() == "kept"
 
 
-def test_a_replica_lost_with_its_kernel_s_node_leaves_the_kernel_reported_lost_by_the_other(
-    nodes, gateway_factory, database
-) -> None:
-    """A stopped Swarm node takes a gateway replica and an agent at once: the other replica adopts the replica's
-    kernel, finds its node silent, and reports it lost with the node's name; it restarts on the other node."""
-    agent_a, _ = nodes.start("node-a", "node-b")
+def replicas_on(nodes: Nodes, gateway_factory: Any, database: str, **settings: Any) -> Any:
+    """A function starting replica ``name`` of one gateway instance on the agents and the database (lease 3 s)."""
     instance = unique_instance("rn")
     settings = nodes.gateway_settings(
-        database, max_kernels_per_node=1, agents_lost_after=3, agents_refresh_interval=1, lease_seconds=3
+        database, agents_lost_after=3, agents_refresh_interval=1, lease_seconds=3, **settings
     )
 
     def replica(name: str) -> tuple[GatewayProcess, Api]:
@@ -282,6 +279,41 @@ def test_a_replica_lost_with_its_kernel_s_node_leaves_the_kernel_reported_lost_b
         )  # fmt: skip
         return gateway_factory.start(process), Api(process.url)
 
+    return replica
+
+
+def test_a_replica_killed_and_started_again_at_once_keeps_its_kernels_memory(nodes, gateway_factory, database) -> None:
+    """Swarm restarts a killed gateway task at once, as a new replica: the kernel keeps its memory, whichever
+    replica takes it, and answers through the other one."""
+    nodes.start("node-a", "node-b")
+    replica = replicas_on(nodes, gateway_factory, database, pool_size=1)
+    (_, a), (b_process, b) = replica("a"), replica("b")
+    with a, b:
+        wait_for("a warm kernel on each node", lambda: a.http.get("/pool").json()["ready"] == 2, timeout=180)
+        kernel_id = b.start()  # from the pool, as on the Swarm
+        assert b.http.get("/pool").json()["hits"] == 1
+        assert b.execute(kernel_id, "kept = 6 * 7")["status"] == "ok"
+        b_process.stop(signal.SIGKILL)
+        _, b_again = replica("b2")
+        with b_again:
+
+            def kept() -> str | None:
+                try:
+                    return stdout_of(a.execute(kernel_id, "print(kept)")).strip() or None
+                except (AssertionError, KeyError, httpx.HTTPError):
+                    return None
+
+            assert wait_for("the kernel answering through replica a", kept, timeout=120) == "42"
+            assert stdout_of(b_again.execute(kernel_id, "print(kept)")).strip() == "42"
+
+
+def test_a_replica_lost_with_its_kernel_s_node_leaves_the_kernel_reported_lost_by_the_other(
+    nodes, gateway_factory, database
+) -> None:
+    """A stopped Swarm node takes a gateway replica and an agent at once: the other replica adopts the replica's
+    kernel, finds its node silent, and reports it lost with the node's name; it restarts on the other node."""
+    agent_a, _ = nodes.start("node-a", "node-b")
+    replica = replicas_on(nodes, gateway_factory, database, max_kernels_per_node=1)
     (_, a), (b_process, b) = replica("a"), replica("b")
     with a, b:
         kernel_id = b.start()  # owned by b; on node-a (both are empty, and names break the tie)
