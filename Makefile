@@ -130,7 +130,7 @@ SWARM_PORT ?= 8800
 test-swarm: engine images deps
 	trap scripts/swarm-down.sh EXIT; JUPYCELL_SWARM_PORT=$(SWARM_PORT) scripts/swarm-up.sh && \
 	JUPYCELL_SWARM_URLS=http://127.0.0.1:$(SWARM_PORT),http://127.0.0.1:$$(($(SWARM_PORT) + 1)) \
-	$(PYTHON) -m pytest -n 0 -v tests/swarm || { scripts/swarm-logs.sh; exit 1; }
+	$(PYTHON) -m pytest -n 0 -v -s tests/swarm || { scripts/swarm-logs.sh; exit 1; }
 
 bench-kernel:
 	$(PYTHON) -m bench.kernel_floor --switches --firsts 5

@@ -194,8 +194,8 @@ class AgentClient:
     async def list(self) -> list[dict[str, Any]]:
         return list((await self.request("list"))["kernels"])
 
-    async def capacity(self) -> dict[str, Any]:
-        return await self.request("capacity")
+    async def capacity(self, timeout: float | None = None) -> dict[str, Any]:
+        return await self.request("capacity", timeout)
 
     async def ping(self, timeout: float | None = None) -> str:
         """The agent's boot id (it changes when the agent restarts)."""

@@ -134,6 +134,20 @@ def test_agents_force_updated_kernels_keep_their_memory(swarm: Swarm) -> None:
     with swarm.api(0) as api:
         for kernel_id in kernels.values():
             api.shutdown(kernel_id)
+    began = time.monotonic()
+    for index in (0, 1):  # each replica follows the agents to their new addresses: its new kernels answer
+        with swarm.api(index) as api:
+            wait_for(f"a new kernel answering through replica {index}", lambda: _fresh_kernel_runs(api), timeout=60)
+    print(f"\nnew kernels answer through both replicas {time.monotonic() - began:.1f} s after the update")
+
+
+def _fresh_kernel_runs(api: Api) -> bool:
+    """Whether a kernel started now runs its first cell (it is shut down either way)."""
+    kernel_id = api.start()
+    try:
+        return api.execute(kernel_id, "1 + 1")["status"] == "ok"
+    finally:
+        api.shutdown(kernel_id)
 
 
 def _value_or_none(api: Api, kernel_id: int, expression: str) -> str | None:
@@ -147,7 +161,7 @@ def _value_or_none(api: Api, kernel_id: int, expression: str) -> str | None:
 def test_a_killed_gateway_task_has_its_kernels_adopted_with_their_memory(swarm: Swarm) -> None:
     with swarm.api(1) as api:
         kernel_id = api.start()  # owned by the replica on node2, which took the request
-        api.execute(kernel_id, "kept = 6 * 7")
+        assert api.execute(kernel_id, "kept = 6 * 7")["status"] == "ok"
     task = service_task_container("node2", "gateway")
     assert task is not None
     in_node("node2", "docker", "kill", task)

@@ -48,8 +48,12 @@ from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Longest wait for a new address to answer its first capacity request.
-_PROBE_TIMEOUT = 5.0
+#: Longest wait for an address to answer a capacity request while the agents are looked up (a dead address must
+#: not hold up following the others).
+_PROBE_TIMEOUT = 3.0
+#: An agent silent this long (it sends a heartbeat every 2 s by default) has the agents looked up again at once, not
+#: at the next periodic refresh: a restarted agent is followed to its new address within seconds.
+_LOOK_AGAIN_AFTER = 5.0
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ class AgentsBackend:
             node = known.get(address)
             if node is not None:
                 try:
-                    await node.report()
+                    await node.report(timeout=_PROBE_TIMEOUT)
                     answered.add(node.name)
                     return
                 except NodeDisplaced:  # a replaced task of another node has the address now: follow that one
@@ -154,13 +158,15 @@ class AgentsBackend:
         answered.add(name)
 
     async def _maintain(self) -> None:
-        """Follow the agents: refresh every ``agents_refresh_interval``; look for silent ones every second."""
+        """Follow the agents: refresh every ``agents_refresh_interval``, and at once when one falls silent; look for
+        lost ones every second."""
         loop = asyncio.get_running_loop()
         next_refresh = loop.time() + self.settings.agents_refresh_interval
         while True:
             await asyncio.sleep(min(1.0, self.settings.agents_lost_after / 4))
             try:
-                if loop.time() >= next_refresh:
+                silent = any(node.silent_for > _LOOK_AGAIN_AFTER for node in self._ready())
+                if silent or loop.time() >= next_refresh:
                     next_refresh = loop.time() + self.settings.agents_refresh_interval
                     await self._refresh()
                 await asyncio.gather(*(self._check(node) for node in self._ready()))

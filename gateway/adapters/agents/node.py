@@ -101,11 +101,11 @@ class AgentNode:
         self.heard()
         return result
 
-    async def report(self) -> dict[str, Any]:
+    async def report(self, timeout: float | None = None) -> dict[str, Any]:
         """A fresh capacity report, which becomes ``capacity``. Raises NodeDisplaced if the agent answering at the
         node's address is another node's: addresses are reused, so an answer there is not proof of life."""
         try:
-            capacity = await self.client.capacity()
+            capacity = await self.client.capacity(timeout)
             name = capacity["node"]
         except (KeyError, TypeError) as error:
             raise SandboxUnavailable(f"agent of node {self.name} sent a malformed reply ({error!r})") from None
