@@ -319,7 +319,8 @@ class KernelLifecycle:
             # What ran when the gateway stopped is cut off, with one signal: the engine's SIGINT only if the kernel
             # does not acknowledge the request (a second one would cut the cell's own cleanup short).
             if interrupt and not await client.interrupt(acknowledged_within=1.0):
-                await backend.signal(handle.kernel_id, "SIGINT")
+                with contextlib.suppress(SandboxUnavailable):  # its node does not answer now: waiting tells
+                    await backend.signal(handle.kernel_id, "SIGINT")
             await client.wait_ready(timeout)
         except (KernelUnresponsive, KernelGone, SandboxUnavailable) as error:
             client.close()

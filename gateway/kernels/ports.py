@@ -211,6 +211,11 @@ class NodeBackend(Protocol):
         """The node of a sandbox, from its ``SandboxHandle.to_state()``."""
         ...
 
+    def listed(self) -> set[str]:
+        """The nodes whose containers the last ``list_own`` gave: a kernel on another node (silent, or not found
+        yet) is not known to be gone."""
+        ...
+
 
 @runtime_checkable
 class MovingBackend(Protocol):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from gateway.kernels.kernel import Kernel, KernelState
@@ -52,13 +53,15 @@ def plan(
     *,
     deployment: set[int] | None = None,
     keep_unknown: bool = False,
+    unlisted: Collection[int] = (),
 ) -> RecoveryPlan:
     """Decide, for every stored kernel of this instance and every container of it, what start-up does.
 
     Several replicas share the instance (issue 11): ``deployment`` is every kernel id the deployment knows of (stored
     kernels, pool kernels, pending starts), read after ``containers`` were listed: a container of one of them stays;
     ``keep_unknown``: other replicas are alive, so no container this one does not know is removed. Either way socket
-    directories are left alone (the leader's janitor sweeps)."""
+    directories are left alone (the leader's janitor sweeps). ``unlisted``: kernels on nodes ``containers`` does not
+    cover (silent, or not found yet): re-attached, which tells whether they answer or their node is lost."""
     result = RecoveryPlan(keep_unknown=keep_unknown or deployment is not None)
     by_id = {container.container_id: container for container in containers}
     known = {record.container_id for record in records if record.container_id}
@@ -71,6 +74,8 @@ def plan(
             result.stay_dead.append(record)
             if container is not None:
                 result.remove.append(container.name)
+        elif container is None and record.id in unlisted:
+            result.attach.append((record, True))
         elif container is None:
             result.dead.append((record, "its container was removed while the gateway was down"))
         elif container.exit is not None:

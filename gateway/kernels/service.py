@@ -35,6 +35,7 @@ from gateway.kernels.ports import (
     KernelPackages,
     KernelStore,
     MovingBackend,
+    NodeBackend,
     OnOutput,
     ReplicaPeer,
     SandboxBackend,
@@ -158,6 +159,12 @@ class KernelService:
         records = await self.store.load_kernels(settings.instance)
         containers = await self.backend.list_own()
         deployment = None if self.coordination is None else await self.coordination.known_kernel_ids()
+        unlisted: set[int] = set()
+        if isinstance(self.backend, NodeBackend):
+            listed = self.backend.listed()
+            unlisted = {r.id for r in records if self.backend.node_of(r.sandbox) not in listed}
+            if unlisted:
+                log.warning("%d kernels are on nodes that did not answer yet: re-attaching tells", len(unlisted))
         plan = recovery.plan(
             records,
             containers,
@@ -165,6 +172,7 @@ class KernelService:
             settings.mem_limit_mb,
             deployment=deployment,
             keep_unknown=others,
+            unlisted=unlisted,
         )
         await self.packages.start_up({i for r in records for i in (r.id, r.sandbox_id)})  # re-attached: reinstall
         await recovery.apply(plan, self.lifecycle, settings.reattach_timeout)

@@ -12,6 +12,8 @@ import json
 import os
 import signal
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -336,6 +338,45 @@ def test_a_replica_lost_with_its_kernel_s_node_leaves_the_kernel_reported_lost_b
         assert restarted.status_code == 200, restarted.text
         assert nodes.kernels_on("node-b") == {kernel_id}
         assert stdout_of(a.execute(kernel_id, "print(1 + 1)")).strip() == "2"
+
+
+def test_a_gateway_restarted_while_a_node_is_silent_takes_its_kernel_back_once_it_answers(
+    nodes, gateway_factory, database
+) -> None:
+    """The node's agent does not answer while the gateway starts (its listing times out): the kernel there is not
+    declared removed; it is re-attached, memory kept, once the agent answers again."""
+    agent_a, _ = nodes.start("node-a", "node-b")
+    gateway, api = gateway_on(nodes, gateway_factory, database, max_kernels_per_node=1, on_stop="keep")
+    with api:
+        kernel_id = api.start()  # node-a first: both are empty, and names break the tie
+        assert nodes.kernels_on("node-a") == {kernel_id}
+        assert api.execute(kernel_id, "kept = 'yes'")["status"] == "ok"
+    gateway.stop()
+    assert agent_a.process is not None
+    agent_a.process.send_signal(signal.SIGSTOP)
+    again = gateway.again()
+    seen = again.log_path.stat().st_size  # the log is the instance's: what the first process wrote stays
+
+    def resume_once_recovery_decided() -> None:  # the start-up's recovery looked at node-a while it was silent
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            text = again.log_path.read_text(errors="replace")[seen:]
+            if "did not answer yet" in text or "reconciled instance" in text:
+                break
+            time.sleep(0.2)
+        agent_a.process.send_signal(signal.SIGCONT)
+
+    resume = threading.Thread(target=resume_once_recovery_decided)
+    resume.start()
+    try:
+        gateway_factory.start(again)
+    finally:
+        resume.join()
+    with Api(again.url) as api:
+        described = api.http.get(f"/kernels/{kernel_id}").json()
+        assert described["last_death"] is None, described
+        assert stdout_of(api.execute(kernel_id, "print(kept)")).strip() == "yes"
+    assert "1 kernels are on nodes that did not answer yet" in again.log()  # the case under test did happen
 
 
 def test_a_gateway_whose_key_the_agents_do_not_allow_cannot_start(nodes, gateway_factory, database) -> None:

@@ -79,6 +79,9 @@ class AgentsBackend:
         self._nodes: dict[str, AgentNode] = {}
         self._where: dict[int, AgentNode] = {}  # kernel id -> the node it was placed on
         self._found: dict[str, tuple[AgentNode, int | None]] = {}  # container id -> node, kernel id (list_own)
+        self._listed: set[str] = set()  # the nodes the last list_own listed
+        self._elsewhere: dict[int, tuple[str, str]] = {}  # kernel id -> (node, container id): restored while no
+        # agent had said it is that node; placed there once one does
         self._on_death: DeathCallback = lambda kernel_id, container_id: None
         self._on_resumed: Callable[[], None] = lambda: None
         self._on_moved: MoveCallback = lambda kernel_id: None
@@ -145,6 +148,10 @@ class AgentsBackend:
                 context=self._context, lost_after=self.settings.agents_lost_after,
                 on_death=self._death, on_resync=self._resync,
             )  # fmt: skip
+            for kernel_id, (where, container_id) in list(self._elsewhere.items()):
+                if where == name:
+                    del self._elsewhere[kernel_id]
+                    self._nodes[name].placed[kernel_id], self._where[kernel_id] = container_id, self._nodes[name]
         elif name in answered:  # two agents claim one node name: keep following the first
             log.error("agents at %s:%d and %s:%d both say they are node %s", *node.address, client.host, client.port,
                       name)  # fmt: skip
@@ -370,6 +377,8 @@ class AgentsBackend:
         node = self._nodes.get(name)
         if node is not None:
             node.placed[kernel_id], self._where[kernel_id] = container_id, node
+        elif name:
+            self._elsewhere[kernel_id] = (name, container_id)
         return self._handle(kernel_id, node, container_id, ports, key, str(connection.get("ip", "")), name)
 
     async def signal(self, kernel_id: int, signal: str) -> None:
@@ -382,6 +391,11 @@ class AgentsBackend:
         """As the port says; a node that does not answer gives ``node <name> lost`` once it is declared lost (its
         verdict is waited for), SandboxUnavailable if it answers again without a status."""
         node = self._where.get(kernel_id)
+        if node is None and kernel_id in self._elsewhere:  # on a node not found yet: found in time, or lost
+            name, _ = self._elsewhere[kernel_id]
+            node = await self._found_in_time(name)
+            if node is None:
+                return ContainerExit(exit_code=None, oom_killed=False, cause=f"node {name} lost")
         if node is None:
             return ContainerExit(exit_code=None, oom_killed=False)
         if not node.lost:
@@ -393,6 +407,15 @@ class AgentsBackend:
                 if not await self._lost_meanwhile(node):
                     raise
         return ContainerExit(exit_code=None, oom_killed=False, cause=f"node {node.name} lost")
+
+    async def _found_in_time(self, name: str) -> AgentNode | None:
+        """The node ``name`` once an agent says it is that node, waiting at most the grace of a silent node."""
+        began = time.monotonic()
+        while (node := self._nodes.get(name)) is None:
+            if time.monotonic() - began > self.settings.agents_lost_after + _PROBE_TIMEOUT:
+                return None
+            await asyncio.sleep(0.25)
+        return node
 
     async def _lost_meanwhile(self, node: AgentNode) -> bool:
         """Whether a node that did not answer is declared lost before it answers again: waits for the verdict
@@ -418,6 +441,7 @@ class AgentsBackend:
         """Remove the kernel's container, relay and files from its node. Idempotent; never fails: a node that does
         not answer gets the removal once it answers again."""
         node = self._where.pop(kernel_id, None)
+        self._elsewhere.pop(kernel_id, None)
         if node is None:  # on no node this gateway knows of (e.g. dead since before a restart): wherever it is
             await asyncio.gather(*(self._remove_on(other, kernel_id, placed=False) for other in self._ready()))
             return
@@ -452,11 +476,14 @@ class AgentsBackend:
             log.warning("node %s: container %s not removed: %s", node.name, name[:12], error)
 
     async def list_own(self) -> list[OwnContainer]:
-        """Every kernel container on the ready nodes (a node that does not answer is left out, with a warning)."""
+        """Every kernel container on the ready nodes (a node that does not answer is left out, with a warning, and
+        from ``listed``)."""
         found: list[OwnContainer] = []
+        self._listed = set()
         for node in self._ready():
             try:
                 entries = await node.call(lambda c: c.list())
+                self._listed.add(node.name)
                 for entry in entries:
                     kernel_id = entry.get("kernel_id")
                     kernel_id = kernel_id if isinstance(kernel_id, int) and not isinstance(kernel_id, bool) else None
@@ -470,6 +497,9 @@ class AgentsBackend:
             except (SandboxUnavailable, AgentRefused, KeyError, TypeError, AttributeError) as error:
                 log.warning("could not list the kernels of node %s: %s", node.name, error)
         return found
+
+    def listed(self) -> set[str]:
+        return set(self._listed)
 
     async def remove_leftovers(self, keep: set[int]) -> None:
         """Nothing to do: an agent removes socket directories without a container when it starts."""

@@ -33,6 +33,13 @@ def test_a_removed_container_makes_its_kernel_dead() -> None:
     assert result.attach == []
 
 
+def test_a_kernel_on_a_node_not_listed_is_reattached_not_declared_removed() -> None:
+    """Issue 11: its node was silent, or not found yet, when the containers were listed: re-attaching tells."""
+    result = plan([record(1, "c1"), record(2, "c2")], [], set(), 512, unlisted={2})
+    assert [(r.id, interrupt) for r, interrupt in result.attach] == [(2, True)]
+    assert [r.id for r, _ in result.dead] == [1]
+
+
 @pytest.mark.parametrize(
     ("exit", "cause"),
     [
