@@ -22,7 +22,7 @@
 #   make swarm-up   a two-node Swarm of docker-in-docker nodes on this machine, the stack deployed (docs/swarm.md)
 #   make swarm-check    probe the agents again, and restart them all under running kernels
 #   make swarm-down remove everything swarm-up made
-#   make test-swarm swarm-up, both checks, swarm-down
+#   make test-swarm swarm-up, tests/swarm against both replicas, swarm-down (run by .ci/run)
 #   make bench-kernel     the sandbox kernel's `1+1` vs stock ipykernel, one row per change (bench/kernel_floor.py)
 #   make clean    remove kernel containers left behind (label jupycell.managed=true)
 SHELL := /bin/bash
@@ -125,7 +125,8 @@ swarm-check:
 swarm-down:
 	scripts/swarm-down.sh
 
-# The whole Swarm round trip (not yet in .ci/run: issue 11): up, tests/swarm against both replicas, down.
+# The whole Swarm round trip (run by .ci/run): up, tests/swarm against both replicas, down; the logs of a failure
+# are kept in .swarm-logs/ (scripts/swarm-logs.sh).
 SWARM_PORT ?= 8800
 test-swarm: engine images deps
 	trap scripts/swarm-down.sh EXIT; JUPYCELL_SWARM_PORT=$(SWARM_PORT) scripts/swarm-up.sh && \
