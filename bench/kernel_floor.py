@@ -31,6 +31,12 @@ SWITCHES = (
     "memory_history",
     "freeze_gc",
     "subshells",
+    "lean_session",
+    "fast_send",
+    "lean_run_cell",
+    "cached_signatures",
+    "quiet_logging",
+    "batch_io_thread",
 )
 
 
@@ -128,7 +134,7 @@ def report(found: list[Variant]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.kernel_floor", description=__doc__)
-    parser.add_argument("--image", default="jupycell-sandbox:latest")
+    parser.add_argument("--image", default=os.environ.get("JUPYCELL_SANDBOX_IMAGE", "jupycell-sandbox:latest"))
     parser.add_argument("--executes", type=int, default=500, help="round trips per kernel")
     parser.add_argument("--switches", action="store_true", help="also one kernel per switch turned off")
     parser.add_argument("--firsts", type=int, default=0, help="also time the first execute of N fresh kernels each")
