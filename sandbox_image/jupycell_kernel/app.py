@@ -23,9 +23,6 @@ The others are on by default:
 - ``quiet_logging``: the kernel's logger drops debug records itself instead of building each one for a handler
   that drops it (the logger's level is raised to its handlers' lowest level; the same lines are logged).
 
-- ``batch_io_thread``: libzmq's I/O threads are ``SCHED_BATCH``: a send no longer hands them the CPU at once
-  (``iothreads.py``).
-
 - ``prewarm``: run the execute path once, invisibly, before the first request (``prewarm.py``).
 - ``freeze_gc``: ``gc.freeze()`` once started (after pre-warming): the ~10^5 objects of ipykernel, IPython and
   their imports leave the collector's generations, so the full collections that a cell's allocations trigger now
@@ -53,7 +50,6 @@ from traitlets.config import Config
 
 from jupycell_kernel.cells import cache_signatures
 from jupycell_kernel.iopub import QuickIOPubThread
-from jupycell_kernel.iothreads import batch_io_threads
 from jupycell_kernel.kernel import NoShellChannelThread
 from jupycell_kernel.logs import quiet
 from jupycell_kernel.prewarm import prewarm
@@ -88,9 +84,6 @@ class JupyCellKernelApp(IPKernelApp):
     lean_run_cell = Bool(True, help="Transform and check each cell once per request, not twice.").tag(config=True)
     cached_signatures = Bool(True, help="Read run_cell_async's signature once, not per execute.").tag(config=True)
     quiet_logging = Bool(True, help="Build no log record that no handler would emit.").tag(config=True)
-    batch_io_thread = Bool(True, help="libzmq's I/O threads in SCHED_BATCH (their wake-ups preempt no one).").tag(
-        config=True
-    )
 
     prewarm = Bool(True, help="Run the execute path once, invisibly, before taking requests.").tag(config=True)
     freeze_gc = Bool(True, help="Move start-up objects out of the garbage collector's generations.").tag(config=True)
@@ -166,8 +159,6 @@ class JupyCellKernelApp(IPKernelApp):
             ioloop.IOLoop.current().run_sync(lambda: prewarm(self.kernel))
         if isinstance(self.session, LeanSession) and not self.subshells and self.subapp is None:
             self.session.send_directly_on(self.kernel.shell_stream)  # this (main) thread runs the shell stream
-        if self.batch_io_thread and self.subapp is None:
-            batch_io_threads()
         if self.freeze_gc and self.subapp is None:
             gc.collect()
             gc.freeze()

@@ -42,6 +42,7 @@ class CellPreparation:
         self._main = threading.main_thread()
         self._armed = False
         self._kept: tuple[str, str] | None = None
+        self._verified: tuple[Any, ...] | None = None
         shell.transform_cell = self.transform_cell
         shell.should_run_async = self.should_run_async
 
@@ -82,18 +83,38 @@ class CellPreparation:
         return answer
 
     def _only_ipython_transforms(self) -> bool:
+        """True while every input transformer, prefilter checker and handler is IPython's own and autocall is
+        off; the lists last found so are kept, so an unchanged set is recognised by identity."""
         shell = self.shell
-        if shell.autocall or shell.input_transformers_post:
-            return False
         manager = shell.input_transformer_manager
         prefilter = shell.prefilter_manager
+        current = (
+            shell.autocall,
+            *shell.input_transformers_post,
+            None,
+            *manager.cleanup_transforms,
+            *manager.line_transforms,
+            *manager.token_transformers,
+            None,
+            *prefilter.transformers,
+            None,
+            *prefilter.checkers,
+            None,
+            *prefilter.handlers.values(),
+        )
+        if current == self._verified:
+            return True
         transforms = [*manager.cleanup_transforms, *manager.line_transforms, *manager.token_transformers]
-        return (
-            all(getattr(t, "__module__", "").startswith(_IPYTHON) for t in transforms)
+        verified = (
+            not shell.autocall
+            and not shell.input_transformers_post
+            and all(getattr(t, "__module__", "").startswith(_IPYTHON) for t in transforms)
             and not prefilter.transformers
             and all(type(c).__module__.startswith(_IPYTHON) for c in prefilter.checkers)
             and all(type(h).__module__.startswith(_IPYTHON) for h in prefilter.handlers.values())
         )
+        self._verified = current if verified else None
+        return verified
 
 
 _signatures: dict[tuple[Any, tuple[str, ...]], dict[str, bool]] = {}
