@@ -108,7 +108,7 @@ class CellPreparation:
         verified = (
             not shell.autocall
             and not shell.input_transformers_post
-            and all(getattr(t, "__module__", "").startswith(_IPYTHON) for t in transforms)
+            and all((getattr(t, "__module__", None) or "").startswith(_IPYTHON) for t in transforms)
             and not prefilter.transformers
             and all(type(c).__module__.startswith(_IPYTHON) for c in prefilter.checkers)
             and all(type(h).__module__.startswith(_IPYTHON) for h in prefilter.handlers.values())
