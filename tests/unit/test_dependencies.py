@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from gateway.notebook.dependencies import CellNames, analyse, dependency_graph, downstream, upstream
@@ -70,4 +72,9 @@ def test_a_later_cell_is_never_a_dependency() -> None:
     ids=["sum", "subscripts", "negations", "lambdas", "calls"],
 )
 def test_code_nested_too_deeply_to_analyse_defines_and_uses_nothing(code: str) -> None:
-    assert analyse(code) == CellNames()  # not a RecursionError or MemoryError escaping into a request
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)  # CPython's default, as in the gateway (importing jedi, as IPython does, raises it)
+    try:
+        assert analyse(code) == CellNames()  # not a RecursionError or MemoryError escaping into a request
+    finally:
+        sys.setrecursionlimit(limit)
