@@ -322,7 +322,7 @@ class KernelLifecycle:
                 with contextlib.suppress(SandboxUnavailable):  # its node does not answer now: waiting tells
                     await backend.signal(handle.kernel_id, "SIGINT")
             await client.wait_ready(timeout)
-        except (KernelUnresponsive, KernelGone, SandboxUnavailable) as error:
+        except (KernelUnresponsive, KernelGone) as error:
             client.close()
             return await self._unreachable(handle, error)
         kernel.handle, kernel.client = handle, client
