@@ -31,6 +31,11 @@ SWITCHES = (
     "memory_history",
     "freeze_gc",
     "subshells",
+    "lean_session",
+    "fast_send",
+    "lean_run_cell",
+    "cached_signatures",
+    "quiet_logging",
 )
 
 
@@ -44,13 +49,28 @@ class Variant:
     cpu_per_execute: float | None = None
 
 
-def variants(switches: bool) -> list[Variant]:
+def variants(switches: bool | list[str]) -> list[Variant]:
+    """Stock and JupyCell; with ``switches`` also one kernel per switch flipped: every switch (True), or each
+    entry named, where an entry "a,b" flips several switches in one kernel."""
     found = [Variant("stock ipykernel", STOCK), Variant("JupyCell kernel")]
     if switches:
-        for switch in SWITCHES:
-            value = "True" if switch == "subshells" else "False"
-            found.append(Variant(f"JupyCell, {switch}={value}", command=[f"--JupyCellKernelApp.{switch}={value}"]))
+        for entry in SWITCHES if switches is True else switches:
+            flips = [(name, "True" if name == "subshells" else "False") for name in entry.split(",")]
+            found.append(
+                Variant(
+                    "JupyCell, " + ", ".join(f"{name}={value}" for name, value in flips),
+                    command=[f"--JupyCellKernelApp.{name}={value}" for name, value in flips],
+                )
+            )
     return found
+
+
+def switch_list(text: str) -> str:
+    """``--switch`` argument: one switch, or several separated by commas (flipped together)."""
+    unknown = [name for name in text.split(",") if name not in SWITCHES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown switch(es) {unknown}; known: {', '.join(SWITCHES)}")
+    return text
 
 
 def cgroup_cpu_seconds(container_id: str) -> float | None:
@@ -116,11 +136,11 @@ def first_executes(floor: RawFloor, found: list[Variant], starts: int) -> dict[s
 
 def report(found: list[Variant]) -> list[str]:
     stock = found[0]
-    lines = [f"{'kernel':34s} {'p50':>9s} {'p99':>9s} {'speed-up':>9s} {'CPU/execute':>12s}"]
+    lines = [f"{'kernel':44s} {'p50':>9s} {'p99':>9s} {'speed-up':>9s} {'CPU/execute':>12s}"]
     for v in found:
         cpu = f"{v.cpu_per_execute * 1e3:9.2f} ms" if v.cpu_per_execute is not None else "—"
         lines.append(
-            f"{v.name:34s} {p50(v.samples) * 1e3:6.2f} ms {percentile(v.samples, 99) * 1e3:6.2f} ms "
+            f"{v.name:44s} {p50(v.samples) * 1e3:6.2f} ms {percentile(v.samples, 99) * 1e3:6.2f} ms "
             f"{p50(stock.samples) / p50(v.samples):8.2f}x {cpu:>12s}"
         )
     return lines
@@ -128,9 +148,16 @@ def report(found: list[Variant]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.kernel_floor", description=__doc__)
-    parser.add_argument("--image", default="jupycell-sandbox:latest")
+    parser.add_argument("--image", default=os.environ.get("JUPYCELL_SANDBOX_IMAGE", "jupycell-sandbox:latest"))
     parser.add_argument("--executes", type=int, default=500, help="round trips per kernel")
     parser.add_argument("--switches", action="store_true", help="also one kernel per switch turned off")
+    parser.add_argument(
+        "--switch",
+        action="append",
+        type=switch_list,
+        default=[],
+        help="also a kernel with this switch flipped, or these (comma-separated) together; repeatable",
+    )
     parser.add_argument("--firsts", type=int, default=0, help="also time the first execute of N fresh kernels each")
     parser.add_argument(
         "--favour", action="store_true", help="kernels at the highest CPU weight, this client at nice -20 (root)"
@@ -140,7 +167,7 @@ def main() -> None:
         os.nice(-20)
     floor = RawFloor(args.image)
     try:
-        found = variants(args.switches)
+        found = variants(args.switches or args.switch)
         measure(floor, found, args.executes, favoured=args.favour)
         print("\n".join(report(found)))
         if args.firsts:

@@ -14,6 +14,15 @@ The others are on by default:
   file that a thread writes after every cell. Same ``In``, ``_i``, ``%history`` (with ``-g``/``-n``), same session
   number: a container starts with an empty history file anyway (``IPYTHONDIR`` is on its tmpfs).
 
+- ``lean_session``: each message's JSON packed by one encoder made once, the parent header once per request
+  (``session.py``); the same bytes.
+- ``fast_send``: frames handed to pyzmq's compiled ``send`` directly (``frames.py``), and the shell reply sent at
+  once rather than queued for the event loop (``session.py``).
+- ``lean_run_cell``: IPython transforms a cell and checks it for top-level ``await`` once per request, not twice
+  (``cells.py``); ``cached_signatures``: ipykernel reads ``run_cell_async``'s signature once, not per execute.
+- ``quiet_logging``: the kernel's logger drops debug records itself instead of building each one for a handler
+  that drops it (the logger's level is raised to its handlers' lowest level; the same lines are logged).
+
 - ``prewarm``: run the execute path once, invisibly, before the first request (``prewarm.py``).
 - ``freeze_gc``: ``gc.freeze()`` once started (after pre-warming): the ~10^5 objects of ipykernel, IPython and
   their imports leave the collector's generations, so the full collections that a cell's allocations trigger now
@@ -34,13 +43,17 @@ from typing import Any
 
 import zmq
 from ipykernel.kernelapp import IPKernelApp
+from jupyter_client.session import Session
 from tornado import ioloop
-from traitlets import Bool
+from traitlets import Bool, default
 from traitlets.config import Config
 
+from jupycell_kernel.cells import cache_signatures
 from jupycell_kernel.iopub import QuickIOPubThread
 from jupycell_kernel.kernel import NoShellChannelThread
+from jupycell_kernel.logs import quiet
 from jupycell_kernel.prewarm import prewarm
+from jupycell_kernel.session import LeanSession
 
 QUICK_FLUSH_STREAM = "jupycell_kernel.iopub.QuickFlushOutStream"
 
@@ -62,6 +75,16 @@ class JupyCellKernelApp(IPKernelApp):
     no_execute_sleep = Bool(True, help="No 0.5 ms sleep before each execute reply.").tag(config=True)
     memory_history = Bool(True, help="History database in memory, written when read.").tag(config=True)
 
+    lean_session = Bool(True, help="Pack each message with one prepared encoder, the parent header once.").tag(
+        config=True
+    )
+    fast_send = Bool(True, help="Send frames through pyzmq's compiled send; the shell reply without queueing.").tag(
+        config=True
+    )
+    lean_run_cell = Bool(True, help="Transform and check each cell once per request, not twice.").tag(config=True)
+    cached_signatures = Bool(True, help="Read run_cell_async's signature once, not per execute.").tag(config=True)
+    quiet_logging = Bool(True, help="Build no log record that no handler would emit.").tag(config=True)
+
     prewarm = Bool(True, help="Run the execute path once, invisibly, before taking requests.").tag(config=True)
     freeze_gc = Bool(True, help="Move start-up objects out of the garbage collector's generations.").tag(config=True)
     subshells = Bool(False, help="Keep ipykernel 7's shell channel thread (kernel subshells).").tag(config=True)
@@ -74,6 +97,20 @@ class JupyCellKernelApp(IPKernelApp):
     def initialize(self, argv: list[str] | None = None) -> None:
         self._apply_switch_defaults(argv)
         super().initialize(argv)
+        if self.subapp is not None:
+            return
+        if self.lean_run_cell:
+            self.kernel.prepare_cells_once()
+        if self.cached_signatures:
+            cache_signatures()
+        if self.quiet_logging:
+            quiet(self.log)
+
+    @default("session")
+    def _lean_session(self) -> Session:
+        if not (self.lean_session or self.fast_send):
+            return Session(parent=self)
+        return LeanSession(parent=self, lean=self.lean_session, fast_send=self.fast_send)
 
     def _apply_switch_defaults(self, argv: list[str] | None) -> None:
         """Read the switches from the command line first (they decide the defaults), then set the defaults as
@@ -93,7 +130,7 @@ class JupyCellKernelApp(IPKernelApp):
 
     def init_iopub(self, context: zmq.Context[Any]) -> None:
         """ipykernel's ``init_iopub`` (7.4) with ``QuickIOPubThread``, which ``quick_flush`` needs too."""
-        if not (self.direct_iopub or self.coalesce_iopub or self.quick_flush):
+        if not (self.direct_iopub or self.coalesce_iopub or self.quick_flush or self.fast_send):
             super().init_iopub(context)
             return
         self.iopub_socket = context.socket(zmq.XPUB)
@@ -106,7 +143,12 @@ class JupyCellKernelApp(IPKernelApp):
         self.log.debug("iopub PUB Channel on port: %i", self.iopub_port)
         self.configure_tornado_logger()
         self.iopub_thread = QuickIOPubThread(
-            self.iopub_socket, pipe=True, session=self.session, direct=self.direct_iopub, coalesce=self.coalesce_iopub
+            self.iopub_socket,
+            pipe=True,
+            session=self.session,
+            direct=self.direct_iopub,
+            coalesce=self.coalesce_iopub,
+            fast_send=self.fast_send,
         )
         self.iopub_thread.start()
         self.iopub_socket = self.iopub_thread.background_socket  # as ipykernel: sends go through the thread
@@ -115,6 +157,8 @@ class JupyCellKernelApp(IPKernelApp):
         if self.prewarm and self.subapp is None:
             # Before the kernel registers its request handlers: requests that arrive meanwhile wait on the sockets.
             ioloop.IOLoop.current().run_sync(lambda: prewarm(self.kernel))
+        if isinstance(self.session, LeanSession) and not self.subshells and self.subapp is None:
+            self.session.send_directly_on(self.kernel.shell_stream)  # this (main) thread runs the shell stream
         if self.freeze_gc and self.subapp is None:
             gc.collect()
             gc.freeze()

@@ -32,15 +32,20 @@ from typing import Any
 import zmq
 from ipykernel.iostream import CHILD, IOPubThread, OutStream
 
+from jupycell_kernel.frames import readable, send_frames
+
 
 class QuickIOPubThread(IOPubThread):
     """``IOPubThread`` whose callers send directly when nothing is ahead of them (see the module docstring)."""
 
-    def __init__(self, *args: Any, direct: bool = True, coalesce: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, direct: bool = True, coalesce: bool = True, fast_send: bool = False, **kwargs: Any
+    ) -> None:
         # Set before IOPubThread.__init__, which sets up the XPUB listener that uses them.
         self._socket_lock = threading.RLock()
         self.direct = direct
         self.coalesce = coalesce
+        self.fast_send = fast_send
         self._wake_pending = False
         self._running = False  # written by the IOPub thread only: a popped callback has not returned yet
         super().__init__(*args, **kwargs)
@@ -84,7 +89,10 @@ class QuickIOPubThread(IOPubThread):
             with self._socket_lock:
                 if self.idle() and not self.closed:
                     try:
-                        self.socket.send_multipart(*args, **kwargs)
+                        if self.fast_send:
+                            send_frames(self.socket, *args, **kwargs)
+                        else:
+                            self.socket.send_multipart(*args, **kwargs)
                         self._check_subscriptions()
                     except zmq.ZMQError as error:  # closed under us at shutdown, as ipykernel tolerates
                         if error.errno != zmq.ENOTSOCK:
@@ -121,7 +129,7 @@ class QuickIOPubThread(IOPubThread):
     def _check_subscriptions(self) -> None:
         """After a send (lock held): a send can consume the socket's edge-triggered readiness signal, so look for a
         waiting subscription event ourselves and have the IOPub thread read it."""
-        if self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if readable(self.socket) if self.fast_send else self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             self.schedule(self._read_subscriptions)
 
 

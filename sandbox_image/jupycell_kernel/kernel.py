@@ -11,8 +11,11 @@ so ipykernel takes its no-subshell paths, and it names the main thread as the on
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from ipykernel.ipkernel import IPythonKernel
+
+from jupycell_kernel.cells import CellPreparation
 
 
 class NoShellChannelThread:
@@ -26,8 +29,34 @@ class NoShellChannelThread:
 
 
 class JupyCellKernel(IPythonKernel):
-    """``IPythonKernel`` that counts a ``NoShellChannelThread`` as no shell channel thread."""
+    """``IPythonKernel`` that counts a ``NoShellChannelThread`` as no shell channel thread, and prepares each cell
+    once (``prepare_cells_once``, the ``lean_run_cell`` switch: ``cells.py``)."""
+
+    _cell_preparation: CellPreparation | None = None
+
+    def prepare_cells_once(self) -> None:
+        self._cell_preparation = CellPreparation(self.shell)
 
     @property
     def _supports_kernel_subshells(self) -> bool:
         return bool(self.shell_channel_thread)
+
+    async def do_execute(  # type: ignore[override]
+        self,
+        code: str,
+        silent: bool,
+        store_history: bool = True,
+        user_expressions: dict[str, Any] | None = None,
+        allow_stdin: bool = False,
+        *,
+        cell_meta: dict[str, Any] | None = None,
+        cell_id: str | None = None,
+    ) -> dict[str, Any]:
+        """ipykernel's ``do_execute``, within ``CellPreparation.request`` when ``lean_run_cell`` is on."""
+        run = super().do_execute(
+            code, silent, store_history, user_expressions, allow_stdin, cell_meta=cell_meta, cell_id=cell_id
+        )
+        if self._cell_preparation is None:
+            return await run
+        with self._cell_preparation.request():
+            return await run
