@@ -11,7 +11,9 @@ Switches of ``JupyCellKernelApp``:
   thread that runs that stream, through ``frames.send_frames``, instead of being queued for the stream's
   event-loop handler (which ipykernel's ``_publish_status_and_flush`` flushes right after the idle status
   anyway); so the reply leaves just before the idle status on IOPub rather than just after it (the protocol orders
-  messages within a channel only; each channel's messages are unchanged).
+  messages within a channel only; each channel's messages are unchanged). Like ``ZMQStream`` after each of its
+  sends, it then has the stream read whatever is waiting on the socket (ZMQ's descriptor is edge-triggered: the
+  send took those events in, and the event loop will not be woken for them).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from jupyter_client.jsonutil import json_default
 from jupyter_client.session import DELIM, Session, json_packer
 from zmq.eventloop.zmqstream import ZMQStream, gen_log
 
-from jupycell_kernel.frames import send_frames
+from jupycell_kernel.frames import readable, send_frames
 
 
 class LeanSession(Session):
@@ -125,5 +127,19 @@ class _DirectStream:
         except zmq.ZMQError as error:  # as ZMQStream._handle_send
             gen_log.error("SEND Error: %s", error)
             status = error
+        self._handle_waiting_requests(socket)
         if self.stream._send_callback:
             self.stream._run_callback(self.stream._send_callback, frames, status)
+
+    def _handle_waiting_requests(self, socket: zmq.Socket[Any]) -> None:
+        """After a send: have the stream read what is waiting, as ``ZMQStream`` does after each of its own sends.
+
+        A ZMQ socket's file descriptor is edge-triggered: any operation on the socket, a send included, takes in
+        the socket's pending events (a request that arrived meanwhile, a client newly connected), after which the
+        descriptor no longer wakes the event loop for them. ``ZMQStream`` checks the socket's events after each
+        send it makes and schedules its handler if something is readable; a send that bypasses the stream must
+        do the same, else a request that arrived while a cell ran (a new client's ``kernel_info``, say) waits
+        unread until some other client's message wakes the loop."""
+        stream = self.stream
+        if not socket.closed and stream.receiving() and readable(socket):
+            stream.io_loop.add_callback(stream._handle_events, socket, 0)

@@ -10,10 +10,12 @@ temp paths, random display ids, where a stream's text is cut into messages).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from jupyter_client.blocking import BlockingKernelClient
 
 from bench.raw_floor import RawFloor
 from gateway.settings import Settings
@@ -86,6 +88,15 @@ def kernels() -> Iterator[tuple[KernelUnderTest, KernelUnderTest]]:
     floor = RawFloor(Settings().sandbox_image)
     try:
         yield KernelUnderTest(floor, STOCK), KernelUnderTest(floor)
+    finally:
+        floor.close()
+
+
+@pytest.fixture
+def ours() -> Iterator[KernelUnderTest]:
+    floor = RawFloor(Settings().sandbox_image)
+    try:
+        yield KernelUnderTest(floor)
     finally:
         floor.close()
 
@@ -163,3 +174,43 @@ def test_requests_queued_behind_an_error_are_aborted_alike(
     for stock, ours in zip(*results, strict=True):
         assert_same("queued after an error", stock, ours)
     assert [r.reply["content"]["status"] for r in results[1]] == ["error", "aborted", "aborted"]
+
+
+#: Prints "waiting", then polls the kernel's own shell socket until a request is waiting on it. The poll takes the
+#: socket's pending events in, as the send of the cell's reply does: ZMQ's descriptor will not wake the kernel's
+#: event loop for that request (the case of a gateway replica adopting a kernel whose cell its first client held).
+WAIT_FOR_A_REQUEST = """import time
+print("waiting", flush=True)
+shell = get_ipython().kernel.shell_stream.socket
+deadline = time.monotonic() + 60
+while not shell.poll(0) and time.monotonic() < deadline:
+    time.sleep(0.01)
+print("a request is waiting:", bool(shell.poll(0)))"""
+
+
+def test_a_second_clients_request_sent_while_a_cell_runs_is_answered_after_it(ours: KernelUnderTest) -> None:
+    """A new client (new session, new ZMQ identity) whose request waits on the shell socket while another
+    client's cell runs gets its answer once the cell ends (the kernel's reply to the first client went out
+    directly, ``fast_send``; the kernel must still read what was waiting)."""
+    msg_id = ours.send(WAIT_FOR_A_REQUEST)
+    deadline = time.monotonic() + 60
+    while True:  # the cell runs (else the second request could be read before it)
+        msg = ours.client.get_iopub_msg(timeout=max(0.0, deadline - time.monotonic()))
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+            break
+    second = BlockingKernelClient()
+    second.load_connection_info(ours.client.get_connection_info())
+    second.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+    try:
+        info_id = second.kernel_info()
+        result = ours.collect(msg_id)
+        assert result.reply["content"]["status"] == "ok"
+        assert "a request is waiting: True" in result.iopub[-2]["content"]["text"]
+        deadline = time.monotonic() + 30
+        while True:
+            reply = second.get_shell_msg(timeout=max(0.0, deadline - time.monotonic()))  # Empty: never answered
+            if reply["parent_header"].get("msg_id") == info_id:
+                break
+        assert reply["content"]["status"] == "ok"
+    finally:
+        second.stop_channels()

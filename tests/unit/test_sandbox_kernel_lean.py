@@ -7,6 +7,7 @@ proof is tests/integration/test_kernel_equivalence.py (every message of 49 cells
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import sys
@@ -32,6 +33,7 @@ from jupycell_kernel.frames import readable, send_frames  # noqa: E402
 from jupycell_kernel.logs import quiet  # noqa: E402
 from jupycell_kernel.session import LeanSession  # noqa: E402
 from jupyter_client.session import Session, json_packer  # noqa: E402
+from tornado.ioloop import IOLoop  # noqa: E402
 from traitlets.config import Config  # noqa: E402
 from zmq.eventloop.zmqstream import ZMQStream  # noqa: E402
 
@@ -183,6 +185,39 @@ def test_a_reply_behind_queued_messages_or_from_another_thread_is_queued(pair) -
     assert receive(pull) == [b"first"]
     assert [lean.deserialize(receive(pull)[1:])["msg_type"] for _ in range(2)] == ["execute_reply", "status"]
     stream.close(linger=0)
+
+
+def test_a_request_waiting_when_a_reply_leaves_at_once_is_still_read() -> None:
+    """A send takes in the socket's pending events and ZMQ's descriptor is edge-triggered: after a direct reply,
+    a request that was waiting (here: a second client's, taken in beforehand the same way) must still reach the
+    stream's handler, as it does after a queued reply."""
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.bind("inproc://lean-router")
+    second = context.socket(zmq.DEALER)
+    loop = IOLoop(make_current=False)
+    stream = ZMQStream(router, io_loop=loop)
+    received: list[list[bytes]] = []
+    stream.on_recv(received.append)
+    lean = LeanSession(key=KEY, packer="json")
+    lean.send_directly_on(stream)
+    try:
+        second.connect("inproc://lean-router")
+        second.send(b"kernel_info_request")
+        assert router.poll(5000)  # takes the socket's events in: the descriptor will not wake the loop for it
+        lean.send(stream, "execute_reply", {"status": "ok"}, ident=[b"first-client"])  # its first client's, gone
+
+        async def until_received() -> None:
+            while not received:
+                await asyncio.sleep(0.01)
+
+        loop.run_sync(until_received, timeout=10)
+        assert received[0][-1] == b"kernel_info_request"
+    finally:
+        stream.close(linger=0)
+        second.close(linger=0)
+        loop.close()
+        context.term()
 
 
 # --- cells --------------------------------------------------------------------------------------------------
