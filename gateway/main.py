@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await Store.open(settings)
-        connector = ZmqConnector(settings.max_message_bytes)
+        connector = ZmqConnector(settings.max_message_bytes, settings.max_kernels)
         coordination = None  # issue 11: with PostgreSQL, admission, the warm pool and the leader are shared
         if store.engine.dialect.name == "postgresql":
             coordination = SqlCoordination(database_url(settings), settings.instance)

@@ -191,7 +191,8 @@ def _own_agent(gateway: GatewayProcess) -> dict[str, str]:
             url = gateway.settings.get("database_url") or resources.enter_context(postgres_database())
             agent = AgentProcess(
                 gateway.kernels_dir.parent, agent_keys(), instance=gateway.instance,
-                kernels_dir=gateway.kernels_dir, env=gateway.env,
+                kernels_dir=gateway.kernels_dir,
+                env={**gateway.env, "JUPYCELL_AGENT_MAX_KERNELS": str(_one_node_cap(gateway))},
             )  # fmt: skip
             resources.callback(agent.stop)
             agent.start()
@@ -201,7 +202,17 @@ def _own_agent(gateway: GatewayProcess) -> dict[str, str]:
         own = _own_agents[gateway.instance] = _OwnAgent(agent, str(url), resources)
     if not own.agent.alive():
         own.agent.start()
-    return agents_backend_env(agent_keys(), [own.agent.address], own.database_url)
+    env = agents_backend_env(agent_keys(), [own.agent.address], own.database_url)
+    if "max_kernels_per_node" not in gateway.settings:
+        env["JUPYCELL_MAX_KERNELS_PER_NODE"] = str(_one_node_cap(gateway))
+    return env
+
+
+def _one_node_cap(gateway: GatewayProcess) -> int:
+    """The kernels one node may run when it is the gateway's only one: as on the local backend, the gateway's own
+    ``max_kernels`` (pool containers on top) is the only limit a suite meets."""
+    settings = gateway.settings
+    return int(settings.get("max_kernels", 256)) + int(settings.get("pool_size", 0))
 
 
 def own_agent(instance: str) -> AgentProcess | None:

@@ -70,6 +70,7 @@ class FakeSandbox:
         self.fail_starts = fail_starts
         self.start_delay = start_delay
         self.started = 0
+        self.removal_gate: asyncio.Event | None = None  # set: removals wait until it is set
         self._on_death: DeathCallback | None = None
         self._counter = 0
 
@@ -131,6 +132,8 @@ class FakeSandbox:
         return "fake log"
 
     async def remove(self, kernel_id: int) -> None:
+        if self.removal_gate is not None:
+            await self.removal_gate.wait()
         for container in [c for c in self.containers.values() if c.kernel_id == kernel_id]:
             del self.containers[container.container_id]
         self.removed.append(kernel_id)
@@ -574,16 +577,20 @@ class FakeReplicas:
     """Issue 11: the shared ownership state of several replicas in memory (what the database holds): kernel owners
     and epochs, live replicas, and the one store and sandbox they share."""
 
-    def __init__(self, store: FakeStore, sandbox: FakeSandbox) -> None:
-        self.store, self.sandbox = store, sandbox
+    def __init__(self, store: FakeStore, sandbox: FakeSandbox, deployment: FakeDeployment | None = None) -> None:
+        self.store, self.sandbox, self.deployment = store, sandbox, deployment
         self.owners: dict[int, tuple[str | None, int]] = {}  # kernel id -> (owner, epoch)
         self.alive: set[str] = set()
 
     def service(self, replica_id: str, settings: Settings) -> KernelService:
-        """A replica: a real ``KernelService`` on the shared fakes, with its own ``FakeOwnership``."""
+        """A replica: a real ``KernelService`` on the shared fakes, with its own ``FakeOwnership`` (and its own
+        ``FakeCoordination`` when the replicas share a ``deployment``)."""
         ownership = FakeOwnership(self, replica_id)
         store: Any = _OwnedView(self.store, ownership)
-        return KernelService(settings, self.sandbox, FakeConnector(self.sandbox), store, ownership=ownership)
+        coordination = None if self.deployment is None else FakeCoordination(self.deployment, replica_id)
+        return KernelService(
+            settings, self.sandbox, FakeConnector(self.sandbox), store, coordination=coordination, ownership=ownership
+        )
 
 
 class _OwnedView:

@@ -164,10 +164,12 @@ class AgentClient:
         env: dict[str, str] | None = None,
         pool: bool = False,
         timeout: float | None = None,
+        jupyter_id: str | None = None,
     ) -> StartedKernel:
         body = await self.request(
-            "start", timeout, kernel_id=kernel_id, key=key, runtime=runtime, env=env or {}, pool=pool
-        )
+            "start", timeout, kernel_id=kernel_id, key=key, runtime=runtime, env=env or {}, pool=pool,
+            jupyter_id=jupyter_id,
+        )  # fmt: skip
         return StartedKernel(str(body["container_id"]), {c: int(body["ports"][c]) for c in CHANNELS})
 
     async def signal(self, kernel_id: int, signal: str) -> None:

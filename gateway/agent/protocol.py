@@ -41,6 +41,7 @@ class StartRequest(_Request):
     op: Literal["start"]
     kernel_id: KernelId
     key: str = Field(pattern=r"^[0-9a-f]{32,128}$")
+    jupyter_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")  # the container's label, as locally
     runtime: str | None = Field(None, pattern=r"^[a-zA-Z0-9_.-]{1,64}$")
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=64)
     pool: bool = False

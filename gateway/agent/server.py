@@ -29,6 +29,7 @@ from gateway.adapters.docker import DockerSandbox
 from gateway.adapters.docker.sockets import SOCKET_PREFIX, new_connection_info, prepare_socket_dir, seal_socket_dir
 from gateway.agent.keys import Keypair, load_allowed_keys, load_keypair
 from gateway.agent.protocol import (
+    CHANNELS,
     MAX_REQUEST_BYTES,
     PROTOCOL_VERSION,
     ZAP_DOMAIN,
@@ -48,12 +49,23 @@ from gateway.agent.relay import Relays
 from gateway.agent.settings import AgentSettings
 from gateway.errors import KernelStartFailed, SandboxUnavailable
 from gateway.kernels.ports import ContainerExit
+from gateway.protocol.socket_budget import allow_sockets
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = "1"
 _MAX_LOG_BYTES = 64 * 1024
+#: ZMQ sockets of one kernel's relays (a front, a back and a steering pair per channel), and of the rest.
+_SOCKETS_PER_KERNEL = 4 * len(CHANNELS)
+_SOCKETS_BESIDES = 64
+
+
+def relay_context(max_kernels: int) -> zmq.Context[Any]:
+    """The agent's ZMQ context, with room for the sockets of ``max_kernels`` kernels' relays."""
+    context: zmq.Context[Any] = zmq.Context()
+    allow_sockets(context, _SOCKETS_PER_KERNEL * max_kernels + _SOCKETS_BESIDES)
+    return context
 
 
 class AgentError(Exception):
@@ -103,7 +115,7 @@ class Agent:
         self._node = {"cpus": info.get("NCPU"), "mem_mb": int(info.get("MemTotal", 0)) // 2**20}
         await asyncio.to_thread(self._relay_dir.mkdir, parents=True, exist_ok=True, mode=0o700)
 
-        self._context = context = zmq.Context()
+        self._context = context = relay_context(self.settings.max_kernels)
         auth = ThreadAuthenticator(context)
         auth.start()
         auth.configure_curve_callback(domain=ZAP_DOMAIN.decode(), credentials_provider=_AllowList(self.allowed))
@@ -274,7 +286,7 @@ class Agent:
             ports = await asyncio.to_thread(self.relays.open, kernel_id, self._ipc_base(kernel_id))
             container_id = await self.sandbox.create_container(
                 kernel_id, socket_dir, None if request.pool else runtime, None if request.pool else request.env,
-                pooled=request.pool,
+                jupyter_id=request.jupyter_id, pooled=request.pool,
             )  # fmt: skip
             await asyncio.to_thread(self._write_ports, kernel_id, ports)
             made_dir = False

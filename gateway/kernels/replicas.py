@@ -79,8 +79,9 @@ class ReplicaCoordinator:
                     self.drop(kernel, "it is no longer stored")
                 return None
             if location.owner == self.ownership.replica_id and self.ownership.holds(location.kernel_id):
-                if kernel is not None:
-                    return None  # still ours (our lease lapsed, nobody took it)
+                # Still ours (our lease lapsed, nobody took it); or, not in the registry, being shut down here:
+                # never adopted back from under its own shutdown (the route answers 404).
+                return None
             if kernel is not None:
                 self.drop(kernel, "another gateway replica serves it now")
                 kernel = None

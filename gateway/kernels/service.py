@@ -155,6 +155,11 @@ class KernelService:
         if self.replicas is not None:  # issue 11: take only what no live replica owns
             await self.replicas.join()
             others = await self.replicas.ownership.others_alive()
+        if self.coordination is not None and self.replicas is not None and not others:
+            # The whole deployment was down (killed: a clean stop of the last replica removed it): the warm pool it
+            # left is removed below, as a single gateway's is, not handed out.
+            for kernel_id, _, _ in await self.coordination.unclaimed():
+                await self.coordination.drop(kernel_id)
         interrupted = await self.store.interrupt_open_runs(settings.instance, recovery.INTERRUPTED_DETAIL)
         records = await self.store.load_kernels(settings.instance)
         containers = await self.backend.list_own()

@@ -28,6 +28,7 @@ from gateway.kernels.ports import ConnectionInfo
 from gateway.notebook.outputs import Output, OutputCollector, output_from_message
 from gateway.protocol.curve import SEND_TIMEOUT_MS, curve_keys
 from gateway.protocol.session import DatelessSession
+from gateway.protocol.socket_budget import allow_sockets
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,11 @@ class Execution:
 class ZmqConnector:
     """Makes ``KernelClient`` connections; owns the one ZMQ context (so one I/O thread) they all share."""
 
-    def __init__(self, max_message_bytes: int) -> None:
+    def __init__(self, max_message_bytes: int, max_kernels: int = 0) -> None:
         self.max_message_bytes = max_message_bytes
         self.context = zmq.asyncio.Context()
+        # Three sockets per kernel connection, as many again for the warm pool's and the websockets' connections.
+        allow_sockets(self.context, 6 * max_kernels + 256)
         self.context.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # a kernel cannot make the gateway buffer more
         self.context.setsockopt(zmq.LINGER, 0)
         self.context.setsockopt(zmq.RECONNECT_IVL, 20)  # find a just-started kernel's sockets quickly

@@ -293,7 +293,7 @@ class AgentsBackend:
         for fresh in (False, True):  # every node full: ask for fresh capacity reports once before refusing
             if fresh:
                 await asyncio.gather(*(self._report(node) for node in ready.values()))
-            handle = await self._place(kernel_id, key, ready, runtime, env, pooled)
+            handle = await self._place(kernel_id, jupyter_id, key, ready, runtime, env, pooled)
             if handle is not None:
                 return handle
         loads = ", ".join(f"{n.name} {n.load().kernels}" for n in ready.values())
@@ -323,8 +323,9 @@ class AgentsBackend:
             await node.report()
 
     async def _place(
-        self, kernel_id: int, key: str, ready: dict[str, AgentNode], runtime: str, env: dict[str, str], pooled: bool
-    ) -> AgentHandle | None:
+        self, kernel_id: int, jupyter_id: str, key: str, ready: dict[str, AgentNode], runtime: str,
+        env: dict[str, str], pooled: bool,
+    ) -> AgentHandle | None:  # fmt: skip
         """Start the kernel on the first node of the placement order that takes it; None if none does."""
         order = self._order(ready.values())
         for name in order:
@@ -334,7 +335,7 @@ class AgentsBackend:
                 started = await node.call(
                     lambda c: c.start(
                         kernel_id, key, runtime=None if pooled else runtime, env=None if pooled else env,
-                        pool=pooled, timeout=self.settings.kernel_start_timeout,
+                        pool=pooled, timeout=self.settings.kernel_start_timeout, jupyter_id=jupyter_id,
                     )
                 )  # fmt: skip
             except AgentRefused as error:

@@ -10,7 +10,7 @@ from typing import Any
 from gateway.kernels.kernel import Kernel, KernelEvent, KernelState
 from gateway.kernels.service import KernelService
 from gateway.settings import Settings
-from tests.fakes import FakeOwnership, FakeReplicas, FakeSandbox, FakeStore
+from tests.fakes import FakeDeployment, FakeOwnership, FakeReplicas, FakeSandbox, FakeStore
 
 
 def settings(**values: Any) -> Settings:
@@ -49,6 +49,23 @@ def test_a_kernel_of_another_live_replica_is_forwarded_and_an_own_one_served_her
         assert await b.locate(kernel.id) == "http://a"
         assert await b.locate(kernel.id, forwarded=True) is None  # never sent on twice
         assert await b.locate(424242) is None  # unknown: the route says 404
+
+    run(scenario())
+
+
+def test_a_kernel_being_shut_down_is_not_adopted_back_by_its_own_replica() -> None:
+    async def scenario() -> None:
+        shared, a, _ = await two_replicas()
+        kernel = await started_on(a)
+        shared.sandbox.removal_gate = asyncio.Event()  # the container's removal takes a while (a node's agent)
+        shutdown = asyncio.ensure_future(a.shutdown(kernel.id, "it was idle"))
+        while kernel in a.registry:
+            await asyncio.sleep(0.01)
+        assert await a.locate(kernel.id) is None  # served here: the route says 404
+        assert kernel.id not in {k.id for k in a.registry} and shared.owners[kernel.id] == ("a", 1)
+        shared.sandbox.removal_gate.set()
+        await shutdown
+        assert kernel.id not in shared.store.kernels
 
     run(scenario())
 
@@ -125,6 +142,31 @@ def test_start_up_leaves_the_kernels_and_containers_of_live_replicas_alone() -> 
         await c.shut_down()  # on_stop=shutdown: its own kernels only
         assert shared.sandbox.by_kernel(kernel.id) is not None
         assert await a.locate(kernel.id) is None
+
+    run(scenario())
+
+
+def test_a_warm_pool_left_by_a_deployment_that_was_killed_is_removed_by_its_first_replica_only() -> None:
+    async def scenario() -> None:
+        store = FakeStore()
+        shared = FakeReplicas(store, FakeSandbox(), FakeDeployment(store))
+        assert shared.deployment is not None
+        for kernel_id in (7, 8):  # what a killed leader left: two ready pool kernels
+            handle = await shared.sandbox.start(kernel_id, f"uuid-{kernel_id}", "runc", {}, pooled=True)
+            shared.deployment.pool[kernel_id] = {
+                "uuid": f"uuid-{kernel_id}", "runtime": "runc", "sandbox": handle.to_state(), "key": "k",
+                "ready_at": 0.0, "state": "ready", "filler": "gone",
+            }  # fmt: skip
+        a = shared.service("a", settings())
+        shared.alive.add("other")  # another replica is up: its pool stays
+        await a.start_up()
+        assert set(shared.deployment.pool) == {7, 8} and shared.sandbox.by_kernel(7) is not None
+        await a.shut_down()
+        shared.alive.clear()  # every replica is gone
+        b = shared.service("b", settings())
+        await b.start_up()
+        assert shared.deployment.pool == {}
+        assert shared.sandbox.by_kernel(7) is None and shared.sandbox.by_kernel(8) is None
 
     run(scenario())
 
