@@ -164,9 +164,12 @@ class AgentClient:
         env: dict[str, str] | None = None,
         pool: bool = False,
         timeout: float | None = None,
+        image: str | None = None,
     ) -> StartedKernel:
+        """``image``: one of the agent's allowed images (None: its sandbox image)."""
+        extra = {"image": image} if image is not None else {}
         body = await self.request(
-            "start", timeout, kernel_id=kernel_id, key=key, runtime=runtime, env=env or {}, pool=pool
+            "start", timeout, kernel_id=kernel_id, key=key, runtime=runtime, env=env or {}, pool=pool, **extra
         )
         return StartedKernel(str(body["container_id"]), {c: int(body["ports"][c]) for c in CHANNELS})
 
