@@ -21,6 +21,10 @@ class ImageRefused(Exception):
     """A start request names an image this node's agent does not allow."""
 
 
+class ImageMissing(Exception):
+    """An allowed image this node's engine does not have (it is never pulled: there is no registry)."""
+
+
 class NodeImages:
     """``allowed``: the deployment's image first, then the other allowed ones; ``has(image)``: whether the engine
     has it (may raise SandboxUnavailable)."""
@@ -52,6 +56,14 @@ class NodeImages:
                 f"in its JUPYCELL_ALLOWED_IMAGES, {others}"
             )
         return image
+
+    async def require(self, image: str) -> None:
+        """ImageMissing unless the engine has ``image`` now (asked afresh: a gateway's view may be stale)."""
+        if not await self._has(image):
+            raise ImageMissing(
+                f"image {image!r} is allowed on node {self.node} but not in its engine: load it there "
+                "(docker save | docker load; docs/swarm.md)"
+            )
 
     async def present(self) -> list[str]:
         """The allowed images the engine has, in allow-list order (the last answer if the engine does not

@@ -27,7 +27,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from gateway.adapters.docker import DockerSandbox
 from gateway.adapters.docker.sockets import SOCKET_PREFIX, new_connection_info, prepare_socket_dir, seal_socket_dir
-from gateway.agent.images import ImageRefused, NodeImages
+from gateway.agent.images import ImageMissing, ImageRefused, NodeImages
 from gateway.agent.keys import Keypair, load_allowed_keys, load_keypair
 from gateway.agent.protocol import (
     MAX_REQUEST_BYTES,
@@ -260,7 +260,7 @@ class Agent:
             raise AgentError("bad_request", f"runtime {runtime!r} is not allowed on this node")
         if request.pool and (request.runtime or request.env):
             raise AgentError("bad_request", "a pool kernel has the deployment's profile: no runtime or env")
-        image = self._image(request)
+        image = await self._image(request)
         if kernel_id in self._starting or kernel_id in self.relays.ports():
             raise AgentError("conflict", f"kernel {kernel_id} already exists on this node")
         if self._kernel_count() >= self.settings.max_kernels:
@@ -288,12 +288,18 @@ class Agent:
             if made_dir:  # failed after making it: leave nothing behind
                 await asyncio.shield(self._remove(kernel_id))
 
-    def _image(self, request: StartRequest) -> str | None:
-        """The image to start (None: the deployment's), from this agent's own allow-list only."""
+    async def _image(self, request: StartRequest) -> str | None:
+        """The image to start (None: the deployment's), from this agent's own allow-list only, and in the engine
+        (an image is never pulled)."""
         try:
-            return self.images.choose(request.image, pool=request.pool)
+            image = self.images.choose(request.image, pool=request.pool)
+            if image is not None:
+                await self.images.require(image)
         except ImageRefused as error:
             raise AgentError("bad_request", str(error)) from None
+        except ImageMissing as error:
+            raise AgentError("start_failed", str(error)) from None
+        return image
 
     def _kernel_count(self) -> int:
         """Kernels running or starting here (a starting one has its relay open already: counted once)."""

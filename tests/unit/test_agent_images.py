@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.agent.images import ImageRefused, NodeImages
+from gateway.agent.images import ImageMissing, ImageRefused, NodeImages
 from gateway.agent.keys import create_keys
 from gateway.agent.protocol import BadRequest, StartRequest, parse_request
 from gateway.agent.server import Agent, AgentError
@@ -85,10 +85,36 @@ def test_the_agent_refuses_an_image_off_its_list_whatever_the_gateway_allows(tmp
         node_name="node-a", curve_secret_file=paths["agent_secret"], allowed_clients=paths["gateway_public"],
         state_dir=tmp_path / "s",
     )  # fmt: skip
-    agent = Agent(agent_settings, Settings(sandbox_image="sandbox:1", allowed_images="custom:1"))
+    agent = Agent(agent_settings, Settings(sandbox_image="sandbox:1", allowed_images="custom:1,heavy:2"))
+    engine = Engine({"sandbox:1", "custom:1"})
+    agent.images = NodeImages("node-a", ("sandbox:1", "custom:1", "heavy:2"), engine.has)
     request = StartRequest(v=1, id="r", op="start", kernel_id=3, key="ab" * 32, image="custom:1")
-    assert agent._image(request) == "custom:1"
-    with pytest.raises(AgentError, match="'heavy:2' is not allowed on node node-a") as refused:
-        agent._image(request.model_copy(update={"image": "heavy:2"}))
-    assert refused.value.type == "bad_request"
-    agent.sandbox.close()
+
+    async def scenario() -> None:
+        assert await agent._image(request) == "custom:1"
+        assert await agent._image(request.model_copy(update={"image": "sandbox:1"})) is None
+        with pytest.raises(AgentError, match="'alpine:3' is not allowed on node node-a") as refused:
+            await agent._image(request.model_copy(update={"image": "alpine:3"}))
+        assert refused.value.type == "bad_request"
+        with pytest.raises(AgentError, match="'heavy:2' is allowed on node node-a but not in its engine") as missing:
+            await agent._image(request.model_copy(update={"image": "heavy:2"}))  # never pulled
+        assert missing.value.type == "start_failed"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        agent.sandbox.close()
+
+
+def test_an_image_is_required_in_the_engine_at_the_moment_of_the_start() -> None:
+    engine = Engine({"sandbox:1"})
+    images = NodeImages("node-a", ALLOWED, engine.has, fresh_for=3600)
+
+    async def scenario() -> None:
+        await images.present()
+        with pytest.raises(ImageMissing, match="load it there"):
+            await images.require("custom:1")
+        engine.images.add("custom:1")
+        await images.require("custom:1")  # asked afresh, not from the cached report
+
+    asyncio.run(scenario())
