@@ -72,8 +72,10 @@ test-runsc: engine images deps
 # (a plain process on the local engine) on a PostgreSQL database of its own (testing/harness.py, TEST_BACKEND).
 # A selection, to keep CI time down (about 5 minutes): the seed API, the Jupyter protocol, escapes (runc and gVisor),
 # and durability (kill -9 of the gateway: kernels re-attached through the agent with their memory; containers
-# changed while the gateway was down). The whole persistence suite passes too, in 5 more minutes.
+# changed while the gateway was down), custom images (about 25 s). The whole persistence suite passes too, in 5 more
+# minutes.
 AGENTS_SUITES := tests/integration/test_seed_api.py tests/integration/test_jupyter_api.py tests/security/test_escape.py \
+	tests/integration/test_custom_images.py \
 	tests/integration/test_persistence.py::test_kill_9_and_restart_keeps_kernels_with_their_memory_cells_and_outputs \
 	tests/integration/test_persistence.py::test_changes_to_containers_while_the_gateway_is_down_are_found_at_start
 test-agents: engine images deps postgres

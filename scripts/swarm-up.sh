@@ -6,6 +6,8 @@
 # Env: JUPYCELL_SWARM_PORT    host port (127.0.0.1) of node1's gateway replica (default 8800; node2's: +1)
 #      JUPYCELL_SWARM_STATE   directory for the generated keys and the API key (default .swarm in the repo)
 #      JUPYCELL_GATEWAY_IMAGE / JUPYCELL_SANDBOX_IMAGE  images to run (default jupycell-*:latest, `make images`)
+#      JUPYCELL_ALLOWED_IMAGES  custom sandbox images (comma-separated, built on this host): loaded into every node
+#                               and allowed in the stack (default: none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +18,9 @@ PORT=${JUPYCELL_SWARM_PORT:-8800}
 STATE=${JUPYCELL_SWARM_STATE:-$PWD/.swarm}
 GATEWAY_IMAGE=${JUPYCELL_GATEWAY_IMAGE:-jupycell-gateway:latest}
 SANDBOX_IMAGE=${JUPYCELL_SANDBOX_IMAGE:-jupycell-sandbox:latest}
-IMAGES=("$GATEWAY_IMAGE" "$SANDBOX_IMAGE")
+ALLOWED_IMAGES=${JUPYCELL_ALLOWED_IMAGES:-}
+IFS=', ' read -r -a CUSTOM_IMAGES <<<"$ALLOWED_IMAGES"
+IMAGES=("$GATEWAY_IMAGE" "$SANDBOX_IMAGE" "${CUSTOM_IMAGES[@]}")
 LABEL=jupycell.swarm=true
 say() { echo "swarm-up: $*" >&2; }
 in_node() { local node=$1; shift; docker exec -i "$PREFIX-$node" "$@"; }
@@ -126,7 +130,7 @@ say "deploying the stack"
 deployed=$(in_node node1 sh -c "docker stack ls --format '{{.Name}}' 2>/dev/null | grep -cx jupycell || true")
 in_node node1 sh -c 'cat > /root/stack.yml' <deploy/swarm/stack.yml
 docker exec -e JUPYCELL_GATEWAY_IMAGE="$GATEWAY_IMAGE" -e JUPYCELL_SANDBOX_IMAGE="$SANDBOX_IMAGE" \
-    -e JUPYCELL_PORT=8000 "$PREFIX-node1" docker stack deploy --resolve-image never -c /root/stack.yml jupycell >/dev/null
+    -e JUPYCELL_ALLOWED_IMAGES="$ALLOWED_IMAGES" -e JUPYCELL_PORT=8000 "$PREFIX-node1" docker stack deploy --resolve-image never -c /root/stack.yml jupycell >/dev/null
 if [ "$deployed" = 1 ] && [ "$reloaded" = 1 ]; then
     # Same tags, new images: the services' specs did not change, so replace their tasks explicitly.
     say "new images under the same tags: replacing the running tasks"

@@ -165,11 +165,14 @@ class AgentClient:
         pool: bool = False,
         timeout: float | None = None,
         jupyter_id: str | None = None,
+        image: str | None = None,
     ) -> StartedKernel:
+        """``image``: one of the agent's allowed images (None: its sandbox image). ``jupyter_id``: the container's
+        label. Both are sent only when set (an agent of the version before them accepts the request)."""
+        extra = {name: value for name, value in (("image", image), ("jupyter_id", jupyter_id)) if value is not None}
         body = await self.request(
-            "start", timeout, kernel_id=kernel_id, key=key, runtime=runtime, env=env or {}, pool=pool,
-            jupyter_id=jupyter_id,
-        )  # fmt: skip
+            "start", timeout, kernel_id=kernel_id, key=key, runtime=runtime, env=env or {}, pool=pool, **extra
+        )
         return StartedKernel(str(body["container_id"]), {c: int(body["ports"][c]) for c in CHANNELS})
 
     async def signal(self, kernel_id: int, signal: str) -> None:

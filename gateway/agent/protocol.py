@@ -26,6 +26,8 @@ ErrorType = Literal["bad_request", "not_found", "conflict", "capacity", "start_f
 KernelId = Annotated[int, Field(ge=1, le=2**53 - 1)]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 EnvValue = Annotated[str, Field(max_length=4096)]
+#: A Docker image reference (name[:tag][@digest]); whether the agent starts it is its own allow-list's call.
+ImageName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.:/@-]{0,255}$")]
 
 
 class _Request(BaseModel):
@@ -45,6 +47,7 @@ class StartRequest(_Request):
     runtime: str | None = Field(None, pattern=r"^[a-zA-Z0-9_.-]{1,64}$")
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=64)
     pool: bool = False
+    image: ImageName | None = None  # None: the node's sandbox image; else one on the agent's own allow-list
 
 
 class KernelRequest(_Request):

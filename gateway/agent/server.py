@@ -27,6 +27,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from gateway.adapters.docker import DockerSandbox
 from gateway.adapters.docker.sockets import SOCKET_PREFIX, new_connection_info, prepare_socket_dir, seal_socket_dir
+from gateway.agent.images import ImageMissing, ImageRefused, NodeImages
 from gateway.agent.keys import Keypair, load_allowed_keys, load_keypair
 from gateway.agent.protocol import (
     CHANNELS,
@@ -98,6 +99,7 @@ class Agent:
         self.allowed = load_allowed_keys(settings.allowed_clients)
         self.boot_id = uuid.uuid4().hex
         self.sandbox = DockerSandbox.from_settings(sandbox_settings)
+        self.images = NodeImages(settings.node_name, sandbox_settings.images, self.sandbox.has_image)
         self._relay_dir = settings.state_dir / "relays"
         self._starting: set[int] = set()
         self._seq = 0
@@ -111,6 +113,7 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         await self.sandbox.check_ready(self.sandbox_settings.runtimes)
+        await self.images.present()  # warns about allowed images missing here
         info = await self.sandbox.engine_info()
         self._node = {"cpus": info.get("NCPU"), "mem_mb": int(info.get("MemTotal", 0)) // 2**20}
         await asyncio.to_thread(self._relay_dir.mkdir, parents=True, exist_ok=True, mode=0o700)
@@ -259,7 +262,7 @@ class Agent:
         if request.op == "list":
             return {"kernels": await self._list()}
         if request.op == "capacity":
-            return self._capacity()
+            return {**self._capacity(), "images": await self.images.present()}
         return {"boot_id": self.boot_id}
 
     async def _start(self, request: StartRequest) -> dict[str, Any]:
@@ -269,6 +272,7 @@ class Agent:
             raise AgentError("bad_request", f"runtime {runtime!r} is not allowed on this node")
         if request.pool and (request.runtime or request.env):
             raise AgentError("bad_request", "a pool kernel has the deployment's profile: no runtime or env")
+        image = await self._image(request)
         if kernel_id in self._starting or kernel_id in self.relays.ports():
             raise AgentError("conflict", f"kernel {kernel_id} already exists on this node")
         if self._kernel_count() >= self.settings.max_kernels:
@@ -286,7 +290,7 @@ class Agent:
             ports = await asyncio.to_thread(self.relays.open, kernel_id, self._ipc_base(kernel_id))
             container_id = await self.sandbox.create_container(
                 kernel_id, socket_dir, None if request.pool else runtime, None if request.pool else request.env,
-                jupyter_id=request.jupyter_id, pooled=request.pool,
+                jupyter_id=request.jupyter_id, pooled=request.pool, image=image,
             )  # fmt: skip
             await asyncio.to_thread(self._write_ports, kernel_id, ports)
             made_dir = False
@@ -295,6 +299,19 @@ class Agent:
             self._starting.discard(kernel_id)
             if made_dir:  # failed after making it: leave nothing behind
                 await asyncio.shield(self._remove(kernel_id))
+
+    async def _image(self, request: StartRequest) -> str | None:
+        """The image to start (None: the deployment's), from this agent's own allow-list only, and in the engine
+        (an image is never pulled)."""
+        try:
+            image = self.images.choose(request.image, pool=request.pool)
+            if image is not None:
+                await self.images.require(image)
+        except ImageRefused as error:
+            raise AgentError("bad_request", str(error)) from None
+        except ImageMissing as error:
+            raise AgentError("start_failed", str(error)) from None
+        return image
 
     def _kernel_count(self) -> int:
         """Kernels running or starting here (a starting one has its relay open already: counted once)."""

@@ -101,6 +101,18 @@ def test_container_is_made_exactly_like_a_local_kernel(agent, kernel) -> None:
     ]
 
 
+def test_the_agent_reports_its_images_and_starts_none_off_its_own_list(agent) -> None:
+    image = os.environ.get("JUPYCELL_SANDBOX_IMAGE", "jupycell-sandbox:latest")
+    assert run(lambda c: c.capacity(), agent)["images"] == [image]  # no JUPYCELL_ALLOWED_IMAGES: its own only
+    for asked in ("alpine:latest", "jupycell-gateway:latest"):  # whatever a gateway asks for
+        with pytest.raises(AgentRefused, match=f"image '{asked}' is not allowed on node") as refused:
+            run(lambda c, a=asked: c.start(secrets.randbelow(2**40) + 1, secrets.token_hex(32), image=a), agent)
+        assert refused.value.type == "bad_request"
+    with pytest.raises(AgentRefused, match="image"):  # not an image reference at all: the schema refuses it
+        run(lambda c: c.start(1, secrets.token_hex(32), image="--privileged"), agent)
+    assert [entry for entry in run(lambda c: c.list(), agent) if entry["running"]] == []
+
+
 def test_unknown_curve_key_and_plaintext_clients_get_nothing(agent, kernel) -> None:
     kernel_id, key, started = kernel
     with pytest.raises(SandboxUnavailable, match="did not answer"):

@@ -19,11 +19,14 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import docker
 import httpx
 import pytest
 import zmq
 import zmq.auth
 
+from gateway.agent.client import AgentRefused
+from gateway.errors import KernelStartFailed
 from testing.agents import AgentKeys, AgentProcess, relayed_kernel, run, wait_ready
 from testing.harness import (
     Api,
@@ -36,6 +39,7 @@ from testing.harness import (
     unique_instance,
     wait_for,
 )
+from testing.images import READ_MARKER, marked_image
 from testing.jupyter import KernelWebsocket, ws_url
 
 # What is tested here does not depend on the kernels' runtime; under gVisor, `make test-agents` runs the escape suite
@@ -53,9 +57,12 @@ class Nodes:
         self.keys = AgentKeys(root / "keys")
         self.agents: dict[str, AgentProcess] = {}
 
-    def start(self, *names: str) -> list[AgentProcess]:
+    def start(self, *names: str, **settings: Any) -> list[AgentProcess]:
+        """Start these agents, each with ``settings`` (``JUPYCELL_<NAME>``) too."""
         for name in names:
-            self.agents[name] = AgentProcess(self.root, self.keys, agent_node_name=name, mem_limit_mb=256).start()
+            self.agents[name] = AgentProcess(
+                self.root, self.keys, agent_node_name=name, mem_limit_mb=256, **settings
+            ).start()
         return [self.agents[name] for name in names]
 
     def kernels_on(self, name: str) -> set[int]:
@@ -412,3 +419,94 @@ def test_intruders_on_a_kernels_relay_ports_get_nothing(nodes, gateway_factory, 
         finally:
             plain.close()
         assert stdout_of(api.execute(kernel_id, "print('still fine')")).strip() == "still fine"
+
+
+def container_of(kernel_id: int) -> dict[str, Any]:
+    """The image of the kernel's container, and how it is made (its host config and user; mounts aside)."""
+    engine = docker.from_env()
+    try:
+        (container,) = engine.containers.list(filters={"label": f"jupycell.kernel_id={kernel_id}"})
+        attrs = container.attrs
+    finally:
+        engine.close()
+    host = {k: v for k, v in attrs["HostConfig"].items() if k not in ("Binds", "Mounts")}
+    return {"image": attrs["Config"]["Image"], "hardening": {**host, "User": attrs["Config"]["User"]}}
+
+
+@pytest.fixture(scope="module")
+def custom_image() -> Iterator[str]:
+    with marked_image(os.environ.get("JUPYCELL_SANDBOX_IMAGE", "jupycell-sandbox:latest")) as tag:
+        yield tag
+
+
+def test_kernels_of_a_custom_image_go_only_to_nodes_that_have_it_and_fail_clearly_when_none_does(
+    nodes, gateway_factory, database, custom_image
+) -> None:
+    absent = f"{custom_image}-absent"  # allowed on node-b, but in no engine
+    (agent_a,) = nodes.start("node-a", allowed_images=custom_image)
+    (agent_b,) = nodes.start("node-b", allowed_images=absent)
+    assert run(lambda c: c.capacity(), agent_a)["images"][1:] == [custom_image]
+    assert run(lambda c: c.capacity(), agent_b)["images"][1:] == []  # allowed, not in its engine: not reported
+
+    # The agent decides, whatever a gateway asks: an image off its own list, or not in its engine, is refused.
+    with pytest.raises(AgentRefused, match=f"{custom_image}' is not allowed on node node-b") as refused:
+        run(lambda c: c.start(7001, "ab" * 32, image=custom_image), agent_b)
+    assert refused.value.type == "bad_request"
+    with pytest.raises(KernelStartFailed, match="is allowed on node node-b but not in its engine"):
+        run(lambda c: c.start(7002, "ab" * 32, image=absent), agent_b)  # never pulled
+    assert nodes.kernels_on("node-b") == set()
+
+    gateway, api = gateway_on(
+        nodes, gateway_factory, database, max_kernels_per_node=2, allowed_images=custom_image,
+        agents_lost_after=3, agents_refresh_interval=1,
+    )  # fmt: skip
+    with api:
+        assert f"image '{custom_image}' is not on node(s) node-b" in gateway.log()  # warned at start
+        custom = [api.http.post("/start", json={"image": custom_image}).json()["kernel_id"] for _ in range(2)]
+        assert nodes.kernels_on("node-a") == set(custom)  # not spread to node-b, which lacks the image
+        full = api.http.post("/start", json={"image": custom_image})
+        assert full.status_code == 429 and "max_kernels_per_node=2" in full.json()["detail"], full.text
+        plain = api.start()
+        assert nodes.kernels_on("node-b") == {plain}
+        assert stdout_of(api.execute(custom[0], READ_MARKER)) == "custom-image\n"
+        assert stdout_of(api.execute(plain, READ_MARKER)) == "-\n"
+        made = {kernel_id: container_of(kernel_id) for kernel_id in (custom[0], plain)}
+        assert made[custom[0]]["image"] == custom_image and made[plain]["image"] != custom_image
+        assert made[custom[0]]["hardening"] == made[plain]["hardening"]  # whatever the image
+        assert made[plain]["hardening"]["NetworkMode"] == "none"
+
+        agent_a.kill()  # the only node with the image is gone: its kernels are lost, and not replaced on node-b
+
+        def not_replaced() -> dict[str, Any] | None:
+            described = api.http.get(f"/kernels/{custom[0]}").json()
+            return described if "could not be restarted" in (described["last_death"] or "") else None
+
+        described = wait_for("node-a's kernels lost and not replaced elsewhere", not_replaced, timeout=120)
+        assert described["state"] == "dead" and "is on no ready node" in described["last_death"], described
+        assert nodes.kernels_on("node-b") == {plain}
+        refused_start = api.http.post("/start", json={"image": custom_image})
+        assert refused_start.status_code == 503, refused_start.text  # as the local backend for a missing image
+        assert f"Sandbox image '{custom_image}' is on no ready node" in refused_start.json()["detail"]
+        assert "docs/swarm.md" in refused_start.json()["detail"]
+        restarted = api.http.post(f"/kernels/{custom[0]}/restart")  # its image is kept: not moved to node-b
+        assert restarted.status_code == 503 and "is on no ready node" in restarted.json()["detail"], restarted.text
+
+        agent_a.start()  # node-a back: the kernel restarts there, with its image
+        wait_for(
+            "the kernel restarted on node-a",
+            lambda: (r := api.http.post(f"/kernels/{custom[0]}/restart")).status_code == 200 and r,
+            timeout=120,
+            interval=1,
+        )
+        assert custom[0] in nodes.kernels_on("node-a")
+        assert stdout_of(api.execute(custom[0], READ_MARKER)) == "custom-image\n"
+
+
+def test_a_gateway_allowing_an_image_no_node_has_refuses_to_start(nodes, database, custom_image) -> None:
+    nodes.start("node-a")  # its agent does not allow the image (its engine has it)
+    settings = nodes.gateway_settings(database, allowed_images=custom_image)
+    gateway = GatewayProcess(nodes.root / "gw", **settings)
+    with pytest.raises(RuntimeError) as refused:
+        gateway.start(timeout=90)
+    assert f"Sandbox image '{custom_image}' is on no node" in str(refused.value)
+    assert "JUPYCELL_ALLOWED_IMAGES" in str(refused.value)

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.adapters.agents.discovery import DEFAULT_CONTROL_PORT, Target, parse_targets
-from gateway.adapters.agents.placement import NodeLoad, preference
+from gateway.adapters.agents.placement import NodeLoad, holding, preference
 from gateway.settings import Settings
 
 
@@ -62,3 +62,16 @@ def test_the_agents_backend_needs_its_addresses_and_keys() -> None:
         gateway_curve_secret_file="/run/secrets/g", agent_curve_public_file="/run/secrets/a",
     )  # fmt: skip
     assert settings.max_kernels_per_node == 32
+
+
+def test_a_kernel_of_an_image_of_its_own_goes_only_to_nodes_that_have_it() -> None:
+    loads = [
+        NodeLoad("a", 0, 64, 8192, frozenset({"sandbox:1"})),
+        NodeLoad("b", 3, 64, 8192, frozenset({"sandbox:1", "custom:1"})),
+        NodeLoad("c", 4, 64, 8192, frozenset({"custom:1"})),
+    ]
+    assert preference(loads, per_node=4, kernel_mem_mb=512, image="custom:1") == ["b"]  # c is full
+    assert preference(loads, per_node=4, kernel_mem_mb=512) == ["a", "b"]  # the deployment's image: any node
+    assert preference(loads, per_node=4, kernel_mem_mb=512, image="heavy:2") == []
+    assert [load.name for load in holding(loads, "custom:1")] == ["b", "c"]
+    assert holding(loads, None) == loads

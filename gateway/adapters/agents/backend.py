@@ -30,7 +30,7 @@ import zmq.asyncio
 
 from gateway.adapters.agents.discovery import Target, parse_targets, resolve
 from gateway.adapters.agents.node import AgentNode, NodeDisplaced
-from gateway.adapters.agents.placement import preference
+from gateway.adapters.agents.placement import holding, preference
 from gateway.adapters.docker import SandboxSpec
 from gateway.agent.client import AgentClient, AgentRefused, CurveKeys, Death, relay_connection_info
 from gateway.agent.keys import load_keypair, load_public_key
@@ -54,6 +54,11 @@ _PROBE_TIMEOUT = 3.0
 #: An agent silent this long (it sends a heartbeat every 2 s by default) has the agents looked up again at once, not
 #: at the next periodic refresh: a restarted agent is followed to its new address within seconds.
 _LOOK_AGAIN_AFTER = 5.0
+#: How to make an allowed image available on the agents' nodes.
+_LOAD_IT = (
+    "no agent reports it. Load it into each node's engine (docker save | docker load: there is no registry; "
+    "docs/swarm.md) and allow it in the agents' own JUPYCELL_ALLOWED_IMAGES too."
+)
 
 
 @dataclass(frozen=True)
@@ -243,10 +248,6 @@ class AgentsBackend:
         return self._profile
 
     async def check_ready(self, runtimes: tuple[str, ...], images: tuple[str, ...] = ()) -> None:
-        if set(images) - {self.settings.sandbox_image}:
-            raise SandboxUnavailable(
-                "the agents backend runs the deployment's own sandbox image only: unset JUPYCELL_ALLOWED_IMAGES"
-            )
         await self._refresh()
         ready = self._ready()
         if not ready:
@@ -261,8 +262,32 @@ class AgentsBackend:
                 raise SandboxUnavailable(
                     f"the agent of node {node.name} does not allow runtime(s) {', '.join(sorted(missing))}"
                 )
+        self._check_images(images, ready)
         if self._maintainer is None:
             self._maintainer = asyncio.create_task(self._maintain())
+
+    def _check_images(self, images: tuple[str, ...], ready: list[AgentNode]) -> None:
+        """Like the local backend, refuse an allowed image no node has (allowed by its agent and in its engine);
+        warn about one only some nodes have (its kernels go to those)."""
+        for image in images:
+            if image == self.settings.sandbox_image:  # every agent checks its own at its start
+                continue
+            lacking = sorted(node.name for node in ready if image not in node.load().images)
+            if len(lacking) == len(ready):
+                raise SandboxUnavailable(f"Sandbox image {image!r} is on no node: {_LOAD_IT}")
+            if lacking:
+                log.warning("image %r is not on node(s) %s: its kernels go to the others", image, ", ".join(lacking))
+
+    async def _holding(self, image: str | None, ready: dict[str, AgentNode]) -> dict[str, AgentNode]:
+        """The ready nodes that have ``image`` (after fresh capacity reports if none had it);
+        KernelStartFailed, as the local backend for an image its engine lacks, if none has."""
+        for fresh in (False, True):
+            if fresh:
+                await asyncio.gather(*(self._report(node) for node in ready.values()))
+            names = {load.name for load in holding([node.load() for node in ready.values()], image)}
+            if names:
+                return {name: node for name, node in ready.items() if name in names}
+        raise KernelStartFailed(f"Sandbox image {image!r} is on no ready node: {_LOAD_IT}")
 
     async def ping(self) -> None:
         async def answers(node: AgentNode) -> bool:
@@ -280,20 +305,18 @@ class AgentsBackend:
         image: str | None = None, node: str | None = None,
     ) -> SandboxHandle:  # fmt: skip
         """Place the kernel on the node with the most free capacity (the next one if that node is full by now), or
-        on ``node`` (the warm pool's per-node filling). Only the deployment's image (``image`` None): custom images
-        are refused at start-up."""
-        if image is not None:
-            raise KernelStartFailed(f"the agents backend cannot start image {image!r}: only the deployment's image")
+        on ``node`` (the warm pool's per-node filling); with an ``image`` of its own, only on a node that has it."""
         key = secrets.token_hex(32)
         ready = {n.name: n for n in self._ready() if node is None or n.name == node}
         if not ready:
             if node is not None:
                 raise SandboxUnavailable(f"node {node} is not ready to start a kernel (lost or unreachable)")
             raise SandboxUnavailable("no agent is ready to start a kernel (every node is lost or unreachable)")
+        ready = await self._holding(image, ready)
         for fresh in (False, True):  # every node full: ask for fresh capacity reports once before refusing
             if fresh:
                 await asyncio.gather(*(self._report(node) for node in ready.values()))
-            handle = await self._place(kernel_id, jupyter_id, key, ready, runtime, env, pooled)
+            handle = await self._place(kernel_id, jupyter_id, key, ready, runtime, env, pooled, image)
             if handle is not None:
                 return handle
         loads = ", ".join(f"{n.name} {n.load().kernels}" for n in ready.values())
@@ -306,11 +329,12 @@ class AgentsBackend:
         """The ready nodes with a free slot, the one placement prefers first."""
         return self._order(self._ready())
 
-    def _order(self, nodes: Iterable[AgentNode]) -> list[str]:
+    def _order(self, nodes: Iterable[AgentNode], image: str | None = None) -> list[str]:
         return preference(
             [node.load() for node in nodes],
             per_node=self.settings.max_kernels_per_node,
             kernel_mem_mb=self.settings.mem_limit_mb,
+            image=image,
         )
 
     def node_of(self, state: dict[str, Any]) -> str | None:
@@ -324,10 +348,10 @@ class AgentsBackend:
 
     async def _place(
         self, kernel_id: int, jupyter_id: str, key: str, ready: dict[str, AgentNode], runtime: str,
-        env: dict[str, str], pooled: bool,
+        env: dict[str, str], pooled: bool, image: str | None = None,
     ) -> AgentHandle | None:  # fmt: skip
         """Start the kernel on the first node of the placement order that takes it; None if none does."""
-        order = self._order(ready.values())
+        order = self._order(ready.values(), image)
         for name in order:
             node = ready[name]
             node.placed[kernel_id], self._where[kernel_id] = "", node
@@ -336,6 +360,7 @@ class AgentsBackend:
                     lambda c: c.start(
                         kernel_id, key, runtime=None if pooled else runtime, env=None if pooled else env,
                         pool=pooled, timeout=self.settings.kernel_start_timeout, jupyter_id=jupyter_id,
+                        image=image,
                     )
                 )  # fmt: skip
             except AgentRefused as error:

@@ -129,7 +129,13 @@ class AgentNode:
             max(reported, len(self.placed)),
             _count(self.capacity.get("max_kernels"), default=2**31),
             _count(self.capacity.get("mem_mb")),
+            _images(self.capacity.get("images")),
         )
+
+
+def _images(value: Any) -> frozenset[str]:
+    """The images of a capacity report (none if it has no list of names)."""
+    return frozenset(i for i in value if isinstance(i, str)) if isinstance(value, list) else frozenset()
 
 
 def _count(value: Any, default: int = 0) -> int:

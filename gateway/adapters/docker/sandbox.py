@@ -208,6 +208,14 @@ class DockerSandbox:
         info: dict[str, Any] = await self._call(self.client.info)
         return info
 
+    async def has_image(self, image: str) -> bool:
+        """Whether the engine has ``image`` (nothing is pulled)."""
+        try:
+            await self._call(self.client.images.get, image)
+        except NotFound:
+            return False
+        return True
+
     async def check_ready(self, runtimes: tuple[str, ...] = (), images: tuple[str, ...] = ()) -> None:
         """Start-up check: the engine answers, the images exist and the runtimes are registered."""
         await self.ping()
