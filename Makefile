@@ -73,11 +73,15 @@ test-runsc: engine images deps
 # A selection, to keep CI time down (about 5 minutes): the seed API, the Jupyter protocol, escapes (runc and gVisor),
 # and durability (kill -9 of the gateway: kernels re-attached through the agent with their memory; containers
 # changed while the gateway was down), custom images (about 25 s). The whole persistence suite passes too, in 5 more
-# minutes.
+# minutes. Packages on demand (wheels on the kernel's node, through its agent): install, no network, and back after
+# a replacement, a gateway kill -9 and a restart (about 50 s; the whole test_packages.py passes too, in 90 s).
 AGENTS_SUITES := tests/integration/test_seed_api.py tests/integration/test_jupyter_api.py tests/security/test_escape.py \
 	tests/integration/test_custom_images.py \
 	tests/integration/test_persistence.py::test_kill_9_and_restart_keeps_kernels_with_their_memory_cells_and_outputs \
-	tests/integration/test_persistence.py::test_changes_to_containers_while_the_gateway_is_down_are_found_at_start
+	tests/integration/test_persistence.py::test_changes_to_containers_while_the_gateway_is_down_are_found_at_start \
+	tests/integration/test_packages.py::test_pure_and_compiled_packages_install_and_import_in_the_same_session \
+	tests/integration/test_packages.py::test_the_kernel_still_has_no_network_after_installing \
+	tests/integration/test_packages.py::test_packages_come_back_after_a_deadline_replacement_a_gateway_kill_and_a_restart
 test-agents: engine images deps postgres
 	export JUPYCELL_TEST_POSTGRES_URL="$${JUPYCELL_TEST_POSTGRES_URL:-$$(scripts/ensure-postgres.sh)}" \
 		JUPYCELL_TEST_BACKEND=agents; \

@@ -5,7 +5,6 @@ Run with ``uvicorn --factory gateway.main:create_app``; nothing is built at impo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,9 +14,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from gateway.adapters.agents import AgentsBackend
+from gateway.adapters.agents.packages import AgentPackageHost
 from gateway.adapters.docker import DockerSandbox
 from gateway.adapters.docker.cgroups import CgroupReader
-from gateway.adapters.docker.sandbox import ExtraMounts
 from gateway.adapters.sql import Store
 from gateway.adapters.sql.coordination import SqlCoordination
 from gateway.adapters.sql.database import database_url
@@ -33,7 +32,9 @@ from gateway.kernels.service import KernelService
 from gateway.mcp import mount_mcp
 from gateway.metrics.http import HttpMetricsMiddleware
 from gateway.metrics.observer import KernelObserver
-from gateway.packages.service import PackageService
+from gateway.packages.local_host import LocalPackageHost
+from gateway.packages.service import PackageService, PackageStore
+from gateway.packages.settings import PackageSettings
 from gateway.protocol.client import ZmqConnector
 from gateway.security.audit import AuditLog
 from gateway.security.keys import KeyRing
@@ -64,16 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         coordination = None  # issue 11: with PostgreSQL, admission, the warm pool and the leader are shared
         if store.engine.dialect.name == "postgresql":
             coordination = SqlCoordination(database_url(settings), settings.instance)
-        # Packages on demand (issue 13): fetched outside the kernels, mounted read-only into each one (local backend).
-        packages = None if settings.backend == "agents" else await asyncio.to_thread(PackageService, settings, store)
-        mounts = packages.container_mounts if packages is not None and packages.enabled else None
         ownership = None
         if settings.replicated:  # issue 11: one of several replicas on this database
             ownership = Ownership(
                 store, instance=settings.instance, replica_id=settings.replica_id, url=settings.own_url,
                 lease_seconds=settings.lease_seconds,
             )  # fmt: skip
-        backend = _backend(settings, mounts)
+        # Packages on demand (issue 13): fetched outside the kernels, mounted read-only into each one.
+        backend, packages = _backend(settings, store)
         service = KernelService(settings, backend, connector, store, observer, packages, coordination, ownership)
         app.state.relays = Relays(settings, connector.context, audit, prefetch=service.prefetch)
         observer.metrics.watch_store(store.engine)
@@ -168,12 +167,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _backend(settings: Settings, mounts: ExtraMounts | None) -> SandboxBackend:
-    """Where kernels run: this host's engine (with the packages mounts), or the nodes of the agents
-    (``JUPYCELL_BACKEND``)."""
+def _backend(settings: Settings, store: PackageStore) -> tuple[SandboxBackend, PackageService]:
+    """Where kernels run, and their packages on demand: this host's engine and disk (the packages mounts added to
+    each kernel container), or the nodes of the agents, whose agents keep the wheels (``JUPYCELL_BACKEND``)."""
+    config = PackageSettings()
     if settings.backend == "agents":
-        return AgentsBackend.from_settings(settings)
-    return DockerSandbox.from_settings(settings, mounts)
+        agents = AgentsBackend.from_settings(settings)
+        host = AgentPackageHost(agents, config.package_fetch_timeout)
+        return agents, PackageService(settings, store, config, host)
+    local = LocalPackageHost(settings, config)
+    packages = PackageService(settings, store, config, local)
+    return DockerSandbox.from_settings(settings, local.container_mounts if packages.enabled else None), packages
 
 
 _OPEN_API_WARNING = """

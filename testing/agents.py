@@ -87,6 +87,8 @@ class AgentProcess:
             "JUPYCELL_AGENT_HEARTBEAT_INTERVAL": "0.5",
             **{f"JUPYCELL_{k.upper()}": str(v) for k, v in settings.items()},
         }
+        # Packages on demand (issue 13): the node's wheel cache (a gateway's own agent gets the gateway's directory).
+        self.env.setdefault("JUPYCELL_PACKAGES_DIR", str(root / f"packages-{self.instance}"))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -80,7 +80,38 @@ class NodeRequest(_Request):
     op: Literal["list", "capacity", "ping"]
 
 
-AnyRequest = StartRequest | KernelRequest | SignalRequest | LogsRequest | RemoveContainerRequest | NodeRequest
+# --- packages on demand on the kernel's node (gateway.agent.packages; the gateway's side:
+# gateway.adapters.agents.packages). Requirements are parsed and checked against the node's policy again there.
+Requirement = Annotated[str, Field(min_length=1, max_length=300)]
+ProjectName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")]
+
+
+class PackagesResolveRequest(_Request):
+    """``packages_lookup``: the cached resolution of ``requirements`` for the kernel's image; ``packages_fetch``: run
+    the fetch helper for them (at most ``max_bytes`` of wheels, none of ``deny``)."""
+
+    op: Literal["packages_lookup", "packages_fetch"]
+    kernel_id: KernelId
+    requirements: list[Requirement] = Field(min_length=1, max_length=100)
+    max_bytes: int = Field(0, ge=0, le=2**40)
+    deny: list[ProjectName] = Field(default_factory=list, max_length=1000)
+
+
+class PackagesLinkRequest(_Request):
+    """``packages_link``: link cached wheels into the kernel's wheel directory (its manifest maps each of
+    ``requirements`` to them); ``packages_holds``: whether the directory holds them all."""
+
+    op: Literal["packages_link", "packages_holds"]
+    kernel_id: KernelId
+    wheels: list[dict[str, Any]] = Field(max_length=200)
+    requirements: list[Requirement] = Field(default_factory=list, max_length=100)
+
+
+PackagesRequest = PackagesResolveRequest | PackagesLinkRequest
+
+AnyRequest = (
+    StartRequest | KernelRequest | SignalRequest | LogsRequest | RemoveContainerRequest | NodeRequest | PackagesRequest
+)
 Request = Annotated[AnyRequest, Field(discriminator="op")]
 _request_adapter: TypeAdapter[Request] = TypeAdapter(Request)
 

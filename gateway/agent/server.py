@@ -29,6 +29,7 @@ from gateway.adapters.docker import DockerSandbox
 from gateway.adapters.docker.sockets import SOCKET_PREFIX, new_connection_info, prepare_socket_dir, seal_socket_dir
 from gateway.agent.images import ImageMissing, ImageRefused, NodeImages
 from gateway.agent.keys import Keypair, load_allowed_keys, load_keypair
+from gateway.agent.packages import NodePackages
 from gateway.agent.protocol import (
     CHANNELS,
     MAX_REQUEST_BYTES,
@@ -39,6 +40,9 @@ from gateway.agent.protocol import (
     ErrorType,
     KernelRequest,
     LogsRequest,
+    PackagesLinkRequest,
+    PackagesRequest,
+    PackagesResolveRequest,
     RemoveContainerRequest,
     SignalRequest,
     StartRequest,
@@ -98,7 +102,10 @@ class Agent:
         self.keypair: Keypair = load_keypair(settings.curve_secret_file)
         self.allowed = load_allowed_keys(settings.allowed_clients)
         self.boot_id = uuid.uuid4().hex
-        self.sandbox = DockerSandbox.from_settings(sandbox_settings)
+        self.packages = NodePackages(sandbox_settings)  # issue 13 on agents: wheels on this node
+        self.sandbox = DockerSandbox.from_settings(
+            sandbox_settings, self.packages.container_mounts if self.packages.enabled else None
+        )
         self.images = NodeImages(settings.node_name, sandbox_settings.images, self.sandbox.has_image)
         self._relay_dir = settings.state_dir / "relays"
         self._starting: set[int] = set()
@@ -151,6 +158,7 @@ class Agent:
         finally:
             # Kernels are left running: a new agent re-attaches them (restart without losing memory).
             self.sandbox.close()
+            self.packages.close()
             self.relays.stop()
             control.close(linger=0)
             self._events.close(linger=0)
@@ -188,6 +196,7 @@ class Agent:
                     await asyncio.to_thread(self._write_ports, own.kernel_id, opened)
                 except Exception:  # e.g. no free port: this kernel stays unreachable, the others are served
                     log.exception("could not re-open the relay of kernel %d", own.kernel_id)
+        await self.packages.start_up(known)
         for path in await asyncio.to_thread(lambda: list(self._relay_dir.glob("*.json"))):
             if path.stem.isdigit() and int(path.stem) not in known:
                 await asyncio.to_thread(path.unlink, True)
@@ -252,6 +261,8 @@ class Agent:
         if isinstance(request, LogsRequest):
             logs = await self.sandbox.logs(request.kernel_id, request.tail)
             return {"logs": logs[-_MAX_LOG_BYTES:]}
+        if isinstance(request, PackagesResolveRequest | PackagesLinkRequest):
+            return await self._packages(request)
         if isinstance(request, KernelRequest):
             if request.op == "seal":
                 return await self._seal(request.kernel_id)
@@ -313,6 +324,12 @@ class Agent:
             raise AgentError("start_failed", str(error)) from None
         return image
 
+    async def _packages(self, request: PackagesRequest) -> dict[str, Any]:
+        """A ``packages_*`` request (``gateway.agent.packages``) about one of this node's running kernels."""
+        if request.kernel_id not in self.relays.ports():
+            raise AgentError("not_found", f"kernel {request.kernel_id} is not running on this node")
+        return await self.packages.answer(request, self.sandbox.container_name(request.kernel_id))
+
     def _kernel_count(self) -> int:
         """Kernels running or starting here (a starting one has its relay open already: counted once)."""
         return len(self._starting | set(self.relays.ports()))
@@ -348,6 +365,7 @@ class Agent:
         await self.sandbox.remove(kernel_id)
         await asyncio.to_thread(shutil.rmtree, self._socket_dir(kernel_id), True)
         await asyncio.to_thread((self._relay_dir / f"{kernel_id}.json").unlink, True)
+        await self.packages.remove(kernel_id)
 
     async def _remove_container(self, container_id: str) -> None:
         """Remove a container of this instance by id (with its kernel's relay and files when it is a kernel's

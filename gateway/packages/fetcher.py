@@ -89,6 +89,15 @@ class WheelFetcher:
         except DockerException as error:
             raise PackageFetchFailed(f"The Docker engine did not answer: {error}") from None
 
+    async def container_image(self, name: str) -> str:
+        """The id of the image container ``name`` runs (a kernel's, on an agent's node: wheels must fit it)."""
+        try:
+            return str(await self._call(lambda: self.client.containers.get(name).attrs["Image"]))
+        except NotFound:
+            raise PackageFetchFailed(f"The kernel's container {name!r} was not found on the engine.") from None
+        except (DockerException, KeyError, TypeError) as error:
+            raise PackageFetchFailed(f"The Docker engine did not answer: {error}") from None
+
     async def run(self, job: FetchJob) -> None:
         """Run the helper to its end (or its deadline); its result is in ``job.out/result.json``."""
         await self._call(self._run_blocking, job)

@@ -6,10 +6,12 @@
 - ``install``: ``POST /kernels/{id}/packages`` (and the MCP tool): fetch, then install in the kernel at once.
 - ``after_launch``: after a kernel got a container back (restart, replacement, re-attach), install again what it
   had, from the cache, before it is handed back.
-- ``container_mounts``: the sandbox's extra mounts of a kernel (its wheels read-only, the packages tmpfs).
+
+What happens on the disk and engine where the kernel runs (wheel cache, fetch helper, the kernel's wheel directory)
+goes through a ``PackageHost`` (``gateway.packages.host``): this machine's, or the kernel's node agent's.
 
 A request is parsed (``requirements``), checked against the policy, resolved (a cached resolution, else one run
-of the fetch helper, single-flight per request), checked against the byte caps, linked into the kernel's
+of the fetch helper, single-flight per site and request), checked against the byte caps, linked into the kernel's
 directory and recorded in the store (``kernel_packages``) so a restarted gateway knows it.
 """
 
@@ -17,20 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.errors import KernelCodeError, KernelGone, KernelUnresponsive
+from gateway.errors import KernelCodeError, KernelGone, KernelUnresponsive, SandboxUnavailable
 from gateway.kernels.kernel import Kernel
 from gateway.notebook.outputs import Output
 from gateway.packages import errors
-from gateway.packages.cache import CacheMiss, Wheel, WheelCache, resolution_key
-from gateway.packages.fetcher import FetchJob, WheelFetcher
-from gateway.packages.kernel_side import CONTAINER_PACKAGES_DIR, CONTAINER_WHEEL_DIR, install_in_kernel
-from gateway.packages.policy import MB, PackagePolicy
+from gateway.packages.cache import CacheMiss, Wheel
+from gateway.packages.host import PackageHost
+from gateway.packages.kernel_side import install_in_kernel
+from gateway.packages.local_host import LocalPackageHost
+from gateway.packages.policy import PackagePolicy
 from gateway.packages.requirements import PackageRequest, parse_requirement, parse_requirements, pip_lines
 from gateway.packages.settings import PackageSettings
 from gateway.settings import Settings
@@ -63,35 +63,24 @@ class InstalledPackages:
 
 
 class PackageService:
-    """Packages on demand for the kernels of one gateway instance (the core's ``KernelPackages``)."""
+    """Packages on demand for the kernels of one gateway instance (the core's ``KernelPackages``); what happens on
+    the disk and engine where a kernel runs goes through ``host`` (this machine's by default)."""
 
     def __init__(
-        self, settings: Settings, store: PackageStore, package_settings: PackageSettings | None = None
+        self,
+        settings: Settings,
+        store: PackageStore,
+        package_settings: PackageSettings | None = None,
+        host: PackageHost | None = None,
     ) -> None:
         self.settings = settings
         self.config = package_settings or PackageSettings()
         self.store = store
         self.policy = PackagePolicy.from_settings(self.config)
         self.enabled = self.config.packages != "off"
-        self.fetcher = WheelFetcher(
-            instance=settings.instance,
-            uid=settings.kernel_uid,
-            runtime=self.config.package_fetch_runtime,
-            network=self.config.package_fetch_network,
-            mem_limit_mb=self.config.package_fetch_mem_mb,
-            timeout=self.config.package_fetch_timeout,
-            ca_bundle=self.config.ca_bundle(),
-            docker_host=settings.docker_host,
-        )
-        self.index_url = self.config.package_index_url or ""
+        self.host: PackageHost = host or LocalPackageHost(settings, self.config)
         self._kernels: dict[int, InstalledPackages] = {}
-        self._image_ids: dict[str, str] = {}
-        self._in_flight: dict[str, asyncio.Lock] = {}
-
-    @cached_property
-    def cache(self) -> WheelCache:
-        """The wheel cache, its directories created on first use (blocking; never used while packages are off)."""
-        return WheelCache(self.config.packages_dir, self.config.package_cache_mb * MB, self.settings.kernel_uid)
+        self._in_flight: dict[tuple[str, str, tuple[str, ...]], asyncio.Lock] = {}
 
     # --- gateway lifecycle ----------------------------------------------------------------------------------
 
@@ -101,7 +90,13 @@ class PackageService:
         if not self.enabled:
             log.info("packages on demand: off")
             return
-        self.index_url = await asyncio.to_thread(self.config.index_url)
+        self._kernels = await self._stored()
+        await self.host.start_up(kernel_ids)
+        log.info("packages: %s, on %s", self.config.packages, type(self.host).__name__)
+
+    async def _stored(self) -> dict[int, InstalledPackages]:
+        """What the store says each kernel of this instance installed."""
+        kernels: dict[int, InstalledPackages] = {}
         for kernel_id, (requirements, wheels) in (await self.store.load_packages(self.settings.instance)).items():
             state = InstalledPackages(list(requirements))
             for item in wheels:
@@ -110,37 +105,17 @@ class PackageService:
                 except ValueError:
                     continue
                 state.wheels[wheel.filename] = wheel
-            self._kernels[kernel_id] = state
-        await asyncio.to_thread(self.cache.remove_kernels_except, self.settings.instance, kernel_ids)
-        log.info("packages: %s, index %s, cache %s", self.config.packages, self.index_url, self.cache.root)
+            kernels[kernel_id] = state
+        return kernels
 
     def close(self) -> None:
-        self.fetcher.close()
-
-    def wheel_dir(self, kernel_id: int) -> Path:
-        """The wheel directory on the host of the container started for ``kernel_id`` (a kernel's sandbox id: after
-        a restart from the warm pool, the pool's id), created (blocking: the sandbox calls it in its threads)."""
-        path = self.cache.kernel_dir(self.settings.instance, kernel_id)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def container_mounts(self, kernel_id: int) -> dict[str, Any]:
-        """Extra mounts of a kernel's container: its wheel directory (read-only) and the tmpfs packages are
-        installed into (executable: compiled extensions load from it). Blocking (the sandbox's threads)."""
-        uid, size = self.settings.kernel_uid, self.config.packages_tmpfs_mb
-        return {
-            "volumes": {str(self.wheel_dir(kernel_id)): {"bind": CONTAINER_WHEEL_DIR, "mode": "ro"}},
-            "tmpfs": {
-                CONTAINER_PACKAGES_DIR: f"rw,exec,nosuid,nodev,size={size}m,uid={uid},gid={uid},mode=0700",
-            },
-        }
+        self.host.close()
 
     async def forget(self, kernel_id: int, sandbox_id: int | None = None) -> None:
         """The kernel was shut down: its wheel directories go (the store row goes with the kernel's)."""
         self._kernels.pop(kernel_id, None)
         if self.enabled:
-            for directory in {kernel_id, sandbox_id or kernel_id}:
-                await asyncio.to_thread(self.cache.remove_kernel, self.settings.instance, directory)
+            await self.host.remove({kernel_id, sandbox_id or kernel_id})
 
     def installed(self, kernel_id: int) -> dict[str, Any]:
         state = self._kernels.get(kernel_id, InstalledPackages())
@@ -184,26 +159,34 @@ class PackageService:
 
     async def after_launch(self, kernel: Kernel) -> None:
         """Install again, from the cache, what the kernel had before its container was replaced (re-attached: only
-        what is missing). A failure is logged (the kernel still starts, without them)."""
-        state = self._kernels.get(kernel.id)
-        if state is None or not state.requirements or kernel.client is None:
+        what is missing). What it had is read from the store again: another replica may have served it since (an
+        adoption). A failure is logged (the kernel still starts, without them)."""
+        if not self.enabled or kernel.client is None:
             return
+        state = self._kernels.get(kernel.id)
+        if self.settings.replicated:  # one of several replicas: the store knows best
+            try:
+                state = (await self._stored()).get(kernel.id) or state
+            except Exception as error:  # the store did not answer: what this replica knows
+                log.warning("kernel %d: packages not read from the store (%s)", kernel.id, error)
+        if state is None or not state.requirements:
+            return
+        self._kernels[kernel.id] = state
         try:
             await self._reinstall(kernel, state)
-        except (errors.PackageError, KernelCodeError, KernelUnresponsive, KernelGone) as error:
+        except (errors.PackageError, KernelCodeError, KernelUnresponsive, KernelGone, SandboxUnavailable) as error:
             log.warning("kernel %d: could not reinstall %s: %s", kernel.id, ", ".join(state.requirements), error)
 
     async def _reinstall(self, kernel: Kernel, state: InstalledPackages) -> None:
         assert kernel.client is not None
         wheels = list(state.wheels.values())
-        directory = await asyncio.to_thread(self.wheel_dir, kernel.sandbox_id)
-        if not await asyncio.to_thread(self.cache.kernel_holds, directory, wheels):
+        if not await self.host.holds(kernel.sandbox_id, wheels):
             try:
-                await asyncio.to_thread(self.cache.link_into, directory, wheels)
+                await self.host.link(kernel.sandbox_id, wheels, state.requirements)
             except CacheMiss:
                 requests = [parse_requirement(text) for text in state.requirements]
-                wheels = await self._resolve(requests, self.policy.max_request_bytes, kernel.image, fresh=True)
-                await self._link(kernel.sandbox_id, wheels, state.requirements)
+                wheels = await self._resolve(kernel, requests, self.policy.max_request_bytes, fresh=True)
+                await self.host.link(kernel.sandbox_id, wheels, state.requirements)
         await install_in_kernel(kernel.client, state.requirements, self.config.package_install_timeout)
         log.info("kernel %d: reinstalled %s", kernel.id, ", ".join(state.requirements))
 
@@ -214,15 +197,15 @@ class PackageService:
         state = self._kernels.get(kernel.id) or InstalledPackages()
         self.policy.check_request(requests, state.names)
         budget = self.policy.byte_budget(state.size)
-        wheels = await self._resolve(requests, budget, kernel.image)
+        wheels = await self._resolve(kernel, requests, budget)
         self._check_resolved(wheels, state)
         requirements = [request.requirement for request in requests]
         try:
-            await self._link(kernel.sandbox_id, wheels, requirements)
+            await self.host.link(kernel.sandbox_id, wheels, requirements)
         except CacheMiss:  # evicted between resolution and link: fetch again
-            wheels = await self._resolve(requests, budget, kernel.image, fresh=True)
+            wheels = await self._resolve(kernel, requests, budget, fresh=True)
             self._check_resolved(wheels, state)
-            await self._link(kernel.sandbox_id, wheels, requirements)
+            await self.host.link(kernel.sandbox_id, wheels, requirements)
         for request in requests:  # one requirement per project: the latest asked for
             kept = [text for text in state.requirements if parse_requirement(text).name != request.name]
             state.requirements = [*kept, request.requirement]
@@ -245,56 +228,30 @@ class PackageService:
             listing = ", ".join(f"{w.name} {w.version}" for w in new)
             raise self.policy.too_large(total, state.size, listing)
 
-    async def _link(self, kernel_id: int, wheels: list[Wheel], requirements: list[str]) -> None:
-        """Link the wheels into the kernel's directory; its manifest maps each requirement to them."""
-        directory = await asyncio.to_thread(self.wheel_dir, kernel_id)
-        await asyncio.to_thread(self.cache.link_into, directory, wheels)
-        await asyncio.to_thread(self.cache.record_manifest, directory, requirements, wheels)
-
     async def _resolve(
-        self, requests: list[PackageRequest], budget: int, image: str | None, *, fresh: bool = False
+        self, kernel: Kernel, requests: list[PackageRequest], budget: int, *, fresh: bool = False
     ) -> list[Wheel]:
-        """The wheels ``requests`` need in ``image`` (None: the deployment's): a cached resolution, else one helper
-        run (one at a time per request)."""
-        image = image or self.settings.sandbox_image
-        if image not in self._image_ids:
-            self._image_ids[image] = await self.fetcher.image_id(image)
+        """The wheels ``requests`` need in the kernel's image: a cached resolution where it runs, else one helper
+        run there (one at a time per site, image and request)."""
+        sandbox_id, image = kernel.sandbox_id, kernel.image
         requirements = [request.requirement for request in requests]
-        key = resolution_key(self._image_ids[image], self.index_url, requirements)
-        ttl = self.config.package_resolution_ttl
-        if not fresh and (wheels := await asyncio.to_thread(self.cache.lookup, key, ttl)) is not None:
+        if not fresh and (wheels := await self.host.lookup(sandbox_id, image, requirements)) is not None:
             return wheels
-        lock = self._in_flight.setdefault(key, asyncio.Lock())
+        flight = (self.host.site(sandbox_id), image or "", tuple(sorted(requirements)))
+        lock = self._in_flight.setdefault(flight, asyncio.Lock())
         async with lock:
-            if not fresh and (wheels := await asyncio.to_thread(self.cache.lookup, key, ttl)) is not None:
+            if not fresh and (wheels := await self.host.lookup(sandbox_id, image, requirements)) is not None:
                 return wheels  # another request fetched it meanwhile
-            wheels = await self._run_helper(image, requirements, budget)
-            await asyncio.to_thread(self.cache.remember, key, wheels)
-        await asyncio.to_thread(self.cache.evict)
-        return wheels
+            fetched = await self.host.fetch(sandbox_id, image, requirements, budget, sorted(self.policy.deny))
+        where = f" on {fetched.where}" if fetched.where else ""
+        log.info("fetch helper for %s ran %.1f s%s", ", ".join(requirements), fetched.seconds, where)
+        if fetched.failure is not None:
+            raise self._failure(fetched.failure, requirements, budget, fetched.index_url)
+        return fetched.wheels
 
-    async def _run_helper(self, image: str, requirements: list[str], budget: int) -> list[Wheel]:
-        incoming = await asyncio.to_thread(self.cache.new_incoming)
-        try:
-            job = FetchJob(image, requirements, self.index_url, budget, sorted(self.policy.deny), incoming)
-            started = time.monotonic()
-            await self.fetcher.run(job)
-            log.info("fetch helper for %s ran %.1f s", ", ".join(requirements), time.monotonic() - started)
-            try:
-                result = await asyncio.to_thread(self.cache.read_result, incoming)
-                if not isinstance(result, dict):
-                    raise ValueError("no result")
-                if not result.get("ok"):
-                    raise self._failure(result, requirements, budget)
-                wheels = [Wheel.from_json(item) for item in result.get("wheels", [])]
-                await asyncio.to_thread(self.cache.adopt, incoming, wheels)
-            except (ValueError, TypeError) as error:
-                raise errors.PackageFetchFailed(f"The package fetch helper gave an unusable result: {error}") from None
-            return wheels
-        finally:
-            await asyncio.to_thread(self.cache.discard, incoming)
-
-    def _failure(self, result: dict[str, Any], requirements: list[str], budget: int) -> errors.PackageError:
+    def _failure(
+        self, result: dict[str, Any], requirements: list[str], budget: int, index_url: str
+    ) -> errors.PackageError:
         """The user's error for a helper failure (untrusted JSON: only expected fields, as text)."""
         kind, message = str(result.get("kind", "failed")), str(result.get("message", ""))[:3000]
         name = str(result.get("name", "")) or ", ".join(requirements)
@@ -317,7 +274,7 @@ class PackageService:
                 return errors.PackageNotFound(
                     f"no version of {name} matches the request ({wanted}); available: {', '.join(versions)}."
                 )
-            return errors.PackageNotFound(f"package {name} was not found on the index {self.index_url}.")
+            return errors.PackageNotFound(f"package {name} was not found on the index {index_url}.")
         if kind == "conflict":
             return errors.PackageConflict(
                 f"{wanted} cannot be installed next to the packages preinstalled in the kernel image "
@@ -325,7 +282,7 @@ class PackageService:
             )
         if kind == "unreachable":
             return errors.PackageIndexUnreachable(
-                f"the package index {self.index_url} could not be reached from the fetch helper; nothing was "
+                f"the package index {index_url} could not be reached from the fetch helper; nothing was "
                 f"installed. ({message[:500]})"
             )
         if kind == "too_large":

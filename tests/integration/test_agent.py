@@ -96,9 +96,10 @@ def test_container_is_made_exactly_like_a_local_kernel(agent, kernel) -> None:
     assert config["User"] == "1000:1000"
     assert config["Labels"]["jupycell.instance"] == agent.instance
     assert config["Labels"]["jupycell.kernel_id"] == str(kernel_id)
-    assert [m["Source"] for m in container.attrs["Mounts"]] == [
-        str(agent.kernels_dir / agent.instance / str(kernel_id))
-    ]
+    mounts = {m["Source"]: m["RW"] for m in container.attrs["Mounts"]}
+    wheels = Path(agent.env["JUPYCELL_PACKAGES_DIR"]) / "kernels" / agent.instance / str(kernel_id)
+    assert mounts == {str(agent.kernels_dir / agent.instance / str(kernel_id)): True, str(wheels): False}
+    assert "/opt/jupycell-packages" in host["Tmpfs"]  # packages on demand: the wheels read-only, the tmpfs
 
 
 def test_the_agent_reports_its_images_and_starts_none_off_its_own_list(agent) -> None:

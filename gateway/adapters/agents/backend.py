@@ -241,6 +241,14 @@ class AgentsBackend:
             raise SandboxUnavailable(f"kernel {kernel_id} is on no known node")
         return node
 
+    def node_serving(self, kernel_id: int) -> AgentNode:
+        """The ready node the sandbox ``kernel_id`` runs on (packages on demand ask its agent); SandboxUnavailable if
+        it is on no known node, or its node is lost."""
+        node = self._node_of(kernel_id)
+        if node.lost:
+            raise SandboxUnavailable(f"node {node.name} of kernel {kernel_id} is lost")
+        return node
+
     # --- the port -------------------------------------------------------------------------------------------
 
     @property

@@ -15,6 +15,7 @@ import pytest
 from gateway.kernels.kernel import Kernel
 from gateway.packages.cache import Wheel
 from gateway.packages.fetcher import FetchJob
+from gateway.packages.local_host import LocalPackageHost
 from gateway.packages.service import PackageService
 from gateway.packages.settings import PackageSettings
 from gateway.settings import Settings
@@ -71,11 +72,18 @@ def service_for(tmp_path: Path, store: FakeStore | None = None, **config: Any) -
     settings = Settings(instance="unit", kernels_dir=Path("/tmp/jc-unit"))
     package_settings = PackageSettings(packages_dir=tmp_path / "packages", **config)
     service = PackageService(settings, store or FakeStore(), package_settings)
-    service.fetcher.close()
+    host = service.host
+    assert isinstance(host, LocalPackageHost)
+    host.fetcher.close()
     fetcher = FakeFetcher()
-    service.fetcher = fetcher  # type: ignore[assignment]
+    host.fetcher = fetcher  # type: ignore[assignment]
     service.config.package_index_url = "https://index.example/simple"
     return service, fetcher
+
+
+def local(service: PackageService) -> LocalPackageHost:
+    assert isinstance(service.host, LocalPackageHost)
+    return service.host
 
 
 def kernel(kernel_id: int) -> Kernel:
@@ -95,7 +103,7 @@ def test_a_cells_pip_lines_are_fetched_linked_and_recorded_and_a_second_kernel_u
         assert await service.before_run(second, "!pip install -q tabulate") is None
         assert len(fetcher.jobs) == 1  # the second kernel's request was resolved from the cache
         for kernel_id in (1, 2):
-            directory = service.wheel_dir(kernel_id)
+            directory = local(service).wheel_dir(kernel_id)
             assert sorted(p.name for p in directory.iterdir()) == ["manifest.json", "tabulate-1.0-py3-none-any.whl"]
             assert json.loads((directory / "manifest.json").read_text()) == {
                 "tabulate": ["tabulate-1.0-py3-none-any.whl"]
@@ -103,7 +111,7 @@ def test_a_cells_pip_lines_are_fetched_linked_and_recorded_and_a_second_kernel_u
         assert store.saved[1][0] == ["tabulate"] and store.saved[1][1][0]["filename"].startswith("tabulate-1.0")
         assert service.installed(1)["requirements"] == ["tabulate"]
         await service.forget(1)
-        assert not service.wheel_dir(1).joinpath("tabulate-1.0-py3-none-any.whl").exists()
+        assert not local(service).wheel_dir(1).joinpath("tabulate-1.0-py3-none-any.whl").exists()
 
     asyncio.run(scenario())
 
@@ -147,11 +155,11 @@ def test_after_a_new_container_the_stored_packages_are_linked_again_and_installe
         saved = FakeStore({7: (["tabulate"], [w.as_json() for w in first._kernels[7].wheels.values()])})
         again, _ = service_for(tmp_path, saved)  # a restarted gateway: what kernel 7 had comes from the store
         await again.start_up({7})
-        for entry in again.wheel_dir(7).iterdir():
+        for entry in local(again).wheel_dir(7).iterdir():
             entry.unlink()  # e.g. the directory was lost with the host's tmp
         replaced = kernel(7)
         await again.after_launch(replaced)
-        assert (again.wheel_dir(7) / "tabulate-1.0-py3-none-any.whl").is_file()
+        assert (local(again).wheel_dir(7) / "tabulate-1.0-py3-none-any.whl").is_file()
         assert replaced.client.expressions == ["__import__('jupycell_pip').install(['tabulate'])"]  # type: ignore[union-attr]
         assert len(fetcher.jobs) == 1  # relinked from the cache, not fetched again
         untouched = kernel(8)
