@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,11 @@ _MAX_LOG_BYTES = 64 * 1024
 #: ZMQ sockets of one kernel's relays (a front, a back and a steering pair per channel), and of the rest.
 _SOCKETS_PER_KERNEL = 4 * len(CHANNELS)
 _SOCKETS_BESIDES = 64
+
+
+def _is_long(request: AnyRequest) -> bool:
+    """Requests that take seconds: a kernel's container started, packages fetched."""
+    return isinstance(request, StartRequest) or request.op == "packages_fetch"
 
 
 def relay_context(max_kernels: int) -> zmq.Context[Any]:
@@ -208,7 +214,13 @@ class Agent:
     # --- control requests ---------------------------------------------------------------------------------
 
     async def _serve(self, control: zmq.asyncio.Socket) -> None:
-        limit = asyncio.Semaphore(self.settings.max_concurrent_requests)
+        """Answer control requests, each in its own task. Long ones (kernel starts, package fetches: seconds each,
+        more under gVisor) never hold up the short ones behind them on the socket (a seal, a status, a ping):
+        each kind has its own ``max_concurrent_requests`` slots, and long ones beyond theirs wait in memory, at
+        most ``max_kernels`` of them (then: ``capacity``)."""
+        short = asyncio.Semaphore(self.settings.max_concurrent_requests)
+        long_slots = asyncio.Semaphore(self.settings.max_concurrent_requests)
+        long_waiting = 0
         while True:
             try:
                 frames = await control.recv_multipart()
@@ -219,28 +231,50 @@ class Agent:
                 if len(frames) > 1:
                     await self._reply(control, frames[0], error_reply(None, "bad_request", "send one frame"))
                 continue
-            await limit.acquire()
-            task = asyncio.create_task(self._answer(control, frames[0], frames[1]))
-            self._tasks.add(task)
-            task.add_done_callback(lambda t: (self._tasks.discard(t), limit.release()))
+            identity = frames[0]
+            try:
+                request = parse_request(frames[1])
+            except BadRequest as error:
+                await self._reply(control, identity, error_reply(error.request_id, "bad_request", str(error)))
+                continue
+            if not _is_long(request):
+                await short.acquire()
+                self._spawn_answer(control, identity, request, None, short.release)
+            elif long_waiting >= self.settings.max_kernels:
+                reply = error_reply(request.id, "capacity", "this node has too many kernel starts under way")
+                await self._reply(control, identity, reply)
+            else:
+                long_waiting += 1
 
-    async def _answer(self, control: zmq.asyncio.Socket, identity: bytes, frame: bytes) -> None:
-        request_id = None
+                def done() -> None:
+                    nonlocal long_waiting
+                    long_waiting -= 1
+
+                self._spawn_answer(control, identity, request, long_slots, done)
+
+    def _spawn_answer(
+        self, control: zmq.asyncio.Socket, identity: bytes, request: AnyRequest, slots: asyncio.Semaphore | None,
+        done: Callable[[], None],
+    ) -> None:  # fmt: skip
+        task = asyncio.create_task(self._answer(control, identity, request, slots))
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: (self._tasks.discard(t), done()))
+
+    async def _answer(
+        self, control: zmq.asyncio.Socket, identity: bytes, request: AnyRequest, slots: asyncio.Semaphore | None
+    ) -> None:
         try:
-            request = parse_request(frame)
-            request_id = request.id
-            reply = ok_reply(request.id, await self._handle(request))
-        except BadRequest as error:
-            reply = error_reply(error.request_id, "bad_request", str(error))
+            async with slots if slots is not None else contextlib.nullcontext():
+                reply = ok_reply(request.id, await self._handle(request))
         except AgentError as error:
-            reply = error_reply(request_id, error.type, str(error))
+            reply = error_reply(request.id, error.type, str(error))
         except KernelStartFailed as error:
-            reply = error_reply(request_id, "start_failed", str(error))
+            reply = error_reply(request.id, "start_failed", str(error))
         except SandboxUnavailable as error:
-            reply = error_reply(request_id, "unavailable", str(error))
+            reply = error_reply(request.id, "unavailable", str(error))
         except Exception as error:  # never let a request end the agent
             log.exception("control request failed")
-            reply = error_reply(request_id, "internal", f"{type(error).__name__}: {error}")
+            reply = error_reply(request.id, "internal", f"{type(error).__name__}: {error}")
         await self._reply(control, identity, reply)
 
     async def _reply(self, control: zmq.asyncio.Socket, identity: bytes, reply: bytes) -> None:

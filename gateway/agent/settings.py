@@ -33,7 +33,10 @@ class AgentSettings(BaseSettings):
     )
     max_kernels: int = Field(64, ge=1, le=10000, description="Kernels (running or starting) on this node.")
     heartbeat_interval: float = Field(2.0, gt=0, le=60, description="Seconds between heartbeats on the events port.")
-    max_concurrent_requests: int = Field(16, ge=1, le=256, description="Control requests handled at once.")
+    max_concurrent_requests: int = Field(
+        16, ge=1, le=256,
+        description="Control requests handled at once, of each kind: short ones, and long ones (starts, fetches).",
+    )  # fmt: skip
 
     @field_validator("state_dir")
     @classmethod

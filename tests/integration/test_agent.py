@@ -305,3 +305,29 @@ def test_a_kernel_flooding_a_client_that_does_not_read_never_stalls_the_other_ke
         flooding.stop_channels()
         quiet.stop_channels()
         run(lambda c: c.remove(other_id), agent)
+
+
+def test_short_requests_are_answered_while_kernel_starts_wait_for_a_slot() -> None:
+    """One slot per kind: two starts (the second waits for the first), and a ping sent after them is answered at once
+    (it used to wait behind both: a seal behind 30 concurrent starts under gVisor missed its 10 s)."""
+    with tempfile.TemporaryDirectory(prefix="jca-") as root:
+        keys = AgentKeys(Path(root) / "keys")
+        agent = AgentProcess(Path(root), keys, mem_limit_mb=MEM_LIMIT_MB, agent_max_concurrent_requests=1)
+        agent.start()
+        try:
+
+            async def scenario(client: AgentClient) -> bool:
+                ids = [secrets.randbelow(2**40) + 1 for _ in range(2)]
+                starts = [asyncio.ensure_future(client.start(i, secrets.token_hex(32), timeout=120)) for i in ids]
+                await asyncio.sleep(0)  # both sent before the ping
+                await client.ping(timeout=60)
+                answered_first = not all(start.done() for start in starts)
+                await asyncio.gather(*starts)
+                for kernel_id in ids:
+                    await client.remove(kernel_id)
+                return answered_first
+
+            assert run(scenario, agent), "the ping waited for both kernel starts"
+        finally:
+            agent.stop()
+            remove_instance_containers(agent.instance)
