@@ -10,7 +10,7 @@
 #   make check    static checks: ruff, mypy (strict on the core and the notebook model), the import rules
 #   make test     all of the above, then the test suite (runc), then integration + security again under gVisor
 #   make test-runsc       only the integration and security suites, kernels under gVisor (runsc)
-#   make test-agents      a selection of them with JUPYCELL_BACKEND=agents (each gateway on a node agent of its own)
+#   make test-agents      both suites again with JUPYCELL_BACKEND=agents (each gateway on a node agent of its own)
 #   make up       run the gateway with docker compose
 #   make bench    benchmark against the raw floor and Jupyter Kernel Gateway (BENCH_ARGS=--quick for a fast check)
 #   make bench-deadlines  how long after a run's deadline the response comes (timeout, SIGINT ignored)
@@ -68,25 +68,16 @@ test: engine images deps check
 test-runsc: engine images deps
 	JUPYCELL_RUNTIME=runsc $(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration tests/security
 
-# Existing suites with JUPYCELL_BACKEND=agents: every test gateway runs its kernels through a node agent of its own
-# (a plain process on the local engine) on a PostgreSQL database of its own (testing/harness.py, TEST_BACKEND).
-# A selection, to keep CI time down (about 5 minutes): the seed API, the Jupyter protocol, escapes (runc and gVisor),
-# and durability (kill -9 of the gateway: kernels re-attached through the agent with their memory; containers
-# changed while the gateway was down), custom images (about 25 s). The whole persistence suite passes too, in 5 more
-# minutes. Packages on demand (wheels on the kernel's node, through its agent): install, no network, and back after
-# a replacement, a gateway kill -9 and a restart (about 50 s; the whole test_packages.py passes too, in 90 s).
-AGENTS_SUITES := tests/integration/test_seed_api.py tests/integration/test_jupyter_api.py tests/security/test_escape.py \
-	tests/integration/test_custom_images.py \
-	tests/integration/test_persistence.py::test_kill_9_and_restart_keeps_kernels_with_their_memory_cells_and_outputs \
-	tests/integration/test_persistence.py::test_changes_to_containers_while_the_gateway_is_down_are_found_at_start \
-	tests/integration/test_packages.py::test_pure_and_compiled_packages_install_and_import_in_the_same_session \
-	tests/integration/test_packages.py::test_the_kernel_still_has_no_network_after_installing \
-	tests/integration/test_packages.py::test_packages_come_back_after_a_deadline_replacement_a_gateway_kill_and_a_restart
+# The existing suites with JUPYCELL_BACKEND=agents: every test gateway runs its kernels through a node agent of its
+# own (a plain process on the local engine) on a PostgreSQL database of its own (testing/harness.py, TEST_BACKEND):
+# the whole integration and security suites (about 11 minutes), then the security suite under gVisor as well. (The
+# whole integration suite passes under gVisor on agents too, in 10 more minutes: `JUPYCELL_TEST_BACKEND=agents
+# JUPYCELL_RUNTIME=runsc pytest tests/integration`.)
 test-agents: engine images deps postgres
 	export JUPYCELL_TEST_POSTGRES_URL="$${JUPYCELL_TEST_POSTGRES_URL:-$$(scripts/ensure-postgres.sh)}" \
 		JUPYCELL_TEST_BACKEND=agents; \
-	$(PYTHON) -m pytest $(PYTEST_ARGS) $(AGENTS_SUITES); \
-	JUPYCELL_RUNTIME=runsc $(PYTHON) -m pytest $(PYTEST_ARGS) tests/security/test_escape.py
+	$(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration tests/security && \
+	JUPYCELL_RUNTIME=runsc $(PYTHON) -m pytest $(PYTEST_ARGS) tests/security
 
 # Not part of `make test`: its own venv (gateway deps + Jupyter Kernel Gateway from PyPI), minutes of load.
 bench: engine images
