@@ -10,7 +10,7 @@
 #   make check    static checks: ruff, mypy (strict on the core and the notebook model), the import rules
 #   make test     all of the above, then the test suite (runc), then integration + security again under gVisor
 #   make test-runsc       only the integration and security suites, kernels under gVisor (runsc)
-#   make test-agents      both suites again with JUPYCELL_BACKEND=agents (each gateway on a node agent of its own)
+#   make test-agents      both suites again under gVisor with JUPYCELL_BACKEND=agents (each gateway on an agent of its own)
 #   make up       run the gateway with docker compose
 #   make bench    benchmark against the raw floor and Jupyter Kernel Gateway (BENCH_ARGS=--quick for a fast check)
 #   make bench-deadlines  how long after a run's deadline the response comes (timeout, SIGINT ignored)
@@ -69,15 +69,16 @@ test-runsc: engine images deps
 	JUPYCELL_RUNTIME=runsc $(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration tests/security
 
 # The existing suites with JUPYCELL_BACKEND=agents: every test gateway runs its kernels through a node agent of its
-# own (a plain process on the local engine) on a PostgreSQL database of its own (testing/harness.py, TEST_BACKEND):
-# the whole integration and security suites (about 11 minutes), then the security suite under gVisor as well. (The
-# whole integration suite passes under gVisor on agents too, in 10 more minutes: `JUPYCELL_TEST_BACKEND=agents
-# JUPYCELL_RUNTIME=runsc pytest tests/integration`.)
+# own (a plain process on the local engine) on a PostgreSQL database of its own (testing/harness.py, TEST_BACKEND),
+# the whole integration and security suites, kernels under gVisor (about 12 minutes). With the two passes before it,
+# that covers local + runc, local + gVisor and agents + gVisor in full; agents + runc is covered by the agent, agents
+# backend, replica and package-on-agents tests of the first pass and by `make test-swarm`, and passes in full too (13
+# more minutes): `JUPYCELL_TEST_BACKEND=agents JUPYCELL_TEST_POSTGRES_URL=$(scripts/ensure-postgres.sh) pytest -n 2
+# tests/integration tests/security`.
 test-agents: engine images deps postgres
-	export JUPYCELL_TEST_POSTGRES_URL="$${JUPYCELL_TEST_POSTGRES_URL:-$$(scripts/ensure-postgres.sh)}" \
-		JUPYCELL_TEST_BACKEND=agents; \
-	$(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration tests/security && \
-	JUPYCELL_RUNTIME=runsc $(PYTHON) -m pytest $(PYTEST_ARGS) tests/security
+	JUPYCELL_TEST_POSTGRES_URL="$${JUPYCELL_TEST_POSTGRES_URL:-$$(scripts/ensure-postgres.sh)}" \
+		JUPYCELL_TEST_BACKEND=agents JUPYCELL_RUNTIME=runsc \
+		$(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration tests/security
 
 # Not part of `make test`: its own venv (gateway deps + Jupyter Kernel Gateway from PyPI), minutes of load.
 bench: engine images
