@@ -17,7 +17,6 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from gateway.adapters.docker import DockerSandbox
 from gateway.adapters.docker.sockets import SOCKET_PREFIX, new_connection_info, prepare_socket_dir, seal_socket_dir
+from gateway.agent.control import AgentError, ControlServer
 from gateway.agent.images import ImageMissing, ImageRefused, NodeImages
 from gateway.agent.keys import Keypair, load_allowed_keys, load_keypair
 from gateway.agent.packages import NodePackages
@@ -37,8 +37,6 @@ from gateway.agent.protocol import (
     PROTOCOL_VERSION,
     ZAP_DOMAIN,
     AnyRequest,
-    BadRequest,
-    ErrorType,
     KernelRequest,
     LogsRequest,
     PackagesLinkRequest,
@@ -47,13 +45,10 @@ from gateway.agent.protocol import (
     RemoveContainerRequest,
     SignalRequest,
     StartRequest,
-    error_reply,
-    ok_reply,
-    parse_request,
 )
 from gateway.agent.relay import Relays
 from gateway.agent.settings import AgentSettings
-from gateway.errors import KernelStartFailed, SandboxUnavailable
+from gateway.errors import SandboxUnavailable
 from gateway.kernels.ports import ContainerExit
 from gateway.protocol.socket_budget import allow_sockets
 from gateway.settings import Settings
@@ -67,22 +62,11 @@ _SOCKETS_PER_KERNEL = 4 * len(CHANNELS)
 _SOCKETS_BESIDES = 64
 
 
-def _is_long(request: AnyRequest) -> bool:
-    """Requests that take seconds: a kernel's container started, packages fetched."""
-    return isinstance(request, StartRequest) or request.op == "packages_fetch"
-
-
 def relay_context(max_kernels: int) -> zmq.Context[Any]:
     """The agent's ZMQ context, with room for the sockets of ``max_kernels`` kernels' relays."""
     context: zmq.Context[Any] = zmq.Context()
     allow_sockets(context, _SOCKETS_PER_KERNEL * max_kernels + _SOCKETS_BESIDES)
     return context
-
-
-class AgentError(Exception):
-    def __init__(self, error_type: ErrorType, message: str) -> None:
-        super().__init__(message)
-        self.type = error_type
 
 
 class _AllowList:
@@ -149,7 +133,11 @@ class Agent:
             await self._recover()
             self.sandbox.watch_deaths(loop, self._on_death, self._on_resumed)
             heartbeat = asyncio.create_task(self._heartbeats())
-            serve = asyncio.create_task(self._serve(control))
+            control_server = ControlServer(
+                self._handle, max_concurrent=self.settings.max_concurrent_requests,
+                max_long_waiting=self.settings.max_kernels, tasks=self._tasks,
+            )  # fmt: skip
+            serve = asyncio.create_task(control_server.serve(control))
             log.info(
                 "agent %s ready: control :%d, events :%d, %d kernels",
                 self.settings.node_name,
@@ -212,76 +200,6 @@ class Agent:
                 await asyncio.to_thread(shutil.rmtree, path, True)
 
     # --- control requests ---------------------------------------------------------------------------------
-
-    async def _serve(self, control: zmq.asyncio.Socket) -> None:
-        """Answer control requests, each in its own task. Long ones (kernel starts, package fetches: seconds each,
-        more under gVisor) never hold up the short ones behind them on the socket (a seal, a status, a ping):
-        each kind has its own ``max_concurrent_requests`` slots, and long ones beyond theirs wait in memory, at
-        most ``max_kernels`` of them (then: ``capacity``)."""
-        short = asyncio.Semaphore(self.settings.max_concurrent_requests)
-        long_slots = asyncio.Semaphore(self.settings.max_concurrent_requests)
-        long_waiting = 0
-        while True:
-            try:
-                frames = await control.recv_multipart()
-            except zmq.ZMQError as error:  # e.g. an oversized message: the socket drops it
-                log.debug("control receive failed: %s", error)
-                continue
-            if len(frames) != 2:  # [client identity, request]; anything else is junk with nowhere sane to answer
-                if len(frames) > 1:
-                    await self._reply(control, frames[0], error_reply(None, "bad_request", "send one frame"))
-                continue
-            identity = frames[0]
-            try:
-                request = parse_request(frames[1])
-            except BadRequest as error:
-                await self._reply(control, identity, error_reply(error.request_id, "bad_request", str(error)))
-                continue
-            if not _is_long(request):
-                await short.acquire()
-                self._spawn_answer(control, identity, request, None, short.release)
-            elif long_waiting >= self.settings.max_kernels:
-                reply = error_reply(request.id, "capacity", "this node has too many kernel starts under way")
-                await self._reply(control, identity, reply)
-            else:
-                long_waiting += 1
-
-                def done() -> None:
-                    nonlocal long_waiting
-                    long_waiting -= 1
-
-                self._spawn_answer(control, identity, request, long_slots, done)
-
-    def _spawn_answer(
-        self, control: zmq.asyncio.Socket, identity: bytes, request: AnyRequest, slots: asyncio.Semaphore | None,
-        done: Callable[[], None],
-    ) -> None:  # fmt: skip
-        task = asyncio.create_task(self._answer(control, identity, request, slots))
-        self._tasks.add(task)
-        task.add_done_callback(lambda t: (self._tasks.discard(t), done()))
-
-    async def _answer(
-        self, control: zmq.asyncio.Socket, identity: bytes, request: AnyRequest, slots: asyncio.Semaphore | None
-    ) -> None:
-        try:
-            async with slots if slots is not None else contextlib.nullcontext():
-                reply = ok_reply(request.id, await self._handle(request))
-        except AgentError as error:
-            reply = error_reply(request.id, error.type, str(error))
-        except KernelStartFailed as error:
-            reply = error_reply(request.id, "start_failed", str(error))
-        except SandboxUnavailable as error:
-            reply = error_reply(request.id, "unavailable", str(error))
-        except Exception as error:  # never let a request end the agent
-            log.exception("control request failed")
-            reply = error_reply(request.id, "internal", f"{type(error).__name__}: {error}")
-        await self._reply(control, identity, reply)
-
-    async def _reply(self, control: zmq.asyncio.Socket, identity: bytes, reply: bytes) -> None:
-        try:
-            await control.send_multipart([identity, reply], flags=zmq.NOBLOCK)
-        except zmq.ZMQError as error:  # the client is gone or not reading: drop the reply
-            log.debug("control reply dropped: %s", error)
 
     async def _handle(self, request: AnyRequest) -> dict[str, Any]:
         if isinstance(request, StartRequest):
