@@ -27,6 +27,7 @@ from gateway.api.jupyter import routes as jupyter
 from gateway.api.jupyter.relay import Relays
 from gateway.api.listings import ReplicaListings
 from gateway.api.replicas import ReplicaForwarding
+from gateway.collector import restore_at_shut_down, tune_after_start_up
 from gateway.kernels.ports import SandboxBackend
 from gateway.kernels.service import KernelService
 from gateway.mcp import mount_mcp
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await coordination.close()
             raise
         app.state.service = service
+        tune_after_start_up()
         log.info(
             "JupyCell ready: instance %r, image %r, runtimes %s, API keys: %s",
             settings.instance,
@@ -102,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else:
                 yield
         finally:
+            restore_at_shut_down()
             try:
                 await service.shut_down()
                 audit.close()

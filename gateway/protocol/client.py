@@ -1,12 +1,13 @@
 """One ZMQ connection per kernel: readiness, execution with a deadline, interrupt.
 
-Built on jupyter_client's ``AsyncKernelClient``. Everything the kernel sends is treated as untrusted: messages
-are signature-checked by the session, capped in size on the socket, and matched to requests by ``msg_id``.
-A run ends when IOPub reports the kernel ``idle`` for it. Should that message be lost (dropped past a size cap or
-a high-water mark during a flood), the run still ends without waiting for its deadline: once its shell
-``execute_reply`` has come, a ``kernel_info`` request is sent as a sentinel. The kernel handles shell requests in
-order and publishes on IOPub in order, so IOPub news of the sentinel means everything the run published that was
-going to arrive has arrived. No timing is involved: a busy machine only makes it slower.
+Messages are built, signed and checked by jupyter_client's client and session; its sockets never block and are
+read on the event loop through ``gateway.protocol.inbox`` (no future per message). Everything the kernel sends is
+treated as untrusted: messages are signature-checked by the session, capped in size on the socket, and matched to
+requests by ``msg_id``. A run ends when IOPub reports the kernel ``idle`` for it. Should that message be lost
+(dropped past a size cap or a high-water mark during a flood), the run still ends without waiting for its deadline:
+once its shell ``execute_reply`` has come, a ``kernel_info`` request is sent as a sentinel. The kernel handles shell
+requests in order and publishes on IOPub in order, so IOPub news of the sentinel means everything the run published
+that was going to arrive has arrived. No timing is involved: a busy machine only makes it slower.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
-from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.blocking.client import BlockingKernelClient
 
-from gateway.agent.client import CurveAsyncKernelClient
+from gateway.agent.client import CurveBlockingKernelClient
 from gateway.errors import KernelCodeError, KernelGone, KernelUnresponsive
 from gateway.kernels.ports import ConnectionInfo
 from gateway.notebook.outputs import Output, OutputCollector, output_from_message
 from gateway.protocol.curve import SEND_TIMEOUT_MS, curve_keys
+from gateway.protocol.inbox import Inbox, KernelContext
 from gateway.protocol.session import DatelessSession
 from gateway.protocol.socket_budget import allow_sockets
 
@@ -57,36 +59,51 @@ class Execution:
 
 
 class ZmqConnector:
-    """Makes ``KernelClient`` connections; owns the one ZMQ context (so one I/O thread) they all share."""
+    """Makes ``KernelClient`` connections; owns the one ZMQ context (so one I/O thread) they all share.
+
+    ``context`` (``zmq.asyncio``) is for the websocket relays; the kernel connections' sockets come from a shadow
+    of it that makes plain, never-blocking sockets, read through ``gateway.protocol.inbox``."""
 
     def __init__(self, max_message_bytes: int, max_kernels: int = 0) -> None:
         self.max_message_bytes = max_message_bytes
         self.context = zmq.asyncio.Context()
+        self.kernels = KernelContext.shadow(self.context.underlying)
         # Three sockets per kernel connection, as many again for the warm pool's and the websockets' connections.
         allow_sockets(self.context, 6 * max_kernels + 256)
-        self.context.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # a kernel cannot make the gateway buffer more
-        self.context.setsockopt(zmq.LINGER, 0)
-        self.context.setsockopt(zmq.RECONNECT_IVL, 20)  # find a just-started kernel's sockets quickly
+        for context in (self.context, self.kernels):  # defaults for each new socket (kept per context object)
+            context.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)  # a kernel cannot make the gateway buffer more
+            context.setsockopt(zmq.LINGER, 0)
+            context.setsockopt(zmq.RECONNECT_IVL, 20)  # find a just-started kernel's sockets quickly
 
     def connect(self, connection_info: ConnectionInfo) -> KernelClient:
-        return KernelClient(connection_info, self.context)
+        return KernelClient(connection_info, self.kernels)
 
     def close(self) -> None:
+        for socket in list(self.kernels._sockets):  # the shadow's own sockets; the context is terminated once
+            if not socket.closed:
+                socket.close(linger=0)
         self.context.destroy(linger=0)
 
 
 class KernelClient:
     """A connection to one kernel's shell, IOPub and control channels (no stdin: ``input()`` fails at once)."""
 
-    def __init__(self, connection_info: ConnectionInfo, context: zmq.asyncio.Context) -> None:
+    def __init__(self, connection_info: ConnectionInfo, context: KernelContext) -> None:
         self._client = _client_for(connection_info, context)
         self._client.load_connection_info(connection_info)  # type: ignore[arg-type]
         self._client.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=True)
-        self.died: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.died: asyncio.Future[str] = loop.create_future()
         self.dropped = 0  # messages from the kernel that were not valid and were ignored
         self._received = 0
+        self._inboxes = {
+            id(channel): Inbox(channel.socket, loop)
+            for channel in (self._client.shell_channel, self._client.iopub_channel, self._client.control_channel)
+        }
 
     def close(self) -> None:
+        for inbox in self._inboxes.values():
+            inbox.close()
         self._client.stop_channels()
 
     def mark_dead(self, cause: str) -> None:
@@ -139,34 +156,25 @@ class KernelClient:
         """The next message of ``channel`` (decoded by its session, which checks the signature), or None after
         ``timeout`` seconds or once ``wake`` is done; raises KernelGone.
 
-        Straight on the channel's ``zmq.asyncio`` socket: a message already queued costs one non-blocking receive
-        on the synchronous socket it wraps (no future, no poll, no task, no timer, no ``zmq.Again``); only when none
-        is queued is a receive future awaited, with the deadline."""
+        A message already queued costs one non-blocking receive; only when none is queued does this wait on the
+        channel's ``Inbox`` (a future settled by its reader callback), the kernel's death, ``wake`` and a timer."""
         socket = channel.socket
         if socket is None or socket.closed:  # closed under the reader (the gateway let go of it): nothing comes
             await asyncio.wait({self.died} if wake is None else {self.died, wake}, timeout=max(timeout, 0))
             if self.died.done():
                 raise KernelGone(self.died.result())
             return None
-        # The synchronous socket zmq.asyncio wraps: a queued message is taken without a future or an exception.
-        shadow = socket._shadow_sock
-        if shadow.get(zmq.EVENTS) & zmq.POLLIN:
-            return _decode(channel, shadow.recv_multipart(zmq.NOBLOCK))
-        if self.died.done():
-            raise KernelGone(self.died.result())
-        if timeout <= 0:
-            return None
-        receive = socket.recv_multipart()
-        waiting: set[asyncio.Future[Any]] = {receive, self.died} if wake is None else {receive, self.died, wake}
-        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if self.died.done():  # death wins: the channels may be closing under the receive
-            if not receive.cancel() and not receive.cancelled():
-                receive.exception()
-            raise KernelGone(self.died.result())
-        if not receive.done():  # timed out, or woken by ``wake``, before a message came
-            if receive.cancel():
+        inbox = self._inboxes[id(channel)]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if (frames := inbox.take()) is not None:
+                return _decode(channel, frames)
+            if self.died.done():
+                raise KernelGone(self.died.result())
+            if deadline <= loop.time() or (wake is not None and wake.done()) or socket.closed:
                 return None
-        return _decode(channel, receive.result())
+            await _first(inbox.wait(), self.died, wake, deadline)
 
     async def _reply(self, msg_id: str | set[str], timeout: float, *, control: bool = False) -> dict[str, Any] | None:
         """The shell (or ``control``) reply to ``msg_id`` (or to any of a set of ids; other replies are dropped),
@@ -200,7 +208,8 @@ class KernelClient:
             if sentinel_at is None and _answered(reply):
                 sentinel_at = loop.time() + _SENTINEL_AFTER
             if sentinel is None and sentinel_at is not None and loop.time() >= sentinel_at:
-                sentinel = self._client.kernel_info()
+                with self._sending(self._client.shell_channel):
+                    sentinel = self._client.kernel_info()
             end = deadline if sentinel_at is None or sentinel is not None else min(deadline, sentinel_at)
             wake = reply if reply is not None and not reply.done() else None
             msg = await self._next(self._client.iopub_channel, end - loop.time(), wake)
@@ -229,6 +238,19 @@ class KernelClient:
                 except (TypeError, ValueError, AttributeError):  # a signed message with nonsense content
                     self._drop("bad output content")
 
+    @contextlib.contextmanager
+    def _sending(self, channel: Any) -> Iterator[None]:
+        """Around a send on ``channel``: a message that cannot be queued at once (a full queue, a relay that is
+        gone) is an unresponsive kernel; afterwards the socket is checked for its readers (the send may have
+        consumed the signal of a message that came meanwhile: see ``gateway.protocol.inbox``)."""
+        try:
+            yield
+        except zmq.Again:
+            raise KernelUnresponsive("its connection did not take the message (the node may be unreachable)") from None
+        finally:
+            if (inbox := self._inboxes.get(id(channel))) is not None:
+                inbox.poke()
+
     # --- requests -----------------------------------------------------------------------------------------
 
     async def wait_ready(self, timeout: float) -> None:
@@ -243,8 +265,10 @@ class KernelClient:
         patience = 0.02  # for IOPub: a status published before our subscription took is never seen, so ask again
         while loop.time() < deadline:
             try:
-                asked.add(self._client.kernel_info())
-            except zmq.Again:  # a relayed kernel's send gave up (bounded): ask again until the deadline
+                with self._sending(self._client.shell_channel):
+                    asked.add(self._client.kernel_info())
+            except KernelUnresponsive:  # the message could not be queued (a relay that is gone): ask again
+                await asyncio.sleep(0.02)
                 continue
             if await self._reply(asked, min(0.25, deadline - loop.time())) is None:
                 continue
@@ -286,7 +310,7 @@ class KernelClient:
         escalate: Callable[[], Awaitable[Any]] | None,
     ) -> Execution:
         loop = asyncio.get_running_loop()
-        with _bounded_send():
+        with self._sending(self._client.shell_channel):
             msg_id = self._client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
         reply = asyncio.ensure_future(self._reply(msg_id, timeout + _ESCALATE_AFTER + interrupt_grace))
         try:
@@ -344,7 +368,7 @@ class KernelClient:
 
         Raises KernelCodeError if it raises, KernelUnresponsive without a reply in ``timeout`` seconds.
         """
-        with _bounded_send():
+        with self._sending(self._client.shell_channel):
             msg_id = self._client.execute(
                 "", silent=True, store_history=False, user_expressions={"value": expression}, allow_stdin=False
             )
@@ -366,27 +390,43 @@ class KernelClient:
     def _request_interrupt(self) -> str:
         """Send an interrupt request; its msg_id (the kernel answers on control once it has signalled itself)."""
         msg = self._client.session.msg("interrupt_request", {})
-        with _bounded_send():
+        with self._sending(self._client.control_channel):
             self._client.control_channel.send(msg)
         return str(msg["header"]["msg_id"])
 
 
-@contextlib.contextmanager
-def _bounded_send() -> Iterator[None]:
-    """A send to a relayed kernel that gave up (its bounded send timed out) is an unresponsive kernel."""
+async def _first(
+    waiter: asyncio.Future[None], died: asyncio.Future[str], wake: asyncio.Future[Any] | None, deadline: float
+) -> None:
+    """Return once ``waiter``, ``died`` or ``wake`` is done, or at ``deadline`` (loop time): ``asyncio.wait`` for
+    this one case, without its sets, counters and extra future."""
+
+    def settle(_: Any = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = asyncio.get_running_loop().call_at(deadline, settle)
+    died.add_done_callback(settle)
+    if wake is not None:
+        wake.add_done_callback(settle)
     try:
-        yield
-    except zmq.Again:
-        raise KernelUnresponsive("its relay did not take the message (the node may be unreachable)") from None
+        await waiter
+    finally:
+        timer.cancel()
+        died.remove_done_callback(settle)
+        if wake is not None:
+            wake.remove_done_callback(settle)
+        if not waiter.done():
+            waiter.cancel()
 
 
-def _client_for(connection_info: ConnectionInfo, context: zmq.asyncio.Context) -> AsyncKernelClient:
+def _client_for(connection_info: ConnectionInfo, context: KernelContext) -> BlockingKernelClient:
     """jupyter_client's client; with the gateway's Curve keys when the kernel is relayed by a node agent. Its
     session leaves the messages' dates unparsed (nothing here reads them: see ``gateway.protocol.session``)."""
     keys = curve_keys(connection_info)
     if keys is None:
-        return AsyncKernelClient(context=context, session=DatelessSession())
-    client = CurveAsyncKernelClient(context=context, session=DatelessSession())
+        return BlockingKernelClient(context=context, session=DatelessSession())
+    client = CurveBlockingKernelClient(context=context, session=DatelessSession())
     client.agent_keys = keys
     client.send_timeout_ms = SEND_TIMEOUT_MS
     return client

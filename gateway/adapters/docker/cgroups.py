@@ -16,7 +16,7 @@ files are read with ``os.read``, without Python's buffered text I/O (issue 15: a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -26,6 +26,15 @@ class Paths:
     cpu: Path
     pids: Path
     v2: bool
+    #: The files every run reads or writes, as strings made once (no path joins per run).
+    cpu_file: str = field(init=False)
+    peak_file: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cpu_file", str(self.cpu / ("cpu.stat" if self.v2 else "cpuacct.usage")))
+        object.__setattr__(
+            self, "peak_file", str(self.memory / ("memory.peak" if self.v2 else "memory.max_usage_in_bytes"))
+        )
 
 
 @dataclass(frozen=True)
@@ -77,23 +86,23 @@ class CgroupReader:
 
     def cpu_seconds(self, paths: Paths) -> float | None:
         if paths.v2:
-            for line in _read(paths.cpu / "cpu.stat").splitlines():
+            for line in _read(paths.cpu_file).splitlines():
                 name, _, value = line.partition(" ")
                 if name == "usage_usec":
                     return int(value) / 1e6
             return None
-        nanoseconds = _number(paths.cpu / "cpuacct.usage")
+        nanoseconds = _number(paths.cpu_file)
         return None if nanoseconds is None else nanoseconds / 1e9
 
     def memory_bytes(self, paths: Paths) -> int | None:
         return _number(paths.memory / ("memory.current" if paths.v2 else "memory.usage_in_bytes"))
 
     def peak_memory_bytes(self, paths: Paths) -> int | None:
-        return _number(paths.memory / ("memory.peak" if paths.v2 else "memory.max_usage_in_bytes"))
+        return _number(paths.peak_file)
 
     def reset_peak(self, paths: Paths) -> bool:
         try:
-            fd = os.open(paths.memory / ("memory.peak" if paths.v2 else "memory.max_usage_in_bytes"), _WRITE)
+            fd = os.open(paths.peak_file, _WRITE)
         except OSError:
             return False
         try:
@@ -160,7 +169,7 @@ _WRITE = os.O_WRONLY | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 _READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
-def _read(path: Path) -> str:
+def _read(path: Path | str) -> str:
     """The file's text ("" if it cannot be read); cgroup files are small, but a longer one is read to its end."""
     try:
         fd = os.open(path, _READ)
@@ -177,6 +186,6 @@ def _read(path: Path) -> str:
         os.close(fd)
 
 
-def _number(path: Path) -> int | None:
+def _number(path: Path | str) -> int | None:
     text = _read(path).strip()
     return int(text) if text.isdigit() else None
