@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from gateway.kernels import events
 from gateway.kernels.events import EventHub
-from gateway.kernels.kernel import Kernel, RunResult
+from gateway.kernels.kernel import Kernel, KernelEvent, RunResult
 from gateway.metrics import GatewayMetrics
 from gateway.notebook import Cell
 from gateway.notebook.outputs import Output, output_size
@@ -30,6 +30,8 @@ class UsageReader(Protocol):
     def end_run(self, mark: Any) -> dict[str, object] | None: ...
 
     def snapshot(self, container_id: str) -> dict[str, int | float | None] | None: ...
+
+    def forget(self, container_id: str) -> None: ...
 
 
 def cell_event(cell: Cell) -> dict[str, Any]:
@@ -80,6 +82,7 @@ class KernelObserver:
         # The run in progress on each kernel with its outputs so far (bounded by the output collector's caps),
         # for snapshots taken in the middle of a run.
         self._running: dict[int, dict[str, Any]] = {}
+        self._measured: dict[int, str] = {}  # each kernel's container whose cgroup files its runs read
 
     def snapshot(self, kernel: Kernel) -> dict[str, Any]:
         """The kernel as a viewer first sees it: state, every cell, the run in progress. Take it in the same step
@@ -103,6 +106,8 @@ class KernelObserver:
         kernel.listeners.add(self._container_changed)
 
     def _container_changed(self, kernel: Kernel, what: object) -> None:
+        if what != KernelEvent.STARTED and (container_id := self._measured.pop(kernel.id, None)) is not None:
+            self.cgroups.forget(container_id)  # its kept cgroup files are closed (see ``KeptFiles``)
         self.state_changed(kernel)
 
     def state_changed(self, kernel: Kernel) -> None:
@@ -121,6 +126,8 @@ class KernelObserver:
             self.metrics.death("culled")
         self.state_changed(kernel)
         self._running.pop(kernel.id, None)
+        if (container_id := self._measured.pop(kernel.id, None)) is not None:
+            self.cgroups.forget(container_id)
         self.hub.close(kernel.id)
 
     def kernel_died(self, kernel: Kernel) -> None:
@@ -158,6 +165,7 @@ class KernelObserver:
         self._running[kernel.id] = {**started, "outputs": []}
         self.hub.publish(kernel.id, events.RUN_STARTED, started)
         self.hub.publish(kernel.id, events.KERNEL_STATE, {"state": "busy", "last_death": kernel.last_death})
+        self._measured[kernel.id] = kernel.container_id
         try:
             return self.cgroups.begin_run(kernel.container_id)
         except Exception:

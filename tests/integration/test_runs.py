@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import threading
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import docker
 
 from testing.harness import HOLD_UNTIL_INTERRUPTED, Api, BackgroundRun, GatewayProcess, stdout_of
+
+
+CGROUP_ROOT = "/sys/fs/cgroup"
 
 
 def in_background(call) -> tuple[threading.Thread, dict[str, Any]]:
@@ -99,3 +106,35 @@ def test_replacement_after_an_ignored_interrupt_does_not_hold_up_the_reply(api: 
     finally:
         client.close()
     assert left == []
+
+
+def cgroup_files_open(gateway: GatewayProcess) -> dict[str, int]:
+    """Container id -> how many of its cgroup files the gateway process holds open."""
+    assert gateway.process is not None
+    held: dict[str, int] = {}
+    for fd in Path(f"/proc/{gateway.process.pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith(CGROUP_ROOT) and (found := re.search(r"[0-9a-f]{64}", target)):
+                held[found.group()] = held.get(found.group(), 0) + 1
+    return held
+
+
+def test_a_runs_usage_is_measured_and_a_replaced_containers_cgroup_files_are_let_go(
+    api: Api, kernel: int, gateway: GatewayProcess
+) -> None:
+    api.add(kernel, 1, "len(bytearray(96 * 2**20)), sum(i * i for i in range(2_000_000))")  # freed at once
+    before = cgroup_files_open(gateway)
+    usage = api.run(kernel, 1).json()["usage"]
+    assert usage["peak_memory_bytes"] >= 96 * 2**20 and usage["cpu_seconds"] > 0.01, usage
+    held = {cid: n for cid, n in cgroup_files_open(gateway).items() if cid not in before}
+    assert len(held) == 1, held  # this kernel's container: its run files stay open between runs
+    (old,) = held
+    api.add(kernel, 2, "y = 1")
+    assert api.run(kernel, 2).json()["usage"]["peak_memory_bytes"] < 96 * 2**20  # the peak is the run's own
+    assert api.http.post(f"/kernels/{kernel}/restart").status_code == 200
+    again = api.run(kernel, 1).json()["usage"]
+    assert again["peak_memory_bytes"] >= 96 * 2**20 and again["cpu_seconds"] > 0.01, again
+    now = cgroup_files_open(gateway)
+    assert old not in now, now  # the replaced container's files were closed
+    assert len({cid for cid in now if cid not in before}) == 1

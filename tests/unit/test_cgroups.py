@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from gateway.adapters.docker.cgroups import CgroupReader
+from gateway.adapters.docker.cgroups import CgroupReader, KeptFiles
 
 CID = "a" * 64
 
@@ -63,6 +63,40 @@ def test_a_directory_that_went_reads_as_none_and_is_looked_up_again(tmp_path: Pa
     mark = reader.begin_run(CID)
     assert mark is not None
     shutil.rmtree(tmp_path / "memory"), shutil.rmtree(tmp_path / "cpuacct")  # the container was removed mid-run
+    # cgroupfs answers ENODEV on the files kept open; a plain directory keeps the removed files readable, so the
+    # observer's word that the container is gone is what closes them here
+    reader.forget(CID)
     assert reader.end_run(mark) is None and reader.begin_run(CID) is None and reader.snapshot(CID) is None
     v1(tmp_path, usage=100, peak=900, cpu_ns=1_000_000_000)  # a container of that id again
     assert reader.begin_run(CID) is not None
+
+
+def test_run_files_stay_open_are_read_afresh_and_are_closed_when_the_container_goes(tmp_path: Path) -> None:
+    reader = CgroupReader(tmp_path)
+    v1(tmp_path, usage=100, peak=900, cpu_ns=1_000_000_000)
+    cpu_file = tmp_path / "cpuacct/docker" / CID / "cpuacct.usage"
+    before = open_files()
+    for cpu_ns in (2_000_000_000, 2_500_000_000):  # the same files, kept open, show each new value
+        cpu_file.write_text(f"{cpu_ns}\n")
+        mark = reader.begin_run(CID)
+        cpu_file.write_text(f"{cpu_ns + 1_500_000_000}\n")
+        assert reader.end_run(mark) == {"peak_memory_bytes": 0, "cpu_seconds": 1.5, "peak_scope": "run"}
+    assert len(open_files() - before) == 3  # the CPU and peak files read, the peak file written
+    reader.forget(CID)
+    assert open_files() == before
+
+
+def test_at_most_limit_run_files_stay_open(tmp_path: Path) -> None:
+    files = KeptFiles()
+    files.LIMIT = 4
+    before = open_files()
+    for number in range(10):
+        (tmp_path / str(number)).write_text(f"{number}\n")
+        assert files.read(str(tmp_path / str(number))) == f"{number}\n"
+    assert len(open_files() - before) == 4
+    files.close_matching(str(tmp_path))
+    assert open_files() == before
+
+
+def open_files() -> set[str]:
+    return {entry.name for entry in Path("/proc/self/fd").iterdir()}
