@@ -14,7 +14,6 @@ import docker
 
 from testing.harness import HOLD_UNTIL_INTERRUPTED, Api, BackgroundRun, GatewayProcess, stdout_of
 
-
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
