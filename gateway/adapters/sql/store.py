@@ -2,7 +2,8 @@
 
 ``Store`` is the only door to the database. Every method is one short transaction run in the store's own
 single thread, never on the event loop; being one thread, writes happen in the order they were asked for, so a
-write that nobody awaits (``begin_run``, ``save_partial_outputs``) is still done before any later one.
+write that nobody awaits (``begin_run``, ``save_partial_outputs``) is still done before any later one. Run ends
+that queue up meanwhile are committed together (``gateway.adapters.sql.writer``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, Engine, Update, bindparam, delete, insert, select, update
@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.adapters.sql import database
 from gateway.adapters.sql.schema import cells, kernel_packages, kernels, runs
+from gateway.adapters.sql.writer import StoreThread
 from gateway.errors import StoreUnavailable
 from gateway.kernels.ports import InterruptedRun, KernelRecord
 from gateway.notebook import Cell
@@ -115,7 +116,7 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._writer = StoreThread(engine)
         #: Issue 11: with several replicas, the ownership that fences every kernel write (None: one gateway).
         self.fence: Ownership | None = None
         self._recorded: set[str] = set()  # runs ``begin_run`` wrote as in flight (most runs are shorter: none)
@@ -141,36 +142,18 @@ class Store:
         return cls(engine)
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.dispose)
-        self._thread.shutdown(wait=True)
+        await self._writer.close()
 
     # --- plumbing -----------------------------------------------------------------------------------------
 
-    def _transaction(self, work: Callable[[Connection], T]) -> Callable[[], T]:
-        def run() -> T:
-            try:
-                with self.engine.begin() as connection:
-                    return work(connection)
-            except SQLAlchemyError as error:
-                raise StoreUnavailable(f"Database error: {error.__class__.__name__}: {error}") from error
-
-        return run
-
-    async def _do(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in one transaction on the store's thread; return once it is committed."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._transaction(work))
+    async def _do(self, work: Callable[[Connection], T], *, groupable: bool = False) -> T:
+        """Run ``work`` in one transaction on the store's thread; return once it is committed (``groupable``: it
+        may share its transaction with other groupable writes queued at the same time)."""
+        return await self._writer.run(work, groupable=groupable)
 
     def _queue(self, work: Callable[[Connection], Any], what: str) -> None:
         """Run ``work`` in one transaction on the store's thread without waiting for it (failures are logged)."""
-
-        def done(future: Future[Any]) -> None:
-            if (error := future.exception()) is not None:
-                log.error("store: %s failed: %s", what, error)
-
-        try:
-            self._thread.submit(self._transaction(work)).add_done_callback(done)
-        except RuntimeError:  # the store is closed: the gateway is stopping
-            log.warning("store: %s dropped, the store is closed", what)
+        self._writer.queue(work, what)
 
     # --- kernels ------------------------------------------------------------------------------------------
 
@@ -351,7 +334,7 @@ class Store:
             _set_stale(connection, kernel_id, stale)
             connection.execute(_TOUCH_KERNEL, {"w_kernel": kernel_id, "last_activity_at": last_activity})
 
-        await self._do(work)
+        await self._do(work, groupable=True)
 
     def abandon_run(self, run_id: str, detail: str) -> None:
         """The run ended in an error of the gateway's own (not awaited); the cell keeps its earlier outputs."""
