@@ -96,9 +96,14 @@ class KernelClient:
         self.died: asyncio.Future[str] = loop.create_future()
         self.dropped = 0  # messages from the kernel that were not valid and were ignored
         self._received = 0
+        # jupyter_client's channels, looked up once (each access is a property and a traitlets read)
+        self._shell, self._iopub, self._control = (
+            self._client.shell_channel,
+            self._client.iopub_channel,
+            self._client.control_channel,
+        )
         self._inboxes = {
-            id(channel): Inbox(channel.socket, loop)
-            for channel in (self._client.shell_channel, self._client.iopub_channel, self._client.control_channel)
+            id(channel): Inbox(channel.socket, loop) for channel in (self._shell, self._iopub, self._control)
         }
 
     def close(self) -> None:
@@ -180,7 +185,7 @@ class KernelClient:
         """The shell (or ``control``) reply to ``msg_id`` (or to any of a set of ids; other replies are dropped),
         or None on timeout."""
         wanted = {msg_id} if isinstance(msg_id, str) else msg_id
-        channel = self._client.control_channel if control else self._client.shell_channel
+        channel = self._control if control else self._shell
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             msg = await self._next(channel, deadline - asyncio.get_running_loop().time())
@@ -208,11 +213,11 @@ class KernelClient:
             if sentinel_at is None and _answered(reply):
                 sentinel_at = loop.time() + _SENTINEL_AFTER
             if sentinel is None and sentinel_at is not None and loop.time() >= sentinel_at:
-                with self._sending(self._client.shell_channel):
+                with self._sending(self._shell):
                     sentinel = self._client.kernel_info()
             end = deadline if sentinel_at is None or sentinel is not None else min(deadline, sentinel_at)
             wake = reply if reply is not None and not reply.done() else None
-            msg = await self._next(self._client.iopub_channel, end - loop.time(), wake)
+            msg = await self._next(self._iopub, end - loop.time(), wake)
             if msg is None:
                 if loop.time() < deadline:
                     continue  # woken by the reply, or time to send the sentinel
@@ -265,7 +270,7 @@ class KernelClient:
         patience = 0.02  # for IOPub: a status published before our subscription took is never seen, so ask again
         while loop.time() < deadline:
             try:
-                with self._sending(self._client.shell_channel):
+                with self._sending(self._shell):
                     asked.add(self._client.kernel_info())
             except KernelUnresponsive:  # the message could not be queued (a relay that is gone): ask again
                 await asyncio.sleep(0.02)
@@ -310,7 +315,7 @@ class KernelClient:
         escalate: Callable[[], Awaitable[Any]] | None,
     ) -> Execution:
         loop = asyncio.get_running_loop()
-        with self._sending(self._client.shell_channel):
+        with self._sending(self._shell):
             msg_id = self._client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
         reply = asyncio.ensure_future(self._reply(msg_id, timeout + _ESCALATE_AFTER + interrupt_grace))
         try:
@@ -368,7 +373,7 @@ class KernelClient:
 
         Raises KernelCodeError if it raises, KernelUnresponsive without a reply in ``timeout`` seconds.
         """
-        with self._sending(self._client.shell_channel):
+        with self._sending(self._shell):
             msg_id = self._client.execute(
                 "", silent=True, store_history=False, user_expressions={"value": expression}, allow_stdin=False
             )
@@ -390,8 +395,8 @@ class KernelClient:
     def _request_interrupt(self) -> str:
         """Send an interrupt request; its msg_id (the kernel answers on control once it has signalled itself)."""
         msg = self._client.session.msg("interrupt_request", {})
-        with self._sending(self._client.control_channel):
-            self._client.control_channel.send(msg)
+        with self._sending(self._control):
+            self._control.send(msg)
         return str(msg["header"]["msg_id"])
 
 
