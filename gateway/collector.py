@@ -13,6 +13,7 @@ import gc
 
 #: Net allocations between two collections of the youngest generation: above what requests in flight hold.
 YOUNG_THRESHOLD = 50_000
+_DEFAULT_YOUNG = gc.get_threshold()[0]  # CPython's own, restored at shut-down
 
 
 def tune_after_start_up() -> None:
@@ -28,4 +29,4 @@ def restore_at_shut_down() -> None:
     """Undo ``tune_after_start_up`` (an app built again in the same process, as tests do, starts from scratch)."""
     gc.unfreeze()
     _, middle, old = gc.get_threshold()
-    gc.set_threshold(700, middle, old)
+    gc.set_threshold(_DEFAULT_YOUNG, middle, old)

@@ -106,9 +106,15 @@ class KernelObserver:
         kernel.listeners.add(self._container_changed)
 
     def _container_changed(self, kernel: Kernel, what: object) -> None:
-        if what != KernelEvent.STARTED and (container_id := self._measured.pop(kernel.id, None)) is not None:
-            self.cgroups.forget(container_id)  # its kept cgroup files are closed (see ``KeptFiles``)
+        if what != KernelEvent.STARTED:
+            self._let_go(kernel)
         self.state_changed(kernel)
+
+    def _let_go(self, kernel: Kernel) -> None:
+        """The container the kernel's runs were measured in is gone or not the kernel's any more: its kept cgroup
+        files are closed (see ``gateway.adapters.docker.cgroups.KeptFiles``)."""
+        if (container_id := self._measured.pop(kernel.id, None)) is not None:
+            self.cgroups.forget(container_id)
 
     def state_changed(self, kernel: Kernel) -> None:
         self.hub.publish(
@@ -126,8 +132,7 @@ class KernelObserver:
             self.metrics.death("culled")
         self.state_changed(kernel)
         self._running.pop(kernel.id, None)
-        if (container_id := self._measured.pop(kernel.id, None)) is not None:
-            self.cgroups.forget(container_id)
+        self._let_go(kernel)
         self.hub.close(kernel.id)
 
     def kernel_died(self, kernel: Kernel) -> None:

@@ -27,7 +27,7 @@ from gateway.agent.client import CurveBlockingKernelClient
 from gateway.errors import KernelCodeError, KernelGone, KernelUnresponsive
 from gateway.kernels.ports import ConnectionInfo
 from gateway.notebook.outputs import Output, OutputCollector, output_from_message
-from gateway.protocol.curve import SEND_TIMEOUT_MS, curve_keys
+from gateway.protocol.curve import curve_keys
 from gateway.protocol.inbox import Inbox, KernelContext
 from gateway.protocol.session import DatelessSession
 from gateway.protocol.socket_budget import allow_sockets
@@ -102,9 +102,7 @@ class KernelClient:
             self._client.iopub_channel,
             self._client.control_channel,
         )
-        self._inboxes = {
-            id(channel): Inbox(channel.socket, loop) for channel in (self._shell, self._iopub, self._control)
-        }
+        self._inboxes = {channel: Inbox(channel.socket, loop) for channel in (self._shell, self._iopub, self._control)}
 
     def close(self) -> None:
         for inbox in self._inboxes.values():
@@ -169,7 +167,7 @@ class KernelClient:
             if self.died.done():
                 raise KernelGone(self.died.result())
             return None
-        inbox = self._inboxes[id(channel)]
+        inbox = self._inboxes[channel]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -179,7 +177,7 @@ class KernelClient:
                 raise KernelGone(self.died.result())
             if deadline <= loop.time() or (wake is not None and wake.done()) or socket.closed:
                 return None
-            await _first(inbox.wait(), self.died, wake, deadline)
+            await inbox.wait(self.died, wake, deadline)
 
     async def _reply(self, msg_id: str | set[str], timeout: float, *, control: bool = False) -> dict[str, Any] | None:
         """The shell (or ``control``) reply to ``msg_id`` (or to any of a set of ids; other replies are dropped),
@@ -253,7 +251,7 @@ class KernelClient:
         except zmq.Again:
             raise KernelUnresponsive("its connection did not take the message (the node may be unreachable)") from None
         finally:
-            if (inbox := self._inboxes.get(id(channel))) is not None:
+            if (inbox := self._inboxes.get(channel)) is not None:
                 inbox.poke()
 
     # --- requests -----------------------------------------------------------------------------------------
@@ -400,31 +398,6 @@ class KernelClient:
         return str(msg["header"]["msg_id"])
 
 
-async def _first(
-    waiter: asyncio.Future[None], died: asyncio.Future[str], wake: asyncio.Future[Any] | None, deadline: float
-) -> None:
-    """Return once ``waiter``, ``died`` or ``wake`` is done, or at ``deadline`` (loop time): ``asyncio.wait`` for
-    this one case, without its sets, counters and extra future."""
-
-    def settle(_: Any = None) -> None:
-        if not waiter.done():
-            waiter.set_result(None)
-
-    timer = asyncio.get_running_loop().call_at(deadline, settle)
-    died.add_done_callback(settle)
-    if wake is not None:
-        wake.add_done_callback(settle)
-    try:
-        await waiter
-    finally:
-        timer.cancel()
-        died.remove_done_callback(settle)
-        if wake is not None:
-            wake.remove_done_callback(settle)
-        if not waiter.done():
-            waiter.cancel()
-
-
 def _client_for(connection_info: ConnectionInfo, context: KernelContext) -> BlockingKernelClient:
     """jupyter_client's client; with the gateway's Curve keys when the kernel is relayed by a node agent. Its
     session leaves the messages' dates unparsed (nothing here reads them: see ``gateway.protocol.session``)."""
@@ -433,7 +406,6 @@ def _client_for(connection_info: ConnectionInfo, context: KernelContext) -> Bloc
         return BlockingKernelClient(context=context, session=DatelessSession())
     client = CurveBlockingKernelClient(context=context, session=DatelessSession())
     client.agent_keys = keys
-    client.send_timeout_ms = SEND_TIMEOUT_MS
     return client
 
 

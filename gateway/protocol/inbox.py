@@ -5,8 +5,8 @@ flag and event in an ``enum`` on the way (~100 enum objects per ``1+1`` run). He
 that never blocks (``KernelSocket``), read with one reader callback on its file descriptor (``Inbox``):
 
 - ``Inbox.take()`` returns the frames of a queued message at once (a non-blocking receive), or None.
-- Only when none is queued does a reader wait, on a future the reader callback settles when the socket reports a
-  message (``Inbox.wait``), or at its deadline.
+- Only when none is queued does a reader wait (``Inbox.wait``), on a future the reader callback settles when the
+  socket reports a message, or the kernel's death, a wake-up or its deadline.
 
 A ZMQ socket's descriptor only signals a *change*: reading ``EVENTS`` (which ``take`` and the callback both do)
 consumes the signal. So every wait starts with a ``take``, and after a send on a socket (which can consume it too)
@@ -63,13 +63,29 @@ class Inbox:
             frames.append(frame.bytes)
         return frames
 
-    def wait(self) -> asyncio.Future[None]:
-        """A future settled once a message is queued (the caller then ``take``s it; another reader may have taken
-        it first) or the inbox is closed. The caller cancels or drops it when it stops waiting."""
+    async def wait(self, died: asyncio.Future[Any], wake: asyncio.Future[Any] | None, deadline: float) -> None:
+        """Return once a message is queued (the caller then ``take``s it; another reader may have taken it first),
+        ``died`` or ``wake`` is done, the inbox is closed, or at ``deadline`` (loop time): ``asyncio.wait`` for this
+        one case, without its sets, counters and extra future."""
         waiter = self._loop.create_future()
+
+        def settle(_: Any = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
         self._waiters.append(waiter)
-        waiter.add_done_callback(self._forget)
-        return waiter
+        timer = self._loop.call_at(deadline, settle)
+        died.add_done_callback(settle)
+        if wake is not None:
+            wake.add_done_callback(settle)
+        try:
+            await waiter
+        finally:
+            self._waiters.remove(waiter)
+            timer.cancel()
+            died.remove_done_callback(settle)
+            if wake is not None:
+                wake.remove_done_callback(settle)
 
     def poke(self) -> None:
         """The reader callback, and called after each send: wake the waiters if a message is queued. Always reads
@@ -90,9 +106,3 @@ class Inbox:
         for waiter in self._waiters[:]:
             if not waiter.done():
                 waiter.set_result(None)
-
-    def _forget(self, waiter: asyncio.Future[None]) -> None:
-        try:
-            self._waiters.remove(waiter)
-        except ValueError:
-            pass
